@@ -1,0 +1,1 @@
+"""Platforms realise a SeldonDeployment: on Kubernetes, or as local processes."""

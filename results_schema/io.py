@@ -1,0 +1,65 @@
+"""Parquet in and out: written atomically, stamped with the schema version, refused when unknown."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchbench.errors import ConfigError, SchemaVersionError
+from results_schema.schema import KNOWN_VERSIONS, SCHEMA_VERSION, SCHEMAS
+
+META_VERSION = b"orchbench.schema_version"
+META_TABLE = b"orchbench.table"
+
+
+def write_table(table: pa.Table, path: str | Path, kind: str) -> Path:
+    """Write `table` (cast to the `kind` schema) to `path` via a temporary file and an atomic rename."""
+    schema = SCHEMAS[kind]
+    table = table.select(schema.names).cast(schema)
+    meta = {**(table.schema.metadata or {}), META_VERSION: str(SCHEMA_VERSION).encode(), META_TABLE: kind.encode()}
+    table = table.replace_schema_metadata(meta)
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(f"{path.parent}: cannot write results there ({exc.strerror})") from None
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_table(path: str | Path, kind: str) -> pa.Table:
+    """Read a results table; refuse files of another table kind or an unknown schema version."""
+    path = Path(path)
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such results file") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ConfigError(f"{path}: not a Parquet file ({exc})") from None
+    raw = meta.get(META_VERSION)
+    if raw is None:
+        raise SchemaVersionError(f"{path}: no orchbench schema version in the file; not an orchbench results file")
+    try:
+        version = int(raw)
+    except ValueError:
+        raise SchemaVersionError(f"{path}: unreadable schema version {raw!r}") from None
+    if version not in KNOWN_VERSIONS:
+        raise SchemaVersionError(
+            f"{path}: schema version {version} is unknown to this orchbench (knows {sorted(KNOWN_VERSIONS)});"
+            " upgrade orchbench to read it"
+        )
+    table_kind = meta.get(META_TABLE, b"").decode()
+    if table_kind != kind:
+        raise ConfigError(f"{path}: holds the {table_kind!r} table, expected {kind!r}")
+    return pq.read_table(path)

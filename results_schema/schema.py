@@ -1,0 +1,78 @@
+"""The results schema as code. Bump SCHEMA_VERSION on any change to a column's name, type or meaning.
+
+Two tables:
+- `runs`: one row per load-test run (one arm, one block, one transport).
+- `samples`: one row per request, for tools that record them (k6 CSV, ghz details, vegeta CSV).
+
+All latencies are integer nanoseconds (`*_ns`); timestamps are UTC with ns resolution.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+KNOWN_VERSIONS = frozenset({1})
+
+TS = pa.timestamp("ns", tz="UTC")
+
+LATENCY_FIELDS = ("min", "mean", "p50", "p90", "p95", "p99", "max")
+
+RUNS_SCHEMA = pa.schema(
+    [
+        pa.field("schema_version", pa.int16(), nullable=False),
+        pa.field("experiment", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("scenario", pa.string(), nullable=False),
+        pa.field("transport", pa.string(), nullable=False),  # rest | grpc
+        pa.field("arm", pa.string(), nullable=False),  # with | without (orchestrator)
+        pa.field("block", pa.int32(), nullable=False),
+        pa.field("platform", pa.string(), nullable=False),  # local | kubernetes | external
+        pa.field("tool", pa.string(), nullable=False),  # k6 | vegeta | ghz
+        pa.field("tool_version", pa.string()),
+        pa.field("mode", pa.string()),  # closed | open
+        pa.field("workers", pa.int32()),
+        pa.field("rate_per_s", pa.float64()),
+        pa.field("duration_ns", pa.int64()),
+        pa.field("warmup_ns", pa.int64()),
+        pa.field("requests", pa.int64(), nullable=False),
+        pa.field("successes", pa.int64()),
+        pa.field("errors", pa.int64()),
+        pa.field("status_codes", pa.map_(pa.string(), pa.int64())),
+        *[pa.field(f"latency_{name}_ns", pa.int64()) for name in LATENCY_FIELDS],
+        pa.field("throughput_rps", pa.float64()),
+        pa.field("bytes_in_total", pa.int64()),
+        pa.field("bytes_out_total", pa.int64()),
+        pa.field("started_at", TS),
+        pa.field("ended_at", TS),
+        pa.field("payload_sha256", pa.string()),
+        pa.field("arm_verified", pa.bool_()),
+        pa.field("arm_evidence", pa.string()),
+        pa.field("deployment_reuse", pa.string()),
+        pa.field("floor_p50_ns", pa.int64()),
+        pa.field("orchbench_version", pa.string(), nullable=False),
+        pa.field("git_commit", pa.string()),
+        pa.field("host", pa.string()),
+        pa.field("cluster", pa.string()),
+        pa.field("nodes", pa.string()),  # JSON: node or CPU placement of load tester and model
+        pa.field("raw_artifact", pa.string()),
+    ]
+)
+
+SAMPLES_SCHEMA = pa.schema(
+    [
+        pa.field("schema_version", pa.int16(), nullable=False),
+        pa.field("experiment", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("transport", pa.string(), nullable=False),
+        pa.field("arm", pa.string(), nullable=False),
+        pa.field("block", pa.int32(), nullable=False),
+        pa.field("seq", pa.int64(), nullable=False),
+        pa.field("timestamp", TS),
+        pa.field("latency_ns", pa.int64(), nullable=False),
+        pa.field("status", pa.string()),
+        pa.field("ok", pa.bool_(), nullable=False),
+    ]
+)
+
+SCHEMAS = {"runs": RUNS_SCHEMA, "samples": SAMPLES_SCHEMA}
