@@ -37,6 +37,51 @@ def version() -> None:
 
 
 @app.command()
+def run(
+    spec: Annotated[Optional[Path], typer.Option(help="Experiment spec (default: specs/default.yaml).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/<time>-<name>).")] = None,
+    inject_delay_ms: Annotated[
+        Optional[float], typer.Option(help="Override local.inject_delay_ms (known-answer calibration).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress and no table.")] = False,
+) -> None:
+    """Run the benchmark on this machine: the compiled workflow, executed by the local runner."""
+    from orchbench.commands.run_cmd import run_local
+
+    overrides = {} if inject_delay_ms is None else {"local.inject_delay_ms": inject_delay_ms}
+    run_local(spec, out, overrides, quiet)
+
+
+@app.command("compile")
+def compile_(
+    spec: Annotated[Optional[Path], typer.Option(help="Experiment spec (default: specs/default.yaml).")] = None,
+    kind: Annotated[str, typer.Option(help="workflow | template | cron")] = "workflow",
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write YAML here (default: stdout).")] = None,
+) -> None:
+    """Compile the spec to Argo YAML for `argo submit` (Workflow, WorkflowTemplate or CronWorkflow)."""
+    from orchbench.commands.run_cmd import run_compile
+
+    run_compile(spec, kind, output)
+
+
+@app.command()
+def submit(
+    spec: Annotated[Optional[Path], typer.Option(help="Experiment spec.")] = None,
+    kind: Annotated[str, typer.Option(help="workflow | template | cron")] = "workflow",
+    host: Annotated[Optional[str], typer.Option(help="Argo server URL (or ARGO_HOST).")] = None,
+    token: Annotated[
+        Optional[str], typer.Option(help="Bearer token (or ARGO_TOKEN); never printed.", show_default=False)
+    ] = None,
+    namespace: Annotated[Optional[str], typer.Option(help="Namespace (or ARGO_NAMESPACE).")] = None,
+    verify_ssl: Annotated[bool, typer.Option(help="Verify the server's TLS certificate.")] = True,
+) -> None:
+    """Submit the compiled pipeline through the Argo server API (Hera's WorkflowsService)."""
+    from orchbench.commands.run_cmd import run_submit
+
+    run_submit(spec, kind, host, token, namespace, verify_ssl)
+
+
+@app.command()
 def compare(
     with_: Annotated[Path, typer.Option("--with", help="Load-tester JSON of the arm WITH the orchestrator.")],
     without: Annotated[Path, typer.Option("--without", help="Load-tester JSON of the arm WITHOUT it.")],
@@ -51,6 +96,94 @@ def compare(
     from orchbench.commands.compare_cmd import run_compare
 
     run_compare(with_, without, json_out, parquet, with_samples, without_samples)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `orchbench run`.")],
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="HTML file (default: RUN_DIR/report.html)")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML report of a run (tables, CDFs, per-block plot, provenance)."""
+    from orchbench.report import build_report
+
+    typer.echo(str(build_report(run_dir, out)))
+
+
+serve_app = typer.Typer(help="The local serving stack: model server, orchestrator, model and payloads.")
+app.add_typer(serve_app, name="serve")
+
+
+_PASS_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@serve_app.command("model", context_settings=_PASS_ARGS)
+def serve_model(ctx: typer.Context) -> None:
+    """Run the TF-Serving-style model server (options: python -m serving.model_server --help)."""
+    from serving.model_server import main as model_main
+
+    model_main(list(ctx.args))
+
+
+@serve_app.command("orchestrator", context_settings=_PASS_ARGS)
+def serve_orchestrator(ctx: typer.Context) -> None:
+    """Run the reference orchestrator (options: python -m serving.orchestrator --help)."""
+    from serving.orchestrator import main as orch_main
+
+    orch_main(list(ctx.args))
+
+
+@serve_app.command("build-model")
+def serve_build_model(force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False) -> None:
+    """Convert the EfficientNet-Lite0 weights to ONNX (cached, verified); print its path."""
+    from serving.model import build_model
+
+    typer.echo(str(build_model(force=force)))
+
+
+@serve_app.command("payloads")
+def serve_payloads(out: Annotated[Optional[Path], typer.Option(help="Output directory.")] = None) -> None:
+    """Regenerate payloads/flowers.json and flowers.bin from sklearn's flower.jpg."""
+    from serving.payloads import main as payloads_main
+
+    payloads_main(["--out", str(out)] if out else [])
+
+
+@app.command()
+def trend(
+    dataset: Annotated[Path, typer.Argument(help="Directory of runs; reads every overheads.parquet below.")],
+    threshold_ms: Annotated[
+        float | None, typer.Option(help="Fail above this overhead (default: the run's own threshold).")
+    ] = None,
+    metric: Annotated[str, typer.Option(help="mean | p50")] = "mean",
+    transport: Annotated[str, typer.Option(help="rest | grpc | all")] = "all",
+    html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML plot (CI bands).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    experiment: Annotated[str | None, typer.Option(help="Only runs of this experiment.")] = None,
+    baseline_runs: Annotated[int, typer.Option(help="Earlier runs the latest is compared with.")] = 7,
+    min_effect_ms: Annotated[float, typer.Option(help="Smallest step (ms) counted as a regression.")] = 0.1,
+) -> None:
+    """Overhead over many runs and a regression gate on the latest (exit 3: regression, 2: bad input)."""
+    from orchbench.trend import run_trend
+
+    code = run_trend(
+        dataset, threshold_ms, metric, transport, html, json_out, experiment, baseline_runs, min_effect_ms
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def floor(
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    requests: Annotated[int, typer.Option(min=1, max=1_000_000, help="Measured requests per tool and transport.")]
+    = 2000,
+) -> None:
+    """The measurement floor: k6 and a minimal Python client against no-op REST/gRPC servers, pinned."""
+    from orchbench.floor import run_floor_cli
+
+    run_floor_cli(json_out, requests)
 
 
 def main(argv: list[str] | None = None) -> None:

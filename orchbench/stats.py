@@ -29,10 +29,10 @@ class Estimate:
     ci95: tuple[float, float]
 
     def to_dict(self, scale: float = 1.0, digits: int = 6) -> dict[str, object]:
-        return {
-            "estimate": round(self.estimate * scale, digits),
-            "ci95": [round(self.ci95[0] * scale, digits), round(self.ci95[1] * scale, digits)],
-        }
+        def r(x: float) -> float | None:
+            return None if not np.isfinite(x) else round(x * scale, digits)
+
+        return {"estimate": r(self.estimate), "ci95": [r(self.ci95[0]), r(self.ci95[1])]}
 
 
 def _as_groups(groups: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:

@@ -1,8 +1,9 @@
 """The results schema as code. Bump SCHEMA_VERSION on any change to a column's name, type or meaning.
 
-Two tables:
+Three tables:
 - `runs`: one row per load-test run (one arm, one block, one transport).
 - `samples`: one row per request, for tools that record them (k6 CSV, ghz details, vegeta CSV).
+- `overheads`: one row per (run, transport, metric) with the estimate and its 95 % CI.
 
 All latencies are integer nanoseconds (`*_ns`); timestamps are UTC with ns resolution.
 """
@@ -75,4 +76,29 @@ SAMPLES_SCHEMA = pa.schema(
     ]
 )
 
-SCHEMAS = {"runs": RUNS_SCHEMA, "samples": SAMPLES_SCHEMA}
+#: One row per (run, transport, metric): the compare step's answer, what trends and gates read.
+OVERHEADS_SCHEMA = pa.schema(
+    [
+        pa.field("schema_version", pa.int16(), nullable=False),
+        pa.field("experiment", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("created_at", TS, nullable=False),
+        pa.field("transport", pa.string(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),  # mean | p50 | p90 | p95 | p99
+        pa.field("estimate_ms", pa.float64(), nullable=False),
+        pa.field("ci_low_ms", pa.float64()),
+        pa.field("ci_high_ms", pa.float64()),
+        pa.field("with_ms", pa.float64()),
+        pa.field("without_ms", pa.float64()),
+        pa.field("n_with", pa.int64()),
+        pa.field("n_without", pa.int64()),
+        pa.field("mann_whitney_u_p", pa.float64()),
+        pa.field("threshold_ms", pa.float64()),
+        pa.field("platform", pa.string()),
+        pa.field("orchbench_version", pa.string()),
+        pa.field("git_commit", pa.string()),
+        pa.field("host", pa.string()),
+    ]
+)
+
+SCHEMAS = {"runs": RUNS_SCHEMA, "samples": SAMPLES_SCHEMA, "overheads": OVERHEADS_SCHEMA}

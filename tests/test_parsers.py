@@ -64,15 +64,38 @@ def test_ghz_with_histogram_and_details_and_null_distribution():
 
 K6_NESTED = {
     "metrics": {
-        "http_req_duration": {"type": "trend", "contains": "time",
-                              "values": {"avg": 9.0, "min": 1.0, "med": 8.0, "max": 50.0, "p(90)": 12.0,
-                                         "p(95)": 14.0, "p(99)": 20.0}},
-        "http_req_duration{scenario:measure}": {"type": "trend", "contains": "time",
-                                                "values": {"avg": 7.5, "min": 5.25, "med": 7.125, "max": 30.0,
-                                                           "p(90)": 9.0, "p(95)": 10.0, "p(99)": 12.5}},
+        "http_req_duration": {
+            "type": "trend",
+            "contains": "time",
+            "values": {
+                "avg": 9.0,
+                "min": 1.0,
+                "med": 8.0,
+                "max": 50.0,
+                "p(90)": 12.0,
+                "p(95)": 14.0,
+                "p(99)": 20.0,
+            },
+        },
+        "http_req_duration{scenario:measure}": {
+            "type": "trend",
+            "contains": "time",
+            "values": {
+                "avg": 7.5,
+                "min": 5.25,
+                "med": 7.125,
+                "max": 30.0,
+                "p(90)": 9.0,
+                "p(95)": 10.0,
+                "p(99)": 12.5,
+            },
+        },
         "http_reqs": {"type": "counter", "values": {"count": 120, "rate": 40.0}},
         "http_reqs{scenario:measure}": {"type": "counter", "values": {"count": 100, "rate": 33.3}},
-        "http_req_failed{scenario:measure}": {"type": "rate", "values": {"rate": 0.02, "passes": 2, "fails": 98}},
+        "http_req_failed{scenario:measure}": {
+            "type": "rate",
+            "values": {"rate": 0.02, "passes": 2, "fails": 98},
+        },
         "data_sent": {"type": "counter", "values": {"count": 1617500, "rate": 1.0}},
     },
     "state": {"testRunDurationMs": 3000.5},
@@ -82,17 +105,27 @@ K6_NESTED = {
 def test_k6_handle_summary_prefers_measure_submetric_ms_to_ns():
     s = parse_data(copy.deepcopy(K6_NESTED), "k6.json")
     assert s.tool == "k6"
-    assert s.latency_ns == {"min": 5_250_000, "mean": 7_500_000, "p50": 7_125_000, "p90": 9_000_000,
-                            "p95": 10_000_000, "p99": 12_500_000, "max": 30_000_000}
+    assert s.latency_ns == {
+        "min": 5_250_000,
+        "mean": 7_500_000,
+        "p50": 7_125_000,
+        "p90": 9_000_000,
+        "p95": 10_000_000,
+        "p99": 12_500_000,
+        "max": 30_000_000,
+    }
     assert (s.requests, s.successes) == (100, 98)
     assert s.duration_ns == 3_000_500_000 and s.bytes_out_total == 1617500
 
 
 def test_k6_summary_export_flat_layout_and_grpc():
-    flat = {"metrics": {"grpc_req_duration": {"avg": 2.5, "min": 1.0, "med": 2.0, "max": 9.0, "p(90)": 3.0,
-                                              "p(95)": 4.0},
-                        "iterations": {"count": 40, "rate": 10.0},
-                        "checks": {"passes": 80, "fails": 0, "value": 1}}}
+    flat = {
+        "metrics": {
+            "grpc_req_duration": {"avg": 2.5, "min": 1.0, "med": 2.0, "max": 9.0, "p(90)": 3.0, "p(95)": 4.0},
+            "iterations": {"count": 40, "rate": 10.0},
+            "checks": {"passes": 80, "fails": 0, "value": 1},
+        }
+    }
     s = parse_data(flat, "flat.json")
     assert s.latency_ns["p50"] == 2_000_000 and "p99" not in s.latency_ns
     assert (s.requests, s.successes) == (40, 40)

@@ -13,7 +13,9 @@ from tests.helpers import FIXTURES
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 SEEDS = [json.loads(p.read_text()) for p in sorted(FIXTURES.glob("seed_*.json"))]
@@ -41,7 +43,11 @@ def test_random_json_never_crashes(data):
 def test_mutated_seed_reports_never_crash(seed, mutations):
     data = json.loads(json.dumps(seed))
     for key, value in mutations:
-        target = data.get("latencies") if key in ("mean", "50th") and isinstance(data.get("latencies"), dict) else data
+        target = (
+            data.get("latencies")
+            if key in ("mean", "50th") and isinstance(data.get("latencies"), dict)
+            else data
+        )
         target[key] = value
     _parse_or_typed_error(data)
 

@@ -16,14 +16,18 @@ from tests.helpers import FIXTURES
 def _seed_runs():
     prov = collect()
     rows = []
-    for i, (name, transport, arm) in enumerate([
-        ("seed_vegeta_rest_with.json", "rest", "with"),
-        ("seed_vegeta_rest_without.json", "rest", "without"),
-        ("seed_ghz_grpc_with.json", "grpc", "with"),
-        ("seed_ghz_grpc_without.json", "grpc", "without"),
-    ]):
+    for i, (name, transport, arm) in enumerate(
+        [
+            ("seed_vegeta_rest_with.json", "rest", "with"),
+            ("seed_vegeta_rest_without.json", "rest", "without"),
+            ("seed_ghz_grpc_with.json", "grpc", "with"),
+            ("seed_ghz_grpc_without.json", "grpc", "without"),
+        ]
+    ):
         s = load_summary(FIXTURES / name)
-        rows.append(runs_row(s, RunContext("seed", "r1", transport, arm, block=i, platform="kubernetes"), prov))
+        rows.append(
+            runs_row(s, RunContext("seed", "r1", transport, arm, block=i, platform="kubernetes"), prov)
+        )
     return runs_table(rows)
 
 

@@ -1,0 +1,45 @@
+// gRPC: tensorflow.serving.PredictionService/Predict with the PredictRequest decoded (in Python,
+// protobuf's JSON mapping) from the binary payload; check StatusOK + outputs.scores.
+// A failed connect leaves no grpc_req_duration sample, so it is recorded in `orchbench_connect_errors`.
+import grpc from 'k6/net/grpc';
+import { check } from 'k6';
+import { Trend } from 'k6/metrics';
+import { cfg, summaryFiles, warmupIteration } from './common.js';
+
+const client = new grpc.Client();
+client.loadProtoset(cfg.protoset);
+const message = JSON.parse(open(cfg.request_json));
+const connectErrors = new Trend('orchbench_connect_errors', true);
+let connected = false;
+
+export const options = cfg.options;
+
+function request() {
+  if (!connected) {
+    const t0 = Date.now();
+    try {
+      client.connect(cfg.target, { plaintext: true, timeout: cfg.timeout });
+      connected = true;
+    } catch (e) {
+      connectErrors.add(Date.now() - t0, { error: String(e).slice(0, 200) });
+      return;
+    }
+  }
+  const res = client.invoke(cfg.method, message, { timeout: cfg.timeout });
+  check(res, {
+    [cfg.check_name]: (r) =>
+      r.status === grpc.StatusOK && !!r.message && !!r.message.outputs && !!r.message.outputs.scores,
+  });
+}
+
+export function warmup() {
+  warmupIteration(request);
+}
+
+export function measure() {
+  request();
+}
+
+export function handleSummary(data) {
+  return summaryFiles(data);
+}

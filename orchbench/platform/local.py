@@ -1,0 +1,477 @@
+"""The local platform: the system under test as processes on this machine, isolated by CPU pinning.
+
+Each arm is its own deployment, kept across measurement blocks:
+- "without": one model server on the "without" port (default 9000), speaking the manifest's transport;
+- "with": a model server on an internal port (default 9100) plus the orchestrator on the "with" port
+  (default 8000) forwarding to it (the seed's topology: no-engine means the model alone).
+
+Every step runs in its own short-lived process, so servers start in their own session (process
+group) and outlive the step; the record keeps what later steps need (pids, pgids, cmdlines, process
+start times, ports, logs). Teardown signals a recorded group only while its leader is still the
+process we started (same cmdline and start time), never anything else.
+
+Taints become CPU pinning: with >= 2 CPUs the load tester gets one CPU and the servers the rest;
+the plan is written to <run_dir>/cpu_plan.json (`read_cpu_plan`) for the load-test step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from orchbench.arms import PORT_WITH_ORCHESTRATOR, PORT_WITHOUT_ORCHESTRATOR, ArmName, Endpoint, Transport
+from orchbench.errors import ArmVerificationError, ConfigError, DeployTimeout, PlatformError
+from orchbench.manifest import inspect
+from orchbench.paths import PAYLOADS, REPO_ROOT
+from orchbench.platform.base import ArmEvidence, DeploymentRecord
+
+CPU_PLAN_FILE = "cpu_plan.json"
+MARKER = "x-orchbench-orchestrator"
+DEFAULT_INTERNAL_PORT = 9100
+LOG_TAIL_LINES = 15
+_EXIT_BIND = 3  # serving.runtime.EXIT_BIND (not imported: keeps this module free of grpc/aiohttp)
+
+
+@dataclass(frozen=True)
+class LocalPorts:
+    """with_orchestrator: where clients reach the orchestrator; without_orchestrator: the model
+    alone; internal: the model behind the orchestrator in the 'with' arm."""
+
+    with_orchestrator: int = PORT_WITH_ORCHESTRATOR
+    without_orchestrator: int = PORT_WITHOUT_ORCHESTRATOR
+    internal: int = DEFAULT_INTERNAL_PORT
+
+    def __post_init__(self) -> None:
+        ports = (self.with_orchestrator, self.without_orchestrator, self.internal)
+        if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
+            raise ConfigError(f"local ports must be three distinct ports in 1..65535, got {ports}")
+
+
+def read_cpu_plan(run_dir: Path) -> dict[str, Any] | None:
+    """The CPU plan `taint()` wrote, or None when there is none (not tainted, or untainted)."""
+    path = Path(run_dir) / CPU_PLAN_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise PlatformError(f"{path}: unreadable CPU plan ({exc})") from None
+    return data if isinstance(data, dict) else None
+
+
+# --------------------------------------------------------------------------------------------------
+# processes
+
+
+def _proc_starttime(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks since boot), None if the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[19])
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _proc_cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def _is_ours(proc: dict[str, Any]) -> bool:
+    """The recorded process still runs under its pid (same start time and cmdline), not a zombie."""
+    pid = int(proc["pid"])
+    if _proc_state(pid) in (None, "Z", "X"):
+        return False
+    return _proc_starttime(pid) == proc.get("starttime") and _proc_cmdline(pid) == proc["cmdline"]
+
+
+#: Popen objects of the servers this process started (kept so their exit codes are not lost).
+_CHILDREN: dict[int, Any] = {}
+
+
+def _reap(pid: int) -> int | None:
+    """Reap `pid` if it is our exited child; its exit code (negative signal) or None."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll()
+    try:
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if got == 0:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def _gone(proc: dict[str, Any]) -> bool:
+    """The recorded process has exited (reaped, a zombie, or its pid now belongs to another process)."""
+    pid = int(proc["pid"])
+    _reap(pid)
+    return _proc_state(pid) in (None, "Z", "X") or _proc_starttime(pid) != proc.get("starttime")
+
+
+def _exit_note(proc: dict[str, Any]) -> str:
+    code = _reap(int(proc["pid"]))
+    if code is None:
+        exit_file = Path(proc["log"]).with_suffix(".exit")
+        with contextlib.suppress(OSError, ValueError):
+            code = int(exit_file.read_text().strip())
+    return "exit code unknown" if code is None else f"exit code {code}"
+
+
+def _log_tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    tail = text.strip().splitlines()[-lines:]
+    return " | ".join(tail) if tail else "(empty log)"
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+class LocalPlatform:
+    name = "local"
+
+    def __init__(
+        self,
+        run_dir: Path,
+        ports: LocalPorts | None = None,
+        cpu_pinning: bool = True,
+        inject_delay_ms: float = 0.0,
+        model_threads: int = 1,
+        python: str = sys.executable,
+        host: str = "127.0.0.1",
+    ) -> None:
+        if inject_delay_ms < 0:
+            raise ConfigError(f"inject_delay_ms must be >= 0, got {inject_delay_ms}")
+        if model_threads < 1:
+            raise ConfigError(f"model_threads must be >= 1, got {model_threads}")
+        self.run_dir = Path(run_dir)
+        self.ports = ports or LocalPorts()
+        self.cpu_pinning = cpu_pinning
+        self.inject_delay_ms = float(inject_delay_ms)
+        self.model_threads = model_threads
+        self.python = python
+        self.host = host
+
+    # taints ----------------------------------------------------------------------------------------
+    def taint(self) -> dict[str, Any]:
+        cpus = sorted(os.sched_getaffinity(0))
+        if not self.cpu_pinning:
+            plan = {
+                "pinned": False,
+                "reason": "cpu pinning disabled",
+                "available_cpus": cpus,
+                "loadtester_cpus": None,
+                "serving_cpus": None,
+            }
+        elif len(cpus) < 2:
+            plan = {
+                "pinned": False,
+                "reason": f"only {len(cpus)} CPU available: no pinning",
+                "available_cpus": cpus,
+                "loadtester_cpus": None,
+                "serving_cpus": None,
+            }
+        else:
+            plan = {
+                "pinned": True,
+                "reason": "load tester on one CPU, model and orchestrator on the others",
+                "available_cpus": cpus,
+                "loadtester_cpus": cpus[:1],
+                "serving_cpus": cpus[1:],
+            }
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_dir / (CPU_PLAN_FILE + ".tmp")
+        tmp.write_text(json.dumps(plan, indent=2))
+        tmp.replace(self.run_dir / CPU_PLAN_FILE)
+        return plan
+
+    def untaint(self) -> None:
+        (self.run_dir / CPU_PLAN_FILE).unlink(missing_ok=True)
+
+    # deploy ----------------------------------------------------------------------------------------
+    def _serving_cpus(self) -> list[int] | None:
+        plan = read_cpu_plan(self.run_dir)
+        if plan and plan.get("pinned") and plan.get("serving_cpus"):
+            return [int(c) for c in plan["serving_cpus"]]
+        return None
+
+    def _spawn(self, role: str, args: list[str], log: Path) -> dict[str, Any]:
+        import subprocess
+
+        cmd = [self.python, "-m", f"serving.{role}", *args]
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+                start_new_session=True,
+                env={
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    "ORCHBENCH_EXIT_FILE": str(log.with_suffix(".exit")),
+                },
+            )
+        _CHILDREN[proc.pid] = proc
+        starttime = _proc_starttime(proc.pid)
+        for _ in range(50):  # wait for the exec so the recorded cmdline can be checked later
+            if _proc_cmdline(proc.pid) == cmd or _proc_state(proc.pid) in (None, "Z"):
+                break
+            time.sleep(0.01)
+        return {
+            "role": role,
+            "pid": proc.pid,
+            "pgid": proc.pid,
+            "cmdline": cmd,
+            "starttime": starttime,
+            "log": str(log),
+        }
+
+    def deploy(self, manifest: dict[str, Any], arm: ArmName, record_path: Path) -> DeploymentRecord:
+        if arm not in ("with", "without"):
+            raise ConfigError(f"arm must be 'with' or 'without', got {arm!r}")
+        info = inspect(manifest)
+        transport: Transport = info.transport
+        flag = f"--{transport}-port"
+        cpus = self._serving_cpus()
+        pin = ["--cpus", ",".join(map(str, cpus))] if cpus else []
+        if arm == "without":
+            public, wanted = self.ports.without_orchestrator, [self.ports.without_orchestrator]
+        else:
+            public, wanted = self.ports.with_orchestrator, [self.ports.with_orchestrator, self.ports.internal]
+        for port in wanted:
+            if not _port_free(self.host, port):
+                raise PlatformError(
+                    f"port {port} on {self.host} is already in use (arm {arm!r}, {transport})"
+                )
+        logs = self.run_dir / "logs"
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        model_port = public if arm == "without" else self.ports.internal
+        model_args = [
+            flag,
+            str(model_port),
+            "--host",
+            self.host,
+            "--model-name",
+            info.model_name,
+            "--threads",
+            str(self.model_threads),
+            *pin,
+        ]
+        procs = [
+            self._spawn("model_server", model_args, logs / f"{info.name}-{arm}-{transport}-model-{stamp}.log")
+        ]
+        if arm == "with":
+            orch_args = [
+                flag,
+                str(public),
+                "--host",
+                self.host,
+                f"--upstream-{transport}",
+                f"{self.host}:{model_port}",
+                "--inject-delay-ms",
+                repr(self.inject_delay_ms),
+                *pin,
+            ]
+            procs.append(
+                self._spawn(
+                    "orchestrator",
+                    orch_args,
+                    logs / f"{info.name}-{arm}-{transport}-orchestrator-{stamp}.log",
+                )
+            )
+        procs[0]["port"] = model_port
+        if arm == "with":
+            procs[1]["port"] = public
+        record = DeploymentRecord(
+            platform=self.name,
+            name=info.name,
+            transport=transport,
+            arm=arm,
+            model_name=info.model_name,
+            details={
+                "host": self.host,
+                "port": public,
+                "internal_port": self.ports.internal if arm == "with" else None,
+                "ports": asdict(self.ports),
+                "processes": procs,
+                "serving_cpus": cpus,
+                "cpu_pinning": bool(cpus),
+                "inject_delay_ms": self.inject_delay_ms if arm == "with" else 0.0,
+                "model_threads": self.model_threads,
+                "run_dir": str(self.run_dir),
+                "record_path": str(record_path),
+                "deployed_at": time.time(),
+            },
+        )
+        record.save(Path(record_path))
+        return record
+
+    # wait ------------------------------------------------------------------------------------------
+    def _check_alive(self, record: DeploymentRecord) -> None:
+        for proc in record.details.get("processes", []):
+            if not _is_ours(proc):
+                note = _exit_note(proc)
+                tail = _log_tail(proc["log"])
+                port = proc.get("port")
+                if (
+                    "address already in use" in tail.lower()
+                    or "cannot listen" in tail.lower()
+                    or (note == f"exit code {_EXIT_BIND}")
+                ):
+                    raise PlatformError(
+                        f"{proc['role']} (pid {proc['pid']}) could not bind port {port}: {note}; log: {tail}"
+                    )
+                raise PlatformError(
+                    f"{proc['role']} (pid {proc['pid']}, port {port}) died ({note}); log: {tail}"
+                )
+
+    def wait(self, record: DeploymentRecord, timeout_s: float) -> Endpoint:
+        endpoint = Endpoint(
+            record.transport,
+            record.arm,
+            record.details["host"],
+            int(record.details["port"]),
+            record.model_name,
+        )
+        deadline = time.monotonic() + timeout_s
+        last = "no attempt yet"
+        while True:
+            self._check_alive(record)
+            try:
+                self._probe(endpoint)
+                return endpoint
+            except Exception as exc:  # the probe's failure is the status we report
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() >= deadline:
+                tails = "; ".join(
+                    f"{p['role']} log: {_log_tail(p['log'], 5)}" for p in record.details["processes"]
+                )
+                raise DeployTimeout(
+                    f"{record.name} ({record.arm}, {record.transport}) not ready on port {endpoint.port} "
+                    f"after {timeout_s:g}s; last error: {last}; {tails}"
+                )
+            time.sleep(0.2)
+
+    def _probe(self, endpoint: Endpoint) -> None:
+        if endpoint.transport == "rest":
+            from serving.client import HttpClient
+
+            with HttpClient(endpoint.host, endpoint.port, timeout_s=2.0) as c:
+                r = c.request("GET", f"/v1/models/{endpoint.model_name}")
+            if r.status != 200 or b"AVAILABLE" not in r.body:
+                raise PlatformError(f"status {r.status}: {r.body[:200]!r}")
+        else:
+            result = self._grpc_predict(endpoint, timeout_s=5.0)
+            if result.code.name != "OK":
+                raise PlatformError(f"gRPC {result.code.name}: {result.details}")
+
+    @staticmethod
+    def _grpc_payload(model_name: str) -> bytes:
+        from tensorflow_serving.apis import predict_pb2
+
+        req = predict_pb2.PredictRequest()
+        req.ParseFromString((PAYLOADS / "flowers.bin").read_bytes())
+        req.model_spec.name = model_name
+        return req.SerializeToString()
+
+    def _grpc_predict(self, endpoint: Endpoint, timeout_s: float) -> Any:
+        from serving.client import GrpcClient
+
+        with GrpcClient(endpoint.grpc_target, timeout_s=timeout_s) as c:
+            return c.predict(self._grpc_payload(endpoint.model_name))
+
+    # verify ----------------------------------------------------------------------------------------
+    def verify_arm(self, record: DeploymentRecord, endpoint: Endpoint) -> ArmEvidence:
+        if endpoint.transport == "rest":
+            from serving.client import HttpClient
+
+            with HttpClient(endpoint.host, endpoint.port) as c:
+                r = c.request(
+                    "POST",
+                    f"/v1/models/{endpoint.model_name}:predict",
+                    (PAYLOADS / "flowers.json").read_bytes(),
+                )
+            if r.status != 200:
+                raise ArmVerificationError(f"{endpoint.url} answered HTTP {r.status}: {r.body[:200]!r}")
+            marker = r.headers.get(MARKER)
+            how = (
+                f"REST response header {MARKER}={marker}"
+                if marker
+                else f"REST response without {MARKER} header"
+            )
+        else:
+            res = self._grpc_predict(endpoint, timeout_s=10.0)
+            if res.code.name != "OK":
+                raise ArmVerificationError(
+                    f"gRPC {endpoint.grpc_target} answered {res.code.name}: {res.details}"
+                )
+            marker = res.initial_metadata.get(MARKER)
+            how = (
+                f"gRPC initial metadata {MARKER}={marker}"
+                if marker
+                else f"gRPC initial metadata without {MARKER}"
+            )
+        on_path = marker == "executor"
+        if on_path != (endpoint.arm == "with"):
+            raise ArmVerificationError(
+                f"arm {endpoint.arm!r} on port {endpoint.port}: orchestrator "
+                f"{'present' if on_path else 'absent'} ({how})"
+            )
+        return ArmEvidence(arm=endpoint.arm, orchestrator_on_path=on_path, how=how)
+
+    # teardown --------------------------------------------------------------------------------------
+    def teardown(self, record: DeploymentRecord, grace_s: float = 5.0) -> None:
+        procs = list(record.details.get("processes", []))
+        for proc in reversed(procs):  # the orchestrator first, then the model
+            if _is_ours(proc):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(int(proc["pgid"]), signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for proc in procs:
+            while not _gone(proc) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if _is_ours(proc):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(int(proc["pgid"]), signal.SIGKILL)
+            kill_deadline = time.monotonic() + 5.0
+            while not _gone(proc) and time.monotonic() < kill_deadline:
+                time.sleep(0.02)
+            if not _gone(proc):
+                raise PlatformError(f"{proc['role']} (pid {proc['pid']}) is still running after SIGKILL")

@@ -1,0 +1,182 @@
+"""The experiment spec: YAML validated with pydantic. Unknown keys and bad values fail before anything runs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from orchbench.arms import ARMS, ArmName, Transport
+from orchbench.errors import ConfigError
+from orchbench.paths import REPO_ROOT, SPECS
+
+DEFAULT_SPEC = SPECS / "default.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Load(_Strict):
+    tool: Literal["auto", "k6", "vegeta", "ghz"] = "auto"
+    mode: Literal["closed", "open"] = "closed"
+    workers: int = Field(1, ge=1, le=256)
+    rate: float | None = Field(None, gt=0, le=100_000, description="requests/s, open loop only")
+    duration_s: float = Field(20.0, gt=0, le=24 * 3600, description="measured time per block and arm")
+    warmup_s: float = Field(3.0, ge=0, le=3600, description="run before each measurement, then discarded")
+    timeout_s: float = Field(20.0, gt=0, le=600, description="per request")
+    max_error_rate: float = Field(0.0, ge=0, le=1, description="a block with more failed requests fails")
+
+    @model_validator(mode="after")
+    def _rate_matches_mode(self) -> Load:
+        if self.mode == "open" and self.rate is None:
+            raise ValueError("load.rate is required when load.mode is 'open'")
+        if self.mode == "closed" and self.rate is not None:
+            raise ValueError("load.rate applies to mode 'open' only; remove it or set mode: open")
+        return self
+
+
+class Ports(_Strict):
+    with_: int = Field(8000, alias="with", ge=1, le=65535)
+    without: int = Field(9000, ge=1, le=65535)
+    model_behind_orchestrator: int = Field(9100, ge=1, le=65535)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Ports:
+        if len({self.with_, self.without, self.model_behind_orchestrator}) != 3:
+            raise ValueError("local.ports must be three different ports")
+        return self
+
+
+class Local(_Strict):
+    cpu_pinning: bool = True
+    inject_delay_ms: float = Field(0.0, ge=0, le=1000, description="added by the reference orchestrator")
+    model_threads: int = Field(1, ge=1, le=64)
+    ready_timeout_s: float = Field(120.0, gt=0, le=3600)
+    ports: Ports = Ports()
+    aa_mode: bool = Field(False, description="A/A: both arms hit the 'without' deployment (CI must cover 0)")
+
+
+class NodeSelection(_Strict):
+    names: list[str] = []
+    labels: dict[str, str] = {}
+
+
+class Kubernetes(_Strict):
+    namespace: str = "seldon"
+    loadtester_nodes: NodeSelection = NodeSelection()
+    model_nodes: NodeSelection = NodeSelection()
+    ready_timeout_s: float = Field(600.0, gt=0, le=7200)
+
+
+class Argo(_Strict):
+    namespace: str = "argo"
+    service_account: str = "orchbench"
+    image: str = "ghcr.io/orchbench/steps:0.1.0"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    schedule: str = "0 2 * * *"
+    timezone: str = "UTC"
+    dataset_key: str = "orchbench/runs"
+
+
+class Thresholds(_Strict):
+    rest_ms: float | None = Field(None, ge=0, description="largest allowed mean overhead over REST")
+    grpc_ms: float | None = Field(None, ge=0, description="largest allowed mean overhead over gRPC")
+
+
+class Spec(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
+    platform: Literal["local", "kubernetes"] = "local"
+    manifest: str = "manifests/tf_flowers.yaml"
+    transports: list[Transport] = ["rest", "grpc"]
+    payloads: dict[Transport, str] = {"rest": "payloads/flowers.json", "grpc": "payloads/flowers.bin"}
+    load: Load = Load()
+    blocks: int = Field(4, ge=1, le=100, description="blocks per arm; arms alternate block by block")
+    order_seed: int = Field(20200712, ge=0, description="seeds the random arm order inside each block")
+    thresholds: Thresholds = Thresholds()
+    local: Local = Local()
+    kubernetes: Kubernetes = Kubernetes()
+    argo: Argo = Argo()
+
+    @field_validator("transports")
+    @classmethod
+    def _unique_transports(cls, value: list[Transport]) -> list[Transport]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("transports must be a non-empty list without repeats")
+        return value
+
+    def resolve(self, path: str) -> Path:
+        """Paths in a spec are relative to the repository root (where manifests/ and payloads/ live)."""
+        p = Path(path)
+        return p if p.is_absolute() else REPO_ROOT / p
+
+    def threshold_ms(self, transport: Transport) -> float | None:
+        return self.thresholds.rest_ms if transport == "rest" else self.thresholds.grpc_ms
+
+    def block_order(self) -> list[list[ArmName]]:
+        """Arm order per block: each block runs both arms once, in an order drawn from `order_seed`."""
+        rng = random.Random(self.order_seed)
+        out: list[list[ArmName]] = []
+        for _ in range(self.blocks):
+            arms = list(ARMS)
+            rng.shuffle(arms)
+            out.append(arms)
+        return out
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "spec"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {msg}{more}"
+
+
+def parse_spec(data: Any, source: str = "spec") -> Spec:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a spec must be a YAML mapping")
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_first_error(exc)}") from None
+
+
+def load_spec(path: str | Path | None = None) -> Spec:
+    path = Path(path) if path else DEFAULT_SPEC
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: spec not found") from None
+    except (IsADirectoryError, UnicodeDecodeError):
+        raise ConfigError(f"{path}: not a readable YAML file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    spec = parse_spec(data, str(path))
+    for transport in spec.transports:
+        payload = spec.resolve(spec.payloads.get(transport, ""))
+        if transport not in spec.payloads or not payload.is_file():
+            raise ConfigError(f"{path}: payloads.{transport}: file {payload} not found")
+    return spec
+
+
+def spec_from_json(text: str) -> Spec:
+    """Steps receive the spec as the workflow parameter `spec` (JSON)."""
+    import json
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"workflow parameter spec: not valid JSON ({exc.msg})") from None
+    return parse_spec(data, "workflow parameter spec")

@@ -1,0 +1,217 @@
+"""The benchmark pipeline as a Hera builder: one spec in, an Argo Workflow / WorkflowTemplate /
+CronWorkflow out. The local runner executes the very dict this builds.
+
+DAG: taint -> floor -> per transport: deploy(with, without) -> wait (+ verify arm) -> load-test blocks,
+the arms alternating in a recorded random order -> teardown -> compare -> report [-> gate, cron only].
+The exit handler tears everything down and untaints whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from hera.workflows import (
+    DAG,
+    Artifact,
+    CronWorkflow,
+    NoneArchiveStrategy,
+    Parameter,
+    S3Artifact,
+    Script,
+    Task,
+    Workflow,
+    WorkflowTemplate,
+)
+
+from orchbench.spec import Spec
+from steps.common import ARTIFACT_ROOT
+from steps.compare import compare
+from steps.deploy import deploy
+from steps.floor import floor
+from steps.loadtest import loadtest
+from steps.report import gate, report
+from steps.taint import taint
+from steps.teardown import cleanup, teardown
+from steps.wait import wait
+
+Kind = Literal["workflow", "template", "cron"]
+KINDS: tuple[Kind, ...] = ("workflow", "template", "cron")
+STATE_DIR = f"{ARTIFACT_ROOT}/state"
+SPEC = "{{workflow.parameters.spec}}"
+STATE = "{{workflow.parameters.state-dir}}"
+
+
+def _art(direction: str, name: str) -> str:
+    return f"{ARTIFACT_ROOT}/{direction}/{name}"
+
+
+def _placement(spec: Spec, role: str) -> dict[str, Any]:
+    """Tolerations and node selection for pods on a cluster (load tester on its own tainted node)."""
+    if spec.platform != "kubernetes":
+        return {}
+    from orchbench.platform.kubernetes import loadtester_placement, steps_placement
+
+    return dict(loadtester_placement(spec) if role == "loadtester" else steps_placement(spec))
+
+
+def _script(spec: Spec, fn: Any, name: str, role: str = "control", **kw: Any) -> Script:
+    return Script(
+        name=name,
+        source=fn,
+        constructor="runner",
+        image=spec.argo.image,
+        image_pull_policy=spec.argo.image_pull_policy,
+        command=["python"],
+        **_placement(spec, role),
+        **kw,
+    )
+
+
+def _load_tasks(spec: Spec) -> list[tuple[str, str, int, str]]:
+    """(task name, transport, block, arm) in execution order."""
+    order = spec.block_order()
+    return [(f"load-{t}-b{b}-{arm}", t, b, arm) for t in spec.transports for b, arms in enumerate(order) for arm in arms]
+
+
+def _templates(spec: Spec, kind: Kind) -> dict[str, Script]:
+    loads = _load_tasks(spec)
+    templates = {
+        "taint": _script(spec, taint, "taint"),
+        "floor": _script(spec, floor, "floor", role="loadtester",
+                         outputs=[Artifact(name="floor", path=_art("out", "floor"))]),
+        "deploy": _script(spec, deploy, "deploy"),
+        "wait": _script(spec, wait, "wait"),
+        "loadtest": _script(spec, loadtest, "loadtest", role="loadtester",
+                            outputs=[Artifact(name="raw", path=_art("out", "raw"))]),
+        "teardown": _script(spec, teardown, "teardown"),
+        "compare": _script(
+            spec, compare, "compare",
+            inputs=[Artifact(name="floor", path=_art("in", "floor"), optional=True)]
+            + [Artifact(name=f"raw-{name}", path=_art("in", f"raw/{name}")) for name, *_ in loads],
+            outputs=[_results_artifact(kind)],
+        ),
+        "report": _script(spec, report, "report", inputs=[Artifact(name="results", path=_art("in", "results"))],
+                          outputs=[Artifact(name="report", path=_art("out", "report"))]),
+        "cleanup": _script(spec, cleanup, "cleanup"),
+    }
+    if kind == "cron":
+        templates["gate"] = _script(spec, gate, "gate", inputs=[
+            S3Artifact(name="dataset", path=_art("in", "dataset"), key="{{workflow.parameters.dataset-key}}")])
+    return templates
+
+
+def _results_artifact(kind: Kind) -> Artifact:
+    if kind != "cron":
+        return Artifact(name="results", path=_art("out", "results"))
+    # Nightly runs land under a date partition of the artifact repository: the trend dataset.
+    return S3Artifact(
+        name="results",
+        path=_art("out", "results"),
+        key="{{workflow.parameters.dataset-key}}/date={{workflow.creationTimestamp.Y}}-"
+        "{{workflow.creationTimestamp.m}}-{{workflow.creationTimestamp.d}}/{{workflow.name}}",
+        archive=NoneArchiveStrategy(),
+    )
+
+
+def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
+    with DAG(name="benchmark"):
+        tnt = Task(name="taint", template=t["taint"], arguments={"spec": SPEC, "state_dir": STATE})
+        flr = Task(name="floor", template=t["floor"], arguments={"spec": SPEC, "state_dir": STATE})
+        tnt >> flr
+        previous: list[Task] = [flr]
+        loads_by_transport: dict[str, list[Task]] = {}
+        for transport in spec.transports:
+            waits: dict[str, Task] = {}
+            deploys: dict[str, Task] = {}
+            for arm in ("with", "without"):
+                dep = Task(name=f"deploy-{transport}-{arm}", template=t["deploy"],
+                           arguments={"spec": SPEC, "state_dir": STATE, "transport": transport, "arm": arm})
+                previous >> dep
+                wt = Task(name=f"wait-{transport}-{arm}", template=t["wait"],
+                          arguments={"spec": SPEC, "state_dir": STATE,
+                                     "record": dep.get_parameter("record").value})
+                dep >> wt
+                deploys[arm], waits[arm] = dep, wt
+            chain: list[Task] = [waits["with"], waits["without"]]
+            loads: list[Task] = []
+            for name, tr, block, arm in _load_tasks(spec):
+                if tr != transport:
+                    continue
+                task = Task(name=name, template=t["loadtest"], arguments={
+                    "spec": SPEC, "state_dir": STATE, "transport": transport, "arm": arm, "block": str(block),
+                    "endpoint": waits[arm].get_parameter("endpoint").value})
+                chain >> task
+                chain = [task]
+                loads.append(task)
+            loads_by_transport[transport] = loads
+            teardowns = []
+            for arm in ("with", "without"):
+                td = Task(name=f"teardown-{transport}-{arm}", template=t["teardown"],
+                          arguments={"spec": SPEC, "state_dir": STATE,
+                                     "record": deploys[arm].get_parameter("record").value})
+                chain >> td
+                teardowns.append(td)
+            previous = teardowns
+        all_loads = [task for ts in loads_by_transport.values() for task in ts]
+        cmp_args: list[Any] = [
+            Parameter(name="spec", value=SPEC),
+            Parameter(name="results_dir", value="{{workflow.parameters.results-dir}}"),
+            Parameter(name="run_id", value="{{workflow.name}}"),
+            flr.get_artifact("floor").with_name("floor"),
+            *[task.get_artifact("raw").with_name(f"raw-{task.name}") for task in all_loads],
+        ]
+        cmp = Task(name="compare", template=t["compare"], arguments=cmp_args)
+        previous >> cmp
+        rep = Task(name="report", template=t["report"], arguments=[
+            Parameter(name="results_dir", value="{{workflow.parameters.results-dir}}"),
+            cmp.get_artifact("results").with_name("results")])
+        cmp >> rep
+        if kind == "cron":
+            gt = Task(name="gate", template=t["gate"], arguments={
+                "threshold_rest_ms": "" if spec.thresholds.rest_ms is None else str(spec.thresholds.rest_ms),
+                "threshold_grpc_ms": "" if spec.thresholds.grpc_ms is None else str(spec.thresholds.grpc_ms)})
+            rep >> gt
+    with DAG(name="exit-handler"):
+        Task(name="cleanup", template=t["cleanup"],
+             arguments={"spec": SPEC, "state_dir": STATE, "workflow_status": "{{workflow.status}}"})
+
+
+def build(spec: Spec, kind: Kind = "workflow") -> Workflow:
+    """The pipeline for `spec` as a Hera object of the requested kind."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    params = [
+        Parameter(name="spec", value=json.dumps(spec.to_json_dict(), sort_keys=True, separators=(",", ":"))),
+        Parameter(name="state-dir", value=STATE_DIR),
+        Parameter(name="results-dir", value=""),
+        Parameter(name="dataset-key", value=spec.argo.dataset_key),
+    ]
+    base: dict[str, Any] = {
+        "entrypoint": "benchmark",
+        "on_exit": "exit-handler",
+        "namespace": spec.argo.namespace,
+        "service_account_name": spec.argo.service_account,
+        "arguments": params,
+        "labels": {"app.kubernetes.io/name": "orchbench", "orchbench.io/experiment": spec.name},
+        "pod_gc": None,
+        "parallelism": 1,
+    }
+    base = {k: v for k, v in base.items() if v is not None}
+    wf: Workflow
+    if kind == "workflow":
+        wf = Workflow(generate_name=f"orchbench-{spec.name}-", **base)
+    elif kind == "template":
+        wf = WorkflowTemplate(name=f"orchbench-{spec.name}", **base)
+    else:
+        wf = CronWorkflow(name=f"orchbench-{spec.name}-nightly", schedule=spec.argo.schedule,
+                          timezone=spec.argo.timezone, concurrency_policy="Forbid",
+                          starting_deadline_seconds=3600, **base)
+    with wf:
+        templates = _templates(spec, kind)
+        _dag(spec, templates, kind)
+    return wf
+
+
+def compile_dict(spec: Spec, kind: Kind = "workflow") -> dict[str, Any]:
+    return build(spec, kind).to_dict()

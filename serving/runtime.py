@@ -1,0 +1,125 @@
+"""What the model server and the orchestrator share: binding, readiness line, signals, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+#: Printed (and flushed) once every listener is bound; LocalPlatform waits for real answers anyway.
+READY_PREFIX = "orchbench-serving ready"
+#: Exit code when a port cannot be bound (LocalPlatform turns it into a PlatformError naming the port).
+EXIT_BIND = 3
+
+GRPC_SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),  # otherwise a second server silently shares a port already in use
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+class BindError(RuntimeError):
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.port = port
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on host:port (a connect succeeds or bind fails)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An ephemeral port that is free right now (tests and the benchmark use these)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+async def start_rest(
+    handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]], host: str, port: int
+) -> web.ServerRunner:
+    """A low-level aiohttp server (no router, no middlewares) calling `handler` for every request."""
+    runner = web.ServerRunner(web.Server(handler, access_log=None), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=False, backlog=1024)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise BindError(host, port, exc.strerror or str(exc)) from None
+    return runner
+
+
+async def start_grpc(handlers: list[grpc.GenericRpcHandler], host: str, port: int) -> grpc.aio.Server:
+    server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
+    server.add_generic_rpc_handlers(handlers)
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as exc:
+        raise BindError(host, port, str(exc)) from None
+    if bound <= 0 or (port and bound != port):
+        raise BindError(host, port, "address already in use")
+    await server.start()
+    return server
+
+
+async def serve_until_signal(
+    start: Callable[[], Awaitable[list[Any]]],
+    describe: str,
+    cleanup: Callable[[], Awaitable[None]] | None = None,
+) -> int:
+    """Start listeners, print the ready line, run until SIGTERM/SIGINT, stop them. Returns an exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        listeners = await start()
+    except BindError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_BIND
+    print(f"{READY_PREFIX} {describe}", flush=True)
+    await stop.wait()
+    for item in listeners:
+        with contextlib.suppress(Exception):
+            if isinstance(item, web.ServerRunner):
+                await item.cleanup()
+            else:
+                await item.stop(grace=0.5)
+    if cleanup is not None:
+        await cleanup()
+    return 0
+
+
+def pin_current_process(cpus: str | None) -> None:
+    """`--cpus 1,2` → sched_setaffinity for this process (threads created later inherit it)."""
+    if not cpus:
+        return
+    import os
+
+    os.sched_setaffinity(0, {int(c) for c in cpus.split(",") if c.strip()})
+
+
+def exit_with(code: int) -> None:
+    """Exit, first writing the code to $ORCHBENCH_EXIT_FILE (LocalPlatform reads it when the server
+    is not its child, e.g. when it died before a later step looked)."""
+    import os
+
+    path = os.environ.get("ORCHBENCH_EXIT_FILE")
+    if path:
+        with contextlib.suppress(OSError), open(path, "w") as f:
+            f.write(f"{code}\n")
+    sys.exit(code)

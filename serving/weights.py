@@ -1,0 +1,145 @@
+"""Read a PyTorch state dict into numpy without torch.
+
+Two on-disk formats exist:
+- the legacy format (torch < 1.6): five pickles back to back (magic number, protocol version,
+  system info, the state dict with persistent storage ids, the list of storage keys), then each
+  storage's raw bytes as an 8-byte little-endian element count followed by the elements;
+- the zip format (torch >= 1.6): `<root>/data.pkl` plus one `<root>/data/<key>` file per storage.
+
+Only the few globals a state dict needs are allowed (a restricted unpickler): OrderedDict,
+torch._utils._rebuild_tensor_v2 and the typed storage classes. Anything else is refused.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orchbench.errors import ConfigError
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_STORAGE_DTYPES: dict[str, np.dtype[Any]] = {
+    "FloatStorage": np.dtype("<f4"),
+    "DoubleStorage": np.dtype("<f8"),
+    "HalfStorage": np.dtype("<f2"),
+    "LongStorage": np.dtype("<i8"),
+    "IntStorage": np.dtype("<i4"),
+    "ShortStorage": np.dtype("<i2"),
+    "CharStorage": np.dtype("i1"),
+    "ByteStorage": np.dtype("u1"),
+    "BoolStorage": np.dtype("?"),
+}
+
+
+@dataclass(frozen=True)
+class _StorageType:
+    name: str
+
+
+@dataclass(frozen=True)
+class _StorageRef:
+    key: str
+    dtype: np.dtype[Any]
+
+
+@dataclass(frozen=True)
+class _TensorRef:
+    storage: _StorageRef
+    offset: int
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+
+
+def _rebuild_tensor_v2(storage: _StorageRef, offset: int, size: Any, stride: Any, *_rest: Any) -> _TensorRef:
+    return _TensorRef(storage, int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
+
+
+class _StateDictUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "collections" and name == "OrderedDict":
+            return collections.OrderedDict
+        if module == "torch._utils" and name == "_rebuild_tensor_v2":
+            return _rebuild_tensor_v2
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(name)
+        raise pickle.UnpicklingError(f"refusing to load global {module}.{name} from a weights file")
+
+    def persistent_load(self, pid: Any) -> _StorageRef:
+        if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+        storage_type = pid[1]
+        if not isinstance(storage_type, _StorageType):
+            raise pickle.UnpicklingError(f"unexpected storage type {storage_type!r}")
+        return _StorageRef(str(pid[2]), _STORAGE_DTYPES[storage_type.name])
+
+
+def _materialise(ref: _TensorRef, storages: dict[str, np.ndarray]) -> np.ndarray:
+    flat = storages[ref.storage.key]
+    if not ref.shape:
+        return np.array(flat[ref.offset])
+    base = flat[ref.offset :]
+    itemsize = base.dtype.itemsize
+    view = np.lib.stride_tricks.as_strided(
+        base, shape=ref.shape, strides=tuple(s * itemsize for s in ref.stride), writeable=False
+    )
+    return np.ascontiguousarray(view)
+
+
+def _load_legacy(data: bytes) -> dict[str, np.ndarray]:
+    f = io.BytesIO(data)
+    magic = pickle.load(f)  # noqa: S301 - plain ints/dicts, written by torch.save
+    if magic != LEGACY_MAGIC:
+        raise ConfigError("not a torch legacy checkpoint (bad magic number)")
+    pickle.load(f)  # noqa: S301 - protocol version
+    sys_info = pickle.load(f)  # noqa: S301
+    if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
+        raise ConfigError("big-endian torch checkpoints are not supported")
+    state = _StateDictUnpickler(f).load()
+    keys = pickle.load(f)  # noqa: S301 - a list of strings
+    refs = {k: v for k, v in state.items() if isinstance(v, _TensorRef)}
+    dtype_of = {r.storage.key: r.storage.dtype for r in refs.values()}
+    storages: dict[str, np.ndarray] = {}
+    for key in keys:
+        (count,) = struct.unpack("<q", f.read(8))
+        dtype = dtype_of[str(key)]
+        raw = f.read(count * dtype.itemsize)
+        storages[str(key)] = np.frombuffer(raw, dtype=dtype, count=count)
+    return {k: _materialise(r, storages) for k, r in refs.items()}
+
+
+def _load_zip(path: Path) -> dict[str, np.ndarray]:
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
+        if pkl is None:
+            raise ConfigError(f"{path}: zip checkpoint without data.pkl")
+        root = pkl[: -len("data.pkl")]
+        state = _StateDictUnpickler(io.BytesIO(z.read(pkl))).load()
+        refs = {k: v for k, v in state.items() if isinstance(v, _TensorRef)}
+        storages: dict[str, np.ndarray] = {}
+        for ref in refs.values():
+            key = ref.storage.key
+            if key not in storages:
+                storages[key] = np.frombuffer(z.read(f"{root}data/{key}"), dtype=ref.storage.dtype)
+    return {k: _materialise(r, storages) for k, r in refs.items()}
+
+
+def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
+    """Tensors of a torch checkpoint as contiguous numpy arrays, keyed by their state-dict names."""
+    path = Path(path)
+    try:
+        if zipfile.is_zipfile(path):
+            return _load_zip(path)
+        return _load_legacy(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: weights file not found") from None
+    except (pickle.UnpicklingError, EOFError, KeyError, struct.error) as exc:
+        raise ConfigError(f"{path}: cannot read torch checkpoint ({exc})") from None

@@ -1,0 +1,99 @@
+"""What every step shares: where its artifacts live, the spec, and the platform it runs on.
+
+Artifact paths in the compiled workflow all sit under ARTIFACT_ROOT (/tmp/orchbench): a step reads
+its input artifacts from `<root>/in/<name>` and writes its output artifacts to `<root>/out/<name>`.
+Argo mounts them there; the local runner points ORCHBENCH_ARTIFACT_ROOT at the task's own folder.
+Steps print nothing to stdout: their outputs are files (output parameters and artifacts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from orchbench.arms import ArmName, Transport
+from orchbench.platform.base import DeploymentRecord, Platform
+from orchbench.spec import Spec, spec_from_json
+
+ARTIFACT_ROOT = "/tmp/orchbench"
+
+
+def artifact_root() -> Path:
+    return Path(os.environ.get("ORCHBENCH_ARTIFACT_ROOT", ARTIFACT_ROOT))
+
+
+def in_dir(name: str) -> Path:
+    return artifact_root() / "in" / name
+
+
+def out_dir(name: str) -> Path:
+    path = artifact_root() / "out" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def log(message: str) -> None:
+    print(f"[orchbench] {message}", file=sys.stderr, flush=True)
+
+
+def load(spec_json: str) -> Spec:
+    return spec_from_json(spec_json)
+
+
+def platform_for(spec: Spec, state_dir: str) -> Platform:
+    if spec.platform == "local":
+        from orchbench.platform.local import LocalPlatform
+
+        local = spec.local
+        return LocalPlatform(
+            Path(state_dir),
+            ports=local_ports(spec),
+            cpu_pinning=local.cpu_pinning,
+            inject_delay_ms=local.inject_delay_ms,
+            model_threads=local.model_threads,
+        )
+    from orchbench.platform.kubernetes import platform_from_spec
+
+    return platform_from_spec(spec)
+
+
+def local_ports(spec: Spec) -> Any:
+    from orchbench.platform.local import LocalPorts
+
+    p = spec.local.ports
+    return LocalPorts(with_orchestrator=p.with_, without_orchestrator=p.without, internal=p.model_behind_orchestrator)
+
+
+def record_path(state_dir: str, transport: Transport, arm: ArmName) -> Path:
+    return Path(state_dir) / "deploy" / f"{transport}-{arm}.json"
+
+
+def record_from_json(text: str) -> DeploymentRecord:
+    return DeploymentRecord(**json.loads(text))
+
+
+def deployment_name(spec: Spec, transport: Transport, arm: ArmName) -> str:
+    from orchbench.manifest import inspect, load_manifest
+
+    base = inspect(load_manifest(spec.resolve(spec.manifest))).name
+    return f"{base}-{transport}-{arm}"
+
+
+def step(fn: Any) -> Any:
+    """Run a step function with one clear line on stderr and a meaningful exit code for expected errors."""
+    import functools
+
+    from orchbench.errors import OrchbenchError
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except OrchbenchError as exc:
+            print(f"[orchbench] error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(exc.exit_code) from None
+
+    return wrapper

@@ -1,0 +1,23 @@
+"""Step: deploy one arm (the SeldonDeployment with or without the orchestrator) and record it."""
+
+
+import json
+from dataclasses import asdict
+from typing import Annotated, cast
+
+from hera.workflows import Parameter
+
+from orchbench.arms import ArmName, Transport
+from orchbench.manifest import load_manifest, render
+from steps.common import deployment_name, load, log, platform_for, record_path
+
+
+def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str, Parameter(name="record")]:
+    s = load(spec)
+    t, a = cast(Transport, transport), cast(ArmName, arm)
+    if s.platform == "local" and s.local.aa_mode and a == "with":
+        a = "without"  # A/A: the "with" arm is a second, identical "without" deployment
+    manifest = render(load_manifest(s.resolve(s.manifest)), t, a, name=deployment_name(s, t, cast(ArmName, arm)))
+    record = platform_for(s, state_dir).deploy(manifest, a, record_path(state_dir, t, cast(ArmName, arm)))
+    log(f"deployed {record.name} ({transport}, {arm})")
+    return json.dumps(asdict(record), sort_keys=True)

@@ -1,0 +1,16 @@
+"""Step: isolate the load tester from the model (node taints on a cluster, CPU pinning locally)."""
+
+
+import json
+from typing import Annotated
+
+from hera.workflows import Parameter
+
+from steps.common import load, log, platform_for
+
+
+def taint(spec: str, state_dir: str) -> Annotated[str, Parameter(name="plan")]:
+    s = load(spec)
+    plan = platform_for(s, state_dir).taint()
+    log(f"taint: {json.dumps(plan, sort_keys=True)}")
+    return json.dumps(plan, sort_keys=True)

@@ -1,0 +1,51 @@
+"""Steps: tear one arm down; and the exit handler that tears everything down and untaints."""
+
+
+from typing import cast
+
+from orchbench.arms import ARMS, ArmName, Transport
+from orchbench.errors import OrchbenchError
+from orchbench.platform.base import DeploymentRecord
+from steps.common import deployment_name, load, log, platform_for, record_from_json, record_path
+
+
+def teardown(spec: str, state_dir: str, record: str) -> None:
+    s = load(spec)
+    rec = record_from_json(record)
+    platform_for(s, state_dir).teardown(rec)
+    log(f"torn down {rec.name}")
+
+
+def _known_record(spec_json: str, state_dir: str, transport: Transport, arm: ArmName) -> DeploymentRecord | None:
+    s = load(spec_json)
+    path = record_path(state_dir, transport, arm)
+    if path.exists():
+        return DeploymentRecord.load(path)
+    if s.platform == "kubernetes":  # deterministic names: a record can be rebuilt without the file
+        return DeploymentRecord("kubernetes", deployment_name(s, transport, arm), transport, arm, "",
+                                {"namespace": s.kubernetes.namespace})
+    return None
+
+
+def cleanup(spec: str, state_dir: str, workflow_status: str = "") -> None:
+    """Exit handler: runs whatever happened. Tears down every arm it can find, then untaints."""
+    s = load(spec)
+    platform = platform_for(s, state_dir)
+    failures = []
+    for transport in s.transports:
+        for arm in ARMS:
+            rec = _known_record(spec, state_dir, cast(Transport, transport), arm)
+            if rec is None:
+                continue
+            try:
+                platform.teardown(rec)
+            except OrchbenchError as exc:
+                failures.append(f"{rec.name}: {exc}")
+    try:
+        platform.untaint()
+    except OrchbenchError as exc:
+        failures.append(f"untaint: {exc}")
+    log(f"cleanup after workflow status {workflow_status or 'unknown'}: "
+        f"{'done' if not failures else 'FAILED: ' + '; '.join(failures)}")
+    if failures:
+        raise SystemExit(1)

@@ -1,0 +1,248 @@
+"""The k6 adapter against running servers: orchbench's no-op servers (REST + gRPC, in this process)
+and the real local serving stack; artifacts, warm-up exclusion, error accounting, clean-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchbench.arms import Endpoint
+from orchbench.errors import ConfigError, LoadTestError
+from orchbench.floor import GrpcNoopServer, RestNoopServer, synthetic_payloads
+from orchbench.loadtools._process import run_bounded
+from orchbench.loadtools.base import LoadProfile, LoadRun
+from orchbench.loadtools.k6 import K6Tool, build_options
+from results_schema import k6 as k6_summary
+from results_schema.samples import load_samples
+
+PROFILE = LoadProfile(mode="closed", workers=1, duration_s=1.0, warmup_s=1.0, timeout_s=2.0)
+CPUS = {sorted(os.sched_getaffinity(0))[0]}
+
+
+def processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline and int(entry.name) != os.getpid():
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture
+def out_dir(tmp_path: Path) -> Iterator[Path]:
+    out = tmp_path / "k6"
+    yield out
+    assert processes_mentioning(str(out)) == [], "a k6 process outlived its run"
+
+
+@pytest.fixture(scope="module")
+def payloads(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return synthetic_payloads(tmp_path_factory.mktemp("payloads"))
+
+
+def summary_of(run: LoadRun) -> dict[str, object]:
+    data = json.loads(run.raw_path.read_text())
+    assert {"metrics", "state", "options"} <= set(data)  # handleSummary's data object
+    return data
+
+
+def measure_key(transport: str) -> str:
+    return ("http_req_duration" if transport == "rest" else "grpc_req_duration") + "{scenario:measure}"
+
+
+def test_options_shape() -> None:
+    opts = build_options(LoadProfile(workers=2, duration_s=30, warmup_s=5, timeout_s=20), "rest")
+    assert opts["scenarios"]["warmup"] == {
+        "executor": "constant-vus",
+        "vus": 2,
+        "duration": "5s",
+        "gracefulStop": "0s",
+        "exec": "warmup",
+    }
+    assert opts["scenarios"]["measure"] == {
+        "executor": "constant-vus",
+        "vus": 2,
+        "duration": "30s",
+        "exec": "measure",
+        "gracefulStop": "21s",
+        "startTime": "5s",
+    }
+    assert "http_req_duration{scenario:measure}" in opts["thresholds"]
+    open_opts = build_options(
+        LoadProfile(mode="open", workers=3, rate=12.5, duration_s=10, warmup_s=0), "grpc"
+    )
+    assert open_opts["scenarios"] == {
+        "measure": {
+            "executor": "constant-arrival-rate",
+            "rate": 12500,
+            "timeUnit": "1000s",
+            "duration": "10s",
+            "preAllocatedVUs": 3,
+            "maxVUs": 3,
+            "exec": "measure",
+            "gracefulStop": "21s",
+        }
+    }
+    assert "grpc_req_duration{scenario:measure}" in open_opts["thresholds"]
+    for bad in (
+        LoadProfile(duration_s=0.5),
+        LoadProfile(warmup_s=0.5),
+        LoadProfile(mode="open", rate=None),
+        LoadProfile(workers=0),
+    ):
+        with pytest.raises(ConfigError):
+            build_options(bad, "rest")
+
+
+def test_run_bounded_kills_the_process_group_on_timeout(tmp_path: Path) -> None:
+    marker = str(tmp_path / "sleeper")
+    start = time.monotonic()
+    done = run_bounded(["sh", "-c", f"sleep 30 & sleep 30; echo {marker}"], 0.5)
+    assert done.timed_out and done.exit_code < 0
+    assert time.monotonic() - start < 10
+    time.sleep(0.2)
+    assert processes_mentioning(marker) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_k6_against_a_server(transport: str, payloads: tuple[Path, Path], out_dir: Path) -> None:
+    from tensorflow_serving.apis import predict_pb2
+
+    payload = payloads[0] if transport == "rest" else payloads[1]
+    server = RestNoopServer(record=True) if transport == "rest" else GrpcNoopServer(record=True)
+    with server:
+        run = K6Tool().run(server.endpoint(), payload, PROFILE, out_dir, cpus=CPUS)
+    # artifacts: the summary holds the measure submetric; the CSV parses; counts agree
+    summary = summary_of(run)
+    trend = summary["metrics"][measure_key(transport)]["values"]  # type: ignore[index]
+    assert run.samples_path is not None
+    df = load_samples(run.samples_path, "k6")
+    measured, warm = df[df["phase"] == "measure"], df[df["phase"] == "warmup"]
+    assert df.attrs["checks"] == "joined"
+    assert len(measured) == trend["count"] > 0
+    assert measured["ok"].all() and run.extra["counts"]["failed"] == 0
+    parsed = k6_summary.parse(summary, str(run.raw_path))  # the lead's summary parser reads it
+    assert parsed.options["metric"] == measure_key(transport) and parsed.requests == len(measured)
+    assert parsed.latency_ns["p50"] == pytest.approx(measured["latency_ns"].median(), rel=0.02)
+    # warm-up ran, is excluded, and ended before the first measured request started (one VU, no overlap)
+    assert len(warm) > 0
+    assert (warm["ts_ns"] + warm["latency_ns"]).max() <= measured["ts_ns"].min()
+    ends = (df["ts_ns"] + df["latency_ns"]).to_numpy()
+    assert (ends[:-1] <= df["ts_ns"].to_numpy()[1:]).all()  # closed loop, 1 worker: never 2 in flight
+    # the server saw exactly the requests k6 reports, carrying the payload
+    assert len(server.received) == len(df)
+    if transport == "rest":
+        assert set(server.received) == {payload.read_bytes()}  # byte for byte
+    else:
+        original = payload.read_bytes()
+        want = predict_pb2.PredictRequest.FromString(original)
+        # k6 re-encodes the message from its JSON form (Go's field/map order varies): same message, same size
+        assert {len(r) for r in server.received} == {len(original)}
+        assert all(predict_pb2.PredictRequest.FromString(r) == want for r in server.received)
+    # how it ran
+    assert run.command[:3] == ["/usr/bin/taskset", "-c", str(next(iter(CPUS)))] or run.command[0].endswith(
+        "taskset"
+    )
+    assert run.tool_version.startswith("k6 v") and run.exit_code == 0
+    assert run.extra["env"]["K6_CSV_TIME_FORMAT"] == "unix_nano"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_k6_target_answering_errors(transport: str, payloads: tuple[Path, Path], out_dir: Path) -> None:
+    payload = payloads[0] if transport == "rest" else payloads[1]
+    server = RestNoopServer(status=503) if transport == "rest" else GrpcNoopServer(status="UNAVAILABLE")
+    with server, pytest.raises(LoadTestError) as info:
+        K6Tool().run(server.endpoint(), payload, PROFILE, out_dir)
+    run: LoadRun = info.value.run  # type: ignore[attr-defined]
+    counts = run.extra["counts"]
+    status = "503" if transport == "rest" else "Unavailable"
+    assert (
+        str(info.value)
+        == f"k6: {counts['requests']} of {counts['requests']} requests failed (status {status})"
+    )
+    assert counts["failed"] == counts["requests"] > 0 and counts["status"] == {status: counts["requests"]}
+    assert run.raw_path.exists() and run.samples_path is not None and run.samples_path.exists()
+    trend = summary_of(run)["metrics"][measure_key(transport)]["values"]  # type: ignore[index]
+    assert trend["count"] == counts["requests"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_k6_target_down(transport: str, payloads: tuple[Path, Path], out_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = Endpoint(transport, "with", "127.0.0.1", port, "flowers")  # type: ignore[arg-type]
+    payload = payloads[0] if transport == "rest" else payloads[1]
+    with pytest.raises(
+        LoadTestError, match=r"^k6: \d+ of \d+ requests failed \(status 0: .*connection refused"
+    ):
+        try:
+            K6Tool().run(endpoint, payload, PROFILE, out_dir)
+        except LoadTestError as exc:
+            run = exc.run  # type: ignore[attr-defined]
+            assert run.raw_path.exists() and run.samples_path is not None
+            assert run.extra["counts"]["ok"] == 0
+            raise
+
+
+@pytest.mark.slow
+def test_k6_max_error_rate_tolerates_what_it_is_told(payloads: tuple[Path, Path], out_dir: Path) -> None:
+    with RestNoopServer(status=503) as server:
+        run = K6Tool(max_error_rate=1.0).run(server.endpoint(), payloads[0], PROFILE, out_dir)
+    assert run.extra["counts"]["failed"] == run.extra["counts"]["requests"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_k6_against_the_local_stack(transport: str, tmp_path: Path, out_dir: Path) -> None:
+    """The real model server behind the reference orchestrator ('with' arm), started by LocalPlatform."""
+    from orchbench.manifest import load_manifest, render
+    from orchbench.paths import MANIFESTS, PAYLOADS
+    from orchbench.platform.local import LocalPlatform, LocalPorts, read_cpu_plan
+    from serving.runtime import free_port
+
+    payload = PAYLOADS / ("flowers.json" if transport == "rest" else "flowers.bin")
+    if not payload.exists():
+        pytest.skip("payloads/ not generated yet")
+    platform = LocalPlatform(tmp_path / "run", ports=LocalPorts(free_port(), free_port(), free_port()))
+    platform.taint()
+    record = None
+    try:
+        manifest = render(load_manifest(MANIFESTS / "tf_flowers.yaml"), transport, "with")  # type: ignore[arg-type]
+        record = platform.deploy(manifest, "with", tmp_path / "record.json")
+        endpoint = platform.wait(record, 120)
+        plan = read_cpu_plan(tmp_path / "run") or {}
+        cpus = set(plan.get("loadtester_cpus") or []) or None
+        run = K6Tool().run(endpoint, payload, PROFILE, out_dir, cpus=cpus)
+    finally:
+        if record is not None:
+            platform.teardown(record)
+        platform.untaint()
+    trend = summary_of(run)["metrics"][measure_key(transport)]["values"]  # type: ignore[index]
+    assert run.extra["counts"]["requests"] == trend["count"] > 0
+    assert run.extra["counts"]["failed"] == 0 and run.extra["counts"]["checks"] == "joined"
+
+
+def test_no_k6_left_behind() -> None:
+    out = subprocess.run(["ps", "-eo", "pid,ppid,comm"], capture_output=True, text=True, check=True).stdout
+    mine = [
+        line
+        for line in out.splitlines()[1:]
+        if line.split()[2] == "k6" and int(line.split()[1]) == os.getpid()
+    ]
+    assert mine == []

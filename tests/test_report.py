@@ -1,0 +1,436 @@
+"""`orchbench report`: a synthetic run directory (real schema writers) becomes one self-contained HTML."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import yaml
+from plotly.offline import get_plotlyjs
+
+from orchbench import report
+from orchbench.compare import sample_statistics
+from orchbench.errors import ConfigError, SchemaVersionError
+from results_schema import write_table
+from results_schema.rows import RunContext, runs_row, runs_table, samples_table
+from results_schema.schema import OVERHEADS_SCHEMA, SCHEMA_VERSION
+from results_schema.summary import ToolSummary
+from tests.helpers import orchbench
+
+RUN_ID = "20261125T080000Z-ab12cd"
+T0_NS = 1_795_593_600_000_000_000  # 2026-11-25T08:00:00Z
+PROVENANCE = {
+    "orchbench_version": "0.1.0",
+    "git_commit": "0123456789abcdef0123456789abcdef01234567",
+    "host": "bench-host-7",
+    "cpu_model": "Synthetic CPU @ 3.00GHz",
+    "python": "3.11.7",
+}
+SPEC = {
+    "name": "default",
+    "platform": "local",
+    "transports": ["rest", "grpc"],
+    "blocks": 4,
+    "load": {"tool": "k6", "workers": 1, "duration_s": 12},
+    "thresholds": {"rest_ms": 5.0, "grpc_ms": 5.0},
+}
+FLOOR = {
+    "k6": {
+        "rest": {"p50_ms": 0.112, "p90_ms": 0.151, "p99_ms": 0.402, "mean_ms": 0.123},
+        "grpc": {"p50_ms": 0.207, "p90_ms": 0.255, "p99_ms": 0.611, "mean_ms": 0.219},
+    },
+    "python": {"rest": {"p50_ms": 0.081, "p90_ms": 0.099, "p99_ms": 0.2, "mean_ms": 0.088}},
+}
+
+
+def _latency_ns(ms: np.ndarray) -> dict[str, int]:
+    ns = ms * 1e6
+    q = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+    out = {k: int(np.quantile(ns, v)) for k, v in q.items()}
+    out.update(min=int(ns.min()), max=int(ns.max()), mean=int(ns.mean()))
+    return out
+
+
+def make_run_dir(
+    root: Path,
+    transports: tuple[str, ...] = ("rest", "grpc"),
+    overhead_ms: dict[str, float] | None = None,
+    blocks: int = 4,
+    per_block: int = 250,
+    samples: bool = True,
+    floor: bool = True,
+    seed: int = 1,
+) -> Path:
+    """A run directory as `orchbench run` writes it, made with the real schema writers and compare."""
+    overhead_ms = overhead_ms or {"rest": 0.31, "grpc": 0.17}
+    rng = np.random.default_rng(seed)
+    run_dir = root / RUN_ID
+    run_dir.mkdir(parents=True)
+    frames, runs_rows = [], []
+    summary: dict = {
+        "schema_version": SCHEMA_VERSION,
+        "experiment": "default",
+        "run_id": RUN_ID,
+        "created_at": "2026-11-25T08:00:00Z",
+        "platform": "local",
+        "provenance": PROVENANCE,
+        "spec": SPEC,
+        "model_latency_ms": {"p50": 6.1, "mean": 6.3},
+        "seed": {"rest": {"mean": 8.968882}, "grpc": {"mean": 3.748203}},
+    }
+    overhead_rows = []
+    t = T0_NS
+    for transport in transports:
+        base = 6.0 if transport == "rest" else 5.0
+        per_arm: dict[str, list[pd.DataFrame]] = {"with": [], "without": []}
+        for block in range(blocks):
+            order = ["with", "without"] if rng.random() < 0.5 else ["without", "with"]
+            for arm in order:
+                shift = overhead_ms[transport] if arm == "with" else 0.0
+                lat_ms = base + shift + rng.gamma(2.0, 0.25, per_block) + 0.02 * block
+                ok = np.ones(per_block, dtype=bool)
+                ok[-1] = block != 0  # one failed request in block 0: must not count
+                ts = t + np.cumsum((lat_ms * 1e6).astype(np.int64))
+                t = int(ts[-1]) + 1_000_000
+                df = pd.DataFrame(
+                    {
+                        "seq": np.arange(per_block),
+                        "ts_ns": ts,
+                        "latency_ns": (lat_ms * 1e6).astype(np.int64),
+                        "status": np.where(ok, "200", "503"),
+                        "ok": ok,
+                        "block": block,
+                    }
+                )
+                ctx = RunContext(
+                    "default",
+                    RUN_ID,
+                    transport,
+                    arm,
+                    block=block,
+                    platform="local",
+                    cluster="kind-bench",
+                    arm_verified=True,
+                    arm_evidence="header",
+                )
+                frames.append((ctx, df))
+                per_arm[arm].append(df)
+                okms = lat_ms[ok]
+                ts_summary = ToolSummary(
+                    tool="k6",
+                    source=f"raw/{transport}/{block}/{arm}.json",
+                    requests=per_block,
+                    successes=int(ok.sum()),
+                    latency_ns=_latency_ns(okms),
+                    tool_version="1.1.0",
+                )
+                runs_rows.append(runs_row(ts_summary, ctx, PROVENANCE))
+        w, wo = pd.concat(per_arm["with"]), pd.concat(per_arm["without"])
+        stats = sample_statistics(w, wo, metrics=("mean", "p50", "p90", "p99"), n_boot=200)
+        lat = {
+            arm: _latency_ns(d.loc[d["ok"], "latency_ns"].to_numpy() / 1e6)
+            for arm, d in (("with", w), ("without", wo))
+        }
+        summary[transport] = {
+            **stats,
+            "arms": {
+                arm: {
+                    "latency_ms": {k: lat[arm][k] / 1e6 for k in ("mean", "p50", "p90", "p99")},
+                    "requests": blocks * per_block,
+                    "errors": 1,
+                    "stable": arm == "with",
+                    "verified": f"response header x-orchbench-orchestrator ({arm})",
+                }
+                for arm in ("with", "without")
+            },
+            "threshold_ms": 5.0,
+            "verdict": "pass",
+        }
+        for metric, est in stats["overhead_ms"].items():
+            overhead_rows.append(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "experiment": "default",
+                    "run_id": RUN_ID,
+                    "created_at": pd.Timestamp("2026-11-25T08:00:00Z"),
+                    "transport": transport,
+                    "metric": metric,
+                    "estimate_ms": est["estimate"],
+                    "ci_low_ms": est["ci95"][0],
+                    "ci_high_ms": est["ci95"][1],
+                    "threshold_ms": 5.0,
+                }
+            )
+    write_table(runs_table(runs_rows), run_dir / "results.parquet", "runs")
+    if samples:
+        write_table(samples_table(frames), run_dir / "samples.parquet", "samples")
+    write_table(
+        pa.Table.from_pylist(overhead_rows, schema=OVERHEADS_SCHEMA),
+        run_dir / "overheads.parquet",
+        "overheads",
+    )
+    if floor:
+        (run_dir / "floor.json").write_text(json.dumps(FLOOR))
+        summary["floor"] = FLOOR
+    (run_dir / "spec.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run_dir(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def page(run_dir: Path) -> str:
+    return report.build_report(run_dir).read_text()
+
+
+# ---------------------------------------------------------------------------------------------------
+# pure builders
+
+
+def test_transport_result_reads_summary_values_and_seed() -> None:
+    summary = {
+        "rest": {
+            "overhead_ms": {
+                "mean": {"estimate": 0.31, "ci95": [0.25, 0.37]},
+                "p50": {"estimate": 0.2, "ci95": [0.1, 0.3]},
+            },
+            "n": {"with": 1200, "without": 1250},
+            "mann_whitney_u_p": 1e-9,
+            "arms": {
+                "with": {"latency_ms": {"mean": 6.5, "p99": 9.0}},
+                "without": {"latency_ms": {"mean": 6.19}},
+            },
+            "threshold_ms": 5.0,
+            "verdict": "pass",
+        }
+    }
+    res = report.transport_result(summary, "rest")
+    rows = {r.metric: r for r in res.rows}
+    assert rows["mean"] == report.OverheadRow("mean", 6.5, 6.19, 0.31, (0.25, 0.37), 8.968882)
+    assert rows["p50"].seed_ms == 6.703695
+    assert rows["p90"] == report.OverheadRow("p90", None, None, None, None, 14.025617)
+    assert rows["p99"].with_ms == 9.0 and rows["p99"].without_ms is None
+    assert (res.n_with, res.n_without, res.mann_whitney_u_p, res.threshold_ms, res.verdict) == (
+        1200,
+        1250,
+        1e-9,
+        5.0,
+        "pass",
+    )
+
+
+def test_transport_result_missing_transport_is_all_none() -> None:
+    res = report.transport_result({"rest": {}}, "grpc")
+    assert all(r.overhead_ms is None and r.ci95 is None for r in res.rows)
+    assert res.verdict is None and res.n_with is None
+    assert res.rows[0].seed_ms == 3.748203
+
+
+def test_seed_numbers_prefer_summary_values() -> None:
+    got = report.seed_numbers({"seed": {"rest": {"mean": 1.5}}})
+    assert got["rest"]["mean"] == 1.5
+    assert got["rest"]["p50"] == 6.703695
+    assert got["grpc"]["mean"] == 3.748203
+
+
+def test_transports_in_order_and_presence() -> None:
+    assert report.transports_in({"grpc": {}, "rest": {}}) == ["rest", "grpc"]
+    assert report.transports_in({"rest": {}}) == ["rest"]
+    assert report.transports_in({}) == []
+
+
+def test_cdf_points_small_is_exact_ecdf() -> None:
+    x, y = report.cdf_points(np.array([3.0, 1.0, 2.0, 2.0]))
+    assert x.tolist() == [1.0, 2.0, 2.0, 3.0]
+    assert y.tolist() == [0.25, 0.5, 0.75, 1.0]
+
+
+def test_cdf_points_downsampled_keeps_percentiles_exact() -> None:
+    values = np.random.default_rng(3).lognormal(1.8, 0.4, 100_003)
+    x, y = report.cdf_points(values, max_points=5_000)
+    assert len(x) <= 5_000 + len(report.CDF_EXACT_QUANTILES)
+    assert np.all(np.diff(x) >= 0) and np.all(np.diff(y) > 0)
+    assert x[0] == values.min() and x[-1] == values.max() and y[-1] == 1.0
+    for q in report.CDF_EXACT_QUANTILES:
+        first = int(np.argmax(y >= q - 1e-12))  # the plot's answer to "which latency is the q-quantile"
+        assert x[first] == np.quantile(values, q, method="inverted_cdf"), q
+
+
+def test_histogram_fractions_and_tail() -> None:
+    arms = {"with": np.array([1.0, 1.1, 1.2, 50.0]), "without": np.array([1.0, 1.0, 1.05, 1.1])}
+    edges, fractions, tails = report.histogram(arms, bins=4, upper_quantile=0.9)  # cut at 15.84 ms
+    assert edges[0] == 1.0
+    assert tails["with"] == 1 and tails["without"] == 0
+    assert fractions["with"].sum() == pytest.approx(0.75)
+    assert fractions["without"].sum() == pytest.approx(1.0)
+
+
+def test_block_medians_from_samples_count_ok_only() -> None:
+    df = pd.DataFrame(
+        {
+            "transport": ["rest"] * 6,
+            "arm": ["with", "with", "with", "without", "without", "without"],
+            "block": [0, 0, 0, 0, 0, 0],
+            "latency_ns": [1_000_000, 3_000_000, 900_000_000, 2_000_000, 4_000_000, 6_000_000],
+            "ok": [True, True, False, True, True, True],
+            "timestamp": pd.to_datetime([5, 6, 7, 1, 2, 3], unit="s", utc=True),
+        }
+    )
+    out, source = report.block_medians(df, None)
+    got = {r.arm: (r.median_ms, r.started) for r in out.itertuples()}
+    assert got["with"][0] == 2.0 and got["without"][0] == 4.0
+    assert got["without"][1] < got["with"][1]
+    assert "samples" in source
+
+
+def test_block_medians_fall_back_to_runs_table() -> None:
+    runs = pd.DataFrame(
+        {
+            "transport": ["grpc", "grpc"],
+            "arm": ["with", "without"],
+            "block": [2, 2],
+            "latency_p50_ns": [5_500_000, 5_000_000],
+            "started_at": [pd.NaT, pd.NaT],
+        }
+    )
+    out, source = report.block_medians(None, runs)
+    assert sorted(out["median_ms"]) == [5.0, 5.5]
+    assert "results.parquet" in source
+    empty, _ = report.block_medians(None, None)
+    assert empty.empty
+
+
+# ---------------------------------------------------------------------------------------------------
+# the whole report
+
+
+def _text(page: str) -> str:
+    """The page without plotly.js, so a value cannot be 'found' inside the library or the plot data."""
+    body = page.split("</head>", 1)[1]
+    return re.sub(r"<script.*?</script>", "", body, flags=re.S)
+
+
+def test_report_default_path_and_self_contained(run_dir: Path, page: str) -> None:
+    assert (run_dir / "report.html").is_file()
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r"<script[^>]+src=", page), "no external scripts"
+    assert not re.search(r"<link[^>]+href=", page), "no external stylesheets"
+    assert page.count("Plotly.newPlot") >= 6
+    assert page.count(get_plotlyjs()[:300]) == 1, "plotly.js inlined exactly once"
+
+
+def test_report_table_has_summary_values(run_dir: Path, page: str) -> None:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    text = _text(page)
+    for transport in ("rest", "grpc"):
+        block = summary[transport]
+        for metric in ("mean", "p50", "p90", "p99"):
+            est = block["overhead_ms"][metric]
+            assert f"{est['estimate']:+.3f}" in text, (transport, metric)
+            assert f"[{est['ci95'][0]:+.3f}, {est['ci95'][1]:+.3f}]" in text, (transport, metric)
+            assert f"{block['arms']['with']['latency_ms'][metric]:.3f}" in text
+            assert f"{block['arms']['without']['latency_ms'][metric]:.3f}" in text
+        assert f"n = {block['n']['with']} requests with, {block['n']['without']} without" in text
+        assert f"Mann-Whitney U p = {block['mann_whitney_u_p']:.3g}" in text
+    assert text.count("badge pass") >= 4  # headline + table, both transports
+
+
+def test_report_shows_seed_numbers(page: str) -> None:
+    text = _text(page)
+    for value in ("+8.969", "+6.704", "+3.748", "+2.037"):
+        assert value in text
+    assert "seed" in text.lower() and "one run per arm" in text
+
+
+def test_report_shows_provenance_spec_floor_and_stability(page: str) -> None:
+    text = _text(page)
+    for value in PROVENANCE.values():
+        assert value in text
+    assert "kind-bench" in text  # cluster from results.parquet
+    assert "duration_s: 12" in text  # the spec as YAML
+    assert "0.112" in text and "0.611" in text  # floor values
+    assert "NOT stable" in text and "response header x-orchbench-orchestrator (with)" in text
+
+
+def test_report_has_plot_divs_per_transport(page: str) -> None:
+    for kind in ("cdf", "hist", "blocks"):
+        for transport in ("rest", "grpc"):
+            assert f'id="{kind}-{transport}"' in page, (kind, transport)
+
+
+def test_report_missing_samples_and_floor(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path, transports=("rest",), samples=False, floor=False)
+    text = _text(report.build_report(run_dir, tmp_path / "out" / "r.html").read_text())
+    assert "no per-request samples" in text
+    assert "No measurement floor" in text
+    assert 'id="cdf-rest"' not in text and 'id="cdf-grpc"' not in text
+    assert 'id="blocks-rest"' in text  # falls back to the per-block p50 in results.parquet
+    assert "results.parquet" in text
+    assert "GRPC" not in text
+
+
+def test_report_summary_only(tmp_path: Path) -> None:
+    run_dir = tmp_path / "bare"
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text(json.dumps({"schema_version": 1, "run_id": "bare-1"}))
+    text = _text(report.build_report(run_dir).read_text())
+    assert "bare-1" in text and "no transport results" in text and "No spec recorded" in text
+
+
+@pytest.mark.parametrize(
+    ("setup", "error", "fragment"),
+    [
+        (lambda d: None, ConfigError, "no such run directory"),
+        (lambda d: d.mkdir(), ConfigError, "no summary.json"),
+        (lambda d: (d.mkdir(), (d / "summary.json").write_text("{nope")), ConfigError, "not valid JSON"),
+        (
+            lambda d: (d.mkdir(), (d / "summary.json").write_text("[1]")),
+            ConfigError,
+            "expected a JSON object",
+        ),
+        (
+            lambda d: (d.mkdir(), (d / "summary.json").write_text('{"schema_version": 99}')),
+            SchemaVersionError,
+            "99",
+        ),
+    ],
+)
+def test_not_a_run_dir(tmp_path: Path, setup, error, fragment) -> None:
+    d = tmp_path / "x"
+    setup(d)
+    with pytest.raises(error, match=fragment):
+        report.build_report(d)
+
+
+def test_cli_report_writes_file(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli.html"
+    proc = orchbench("report", str(run_dir), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out)
+    assert 'id="cdf-rest"' in out.read_text()
+
+
+def test_cli_report_bad_run_dir_one_line_exit_2(tmp_path: Path) -> None:
+    proc = orchbench("report", str(tmp_path))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not an orchbench run directory" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_report_downsamples_large_arms(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path, transports=("rest",), blocks=4, per_block=6_000)
+    page = report.build_report(run_dir).read_text()
+    # 4 blocks x 6000 requests, one failed in block 0 -> 23,999 ok requests per arm, drawn with ~20k points
+    n_kept = len(report.cdf_points(np.arange(23_999.0))[0])
+    assert 20_000 <= n_kept <= 20_000 + len(report.CDF_EXACT_QUANTILES)
+    assert page.count(f"({n_kept:,} of 23,999 points)") == 2  # both arms' legends
