@@ -144,28 +144,48 @@ def _arm_stats(blocks: list[Block], arm: str) -> dict[str, Any]:
     return out
 
 
+def _paired_groups(blocks: list[Block]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Successful latencies per block, for the blocks where both arms have some, in block order."""
+    per: dict[int, dict[str, np.ndarray]] = {}
+    for b in blocks:
+        f = b.measured()
+        if f is not None and f["ok"].any():
+            per.setdefault(b.block, {})[b.arm] = f[f["ok"]]["latency_ns"].to_numpy()
+    pairs = [per[k] for k in sorted(per) if len(per[k]) == 2]
+    return [p["with"] for p in pairs], [p["without"] for p in pairs]
+
+
 def transport_result(
     blocks: list[Block], threshold_ms: float | None, n_boot: int = 2000, seed: int = 0
 ) -> dict[str, Any]:
-    """Overheads (with - without) for one transport: stratified bootstrap on samples, else block-level."""
-    with_groups = [f[f["ok"]]["latency_ns"].to_numpy() for b in blocks if b.arm == "with"
-                   for f in [b.measured()] if f is not None and f["ok"].any()]
-    without_groups = [f[f["ok"]]["latency_ns"].to_numpy() for b in blocks if b.arm == "without"
-                      for f in [b.measured()] if f is not None and f["ok"].any()]
+    """Overheads (with - without) for one transport.
+
+    With >= 2 blocks: the mean over blocks of the per-block difference, with a t-interval over blocks
+    (see stats.paired_blocks). With one block: a bootstrap over requests, flagged as such. Without
+    samples: the tools' own summaries, per block.
+    """
+    with_groups, without_groups = _paired_groups(blocks)
     result: dict[str, Any] = {"overhead_ms": {}}
-    if with_groups and without_groups:
+    if len(with_groups) >= 2:
+        for metric in METRICS:
+            est = stats.paired_blocks(with_groups, without_groups, metric)
+            result["overhead_ms"][metric] = est.to_dict(scale=1e-6)
+        result["method"] = f"paired blocks (n={len(with_groups)}): mean of per-block differences, t-interval"
+    elif with_groups:
         for metric in METRICS:
             est = stats.bootstrap_diff(with_groups, without_groups, metric, n_boot=n_boot, seed=seed)
             result["overhead_ms"][metric] = est.to_dict(scale=1e-6)
-        result["mann_whitney_u_p"] = stats.mann_whitney_p(np.concatenate(with_groups), np.concatenate(without_groups))
-        result["method"] = "stratified bootstrap over per-request samples (blocks as strata)"
+        result["method"] = "one block: bootstrap over requests (assumes independent requests; run >= 2 blocks)"
     else:
         for metric in METRICS:
             block_est = _block_level(blocks, metric)
             if block_est is not None:
                 result["overhead_ms"][metric] = block_est.to_dict(scale=1e-6)
         result["method"] = "t-interval over per-block differences of the tools' summaries (no samples)"
+    if with_groups:
+        result["mann_whitney_u_p"] = stats.mann_whitney_p(np.concatenate(with_groups), np.concatenate(without_groups))
     result["n"] = {"with": int(sum(len(g) for g in with_groups)), "without": int(sum(len(g) for g in without_groups))}
+    result["blocks"] = len(with_groups)
     result["arms"] = {arm: _arm_stats(blocks, arm) for arm in ("with", "without")}
     result["threshold_ms"] = threshold_ms
     mean = result["overhead_ms"].get("mean", {}).get("estimate")

@@ -6,6 +6,7 @@ Imports of heavy modules happen inside the commands so `orchbench --help` stays 
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -24,8 +25,17 @@ app = typer.Typer(
 
 
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"orchbench: error: {message}", err=True)
+    one_line = " | ".join(line.strip() for line in message.splitlines() if line.strip()) or "unknown error"
+    typer.echo(f"orchbench: error: {one_line}", err=True)
     sys.exit(code)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGINT/SIGTERM outside the local runner (which handles both itself): stop with one line and
+    exit 130. Typer would turn a KeyboardInterrupt into a silent exit, so raise our own error."""
+    from orchbench.local_runner import Interrupted
+
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
 
 
 @app.command()
@@ -50,6 +60,34 @@ def run(
 
     overrides = {} if inject_delay_ms is None else {"local.inject_delay_ms": inject_delay_ms}
     run_local(spec, out, overrides, quiet)
+
+
+@app.command()
+def calibrate(
+    delays: Annotated[str, typer.Option(help="Injected orchestrator delays in ms, comma-separated.")] = "0.5,1,2",
+    spec: Annotated[Optional[Path], typer.Option(help="Spec (default: specs/calibrate.yaml).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the runs (default: runs/calibrate-<time>).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the table as a JSON list.")] = False,
+) -> None:
+    """Known-answer calibration: inject delays into the reference orchestrator and recover them."""
+    import json
+    from datetime import UTC, datetime
+
+    from orchbench.calibrate import calibrate as run_calibration
+    from orchbench.calibrate import parse_delays
+
+    values = parse_delays(delays)
+    folder = out or Path("runs") / f"calibrate-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    rows = run_calibration(values, spec, folder)
+    if json_out:
+        typer.echo(json.dumps([{k: r[k] for k in ("transport", "injected_ms", "recovered_ms", "ci95")}
+                               for r in rows], indent=2))
+        return
+    typer.echo(f"{'transport':<10}{'injected ms':>12}{'recovered ms':>14}{'95% CI':>22}  ok")
+    for r in rows:
+        ci = f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
+        typer.echo(f"{r['transport']:<10}{r['injected_ms']:>12.3f}{r['recovered_ms']:>14.3f}{ci:>22}  "
+                   f"{'yes' if r['within_0_1_ms_or_ci'] else 'NO'}")
 
 
 @app.command("compile")
@@ -187,6 +225,9 @@ def floor(
 
 
 def main(argv: list[str] | None = None) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # keep nohup's and `cmd &`'s choice
+            signal.signal(sig, _interrupt)
     try:
         app(args=argv)  # standalone: click prints usage errors itself and exits 2
     except OrchbenchError as exc:

@@ -33,6 +33,8 @@ from orchbench.paths import REPO_ROOT
 ARTIFACT_ROOT = "/tmp/orchbench"
 HERA_OUTPUTS = "/tmp/hera-outputs"
 _EXPR = re.compile(r"{{\s*([^{}]+?)\s*}}")
+#: Seconds an interrupted step gets to stop what it started before its process group is SIGKILLed.
+STOP_GRACE_S = 15.0
 
 
 class StepFailed(OrchbenchError):
@@ -99,6 +101,9 @@ class LocalRunner:
         self.status = "Running"
         self._child: subprocess.Popen[bytes] | None = None
         self._stop: str | None = None
+        self._stop_at: float | None = None  # monotonic time the current child was asked to stop
+        self._exiting = False  # running the exit handler: signals are noted, the handler runs on
+        self._late_signal: str | None = None  # a signal that arrived while the exit handler ran
 
     # substitution -------------------------------------------------------------------------------
     def _lookup(self, expr: str, inputs: dict[str, str] | None) -> str:
@@ -156,12 +161,17 @@ class LocalRunner:
                 error = exc
             exit_tpl = self.spec.get("onExit")
             if exit_tpl:
-                self._stop = None  # the exit handler must run to the end
+                # The exit handler must run to the end: from here on SIGINT is ignored (its children
+                # inherit that) and SIGTERM is only noted, never passed on to the cleanup step.
+                self._exiting = True
+                self._stop = None
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 try:
                     self._run_template(exit_tpl, "exit-handler", {}, {})
                 except BaseException as exc:
                     error = error or exc
+            if error is None and self._late_signal:
+                error = Interrupted(f"interrupted by {self._late_signal} during the exit handler")
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
@@ -170,13 +180,42 @@ class LocalRunner:
         return self.status
 
     def _signal(self, signum: int, _frame: Any) -> None:
-        self._stop = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if self._exiting:
+            self._late_signal = self._late_signal or name
+            return
+        first = self._stop is None
+        self._stop = self._stop or name
+        if first:
+            self._interrupt_child()
+
+    def _interrupt_child(self) -> None:
+        """Ask the running step to stop: SIGINT to its process group, so a Python step unwinds
+        (KeyboardInterrupt: its `finally` blocks stop the load tester and servers it started).
+        `_wait_child` escalates to SIGKILL if it is still there after STOP_GRACE_S."""
         child = self._child
-        if child is not None and child.poll() is None:
+        if child is None or child.poll() is not None or self._stop_at is not None:
+            return
+        self._stop_at = time.monotonic()
+        try:
+            os.killpg(child.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    def _wait_child(self, child: subprocess.Popen[bytes]) -> int:
+        while True:
             try:
-                os.killpg(child.pid, signal.SIGTERM)
-            except ProcessLookupError:
+                return child.wait(0.1)
+            except subprocess.TimeoutExpired:
                 pass
+            if self._stop and self._stop_at is None:
+                self._interrupt_child()  # the signal came while the child was being started
+            if self._stop_at is not None and time.monotonic() - self._stop_at > STOP_GRACE_S:
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                return child.wait()
 
     def _run_template(self, name: str, task_name: str, params: dict[str, str], artifacts: dict[str, Path]) -> TaskResult:
         if name not in self.templates:
@@ -266,9 +305,10 @@ class LocalRunner:
             self._child = subprocess.Popen([*command, *args, str(source_file)], cwd=REPO_ROOT, env=env,
                                            stdout=out, stderr=err, start_new_session=True)
             try:
-                rc = self._child.wait()
+                rc = self._wait_child(self._child)
             finally:
                 self._child = None
+                self._stop_at = None
         result = TaskResult(task, tpl["name"], "Succeeded" if rc == 0 else "Failed", task_dir,
                             result=(task_dir / "stdout.log").read_text(errors="replace").strip(),
                             seconds=time.monotonic() - started)
@@ -304,4 +344,8 @@ def _last_error(stderr: Path) -> str:
     for line in reversed(lines):
         if line.startswith("[orchbench] error:"):
             return line.removeprefix("[orchbench] error:").strip()
-    return lines[-1] if lines else "no output"
+    if not lines:
+        return "no output"
+    # an uncaught orchbench error ends the traceback as "orchbench.errors.PlatformError: <message>"
+    m = re.fullmatch(r"orchbench\.errors\.\w+: (.+)", lines[-1])
+    return m.group(1) if m else lines[-1]

@@ -204,7 +204,7 @@ def build(spec: Spec, kind: Kind = "workflow") -> Workflow:
     elif kind == "template":
         wf = WorkflowTemplate(name=f"orchbench-{spec.name}", **base)
     else:
-        wf = CronWorkflow(name=f"orchbench-{spec.name}-nightly", schedule=spec.argo.schedule,
+        wf = CronWorkflow(name=f"orchbench-{spec.name}-nightly", schedules=[spec.argo.schedule],
                           timezone=spec.argo.timezone, concurrency_policy="Forbid",
                           starting_deadline_seconds=3600, **base)
     with wf:

@@ -54,7 +54,9 @@ async def start_rest(
     """A low-level aiohttp server (no router, no middlewares) calling `handler` for every request."""
     runner = web.ServerRunner(web.Server(handler, access_log=None), handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=False, backlog=1024)
+    # SO_REUSEADDR: a port whose previous server's connections sit in TIME_WAIT can be bound again
+    # (Linux still refuses it while another socket listens there; that is SO_REUSEPORT, kept off).
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
     try:
         await site.start()
     except OSError as exc:

@@ -43,14 +43,14 @@ def load(spec_json: str) -> Spec:
     return spec_from_json(spec_json)
 
 
-def platform_for(spec: Spec, state_dir: str) -> Platform:
+def platform_for(spec: Spec, state_dir: str, aa_copy: bool = False) -> Platform:
     if spec.platform == "local":
         from orchbench.platform.local import LocalPlatform
 
         local = spec.local
         return LocalPlatform(
             Path(state_dir),
-            ports=local_ports(spec),
+            ports=local_ports(spec, aa_copy),
             cpu_pinning=local.cpu_pinning,
             inject_delay_ms=local.inject_delay_ms,
             model_threads=local.model_threads,
@@ -60,10 +60,12 @@ def platform_for(spec: Spec, state_dir: str) -> Platform:
     return platform_from_spec(spec)
 
 
-def local_ports(spec: Spec) -> Any:
+def local_ports(spec: Spec, aa_copy: bool = False) -> Any:
     from orchbench.platform.local import LocalPorts
 
     p = spec.local.ports
+    if aa_copy:  # the A/A copy of "without" listens where "with" would
+        return LocalPorts(with_orchestrator=p.without, without_orchestrator=p.with_, internal=p.model_behind_orchestrator)
     return LocalPorts(with_orchestrator=p.with_, without_orchestrator=p.without, internal=p.model_behind_orchestrator)
 
 

@@ -15,9 +15,17 @@ from steps.common import deployment_name, load, log, platform_for, record_path
 def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str, Parameter(name="record")]:
     s = load(spec)
     t, a = cast(Transport, transport), cast(ArmName, arm)
-    if s.platform == "local" and s.local.aa_mode and a == "with":
-        a = "without"  # A/A: the "with" arm is a second, identical "without" deployment
+    platform = platform_for(s, state_dir)
+    aa_copy = s.platform == "local" and s.local.aa_mode and a == "with"
+    if aa_copy:
+        # A/A: the "with" arm is a second, identical "without" deployment on the "with" port
+        a = "without"
+        platform = platform_for(s, state_dir, aa_copy=True)
     manifest = render(load_manifest(s.resolve(s.manifest)), t, a, name=deployment_name(s, t, cast(ArmName, arm)))
-    record = platform_for(s, state_dir).deploy(manifest, a, record_path(state_dir, t, cast(ArmName, arm)))
+    path = record_path(state_dir, t, cast(ArmName, arm))
+    record = platform.deploy(manifest, a, path)
+    if aa_copy:
+        record.details["aa_copy"] = True
+        record.save(path)
     log(f"deployed {record.name} ({transport}, {arm})")
     return json.dumps(asdict(record), sort_keys=True)

@@ -52,6 +52,9 @@ def loadtest(spec: str, state_dir: str, endpoint: str, transport: str, arm: str,
     s = load(spec)
     target = json.loads(endpoint)
     ep = Endpoint.from_dict(target)
+    if (ep.transport, ep.arm) != (transport, arm):
+        raise ConfigError(f"task for {transport}/{arm} is wired to the {ep.transport}/{ep.arm} endpoint: "
+                          "the workflow's arguments are wrong")
     payload = s.resolve(s.payloads[cast(Transport, transport)])
     try:
         payload_bytes = payload.read_bytes()

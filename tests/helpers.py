@@ -14,3 +14,13 @@ def orchbench(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedPro
     return subprocess.run(
         [sys.executable, "-m", "orchbench.cli", *args], capture_output=True, text=True, timeout=timeout, **kw
     )
+
+
+def alive(pid: int) -> bool:
+    """True if `pid` runs; a zombie (exited, not yet reaped by its new parent) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")

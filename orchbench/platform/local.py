@@ -147,10 +147,25 @@ def _log_tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
     return " | ".join(tail) if tail else "(empty log)"
 
 
+def _kill_spawned(pids: list[int]) -> None:
+    """SIGKILL the process groups of servers this process just started (and reap them)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    for pid in pids:
+        child = _CHILDREN.get(pid)
+        if child is not None:
+            with contextlib.suppress(Exception):
+                child.wait(5.0)
+
+
 def _port_free(host: str, port: int) -> bool:
+    """Nothing listens on host:port. SO_REUSEADDR as the servers use it: a port whose last
+    connections are in TIME_WAIT is free (Linux still refuses it while a socket listens there)."""
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -249,11 +264,15 @@ class LocalPlatform:
                 },
             )
         _CHILDREN[proc.pid] = proc
-        starttime = _proc_starttime(proc.pid)
-        for _ in range(50):  # wait for the exec so the recorded cmdline can be checked later
-            if _proc_cmdline(proc.pid) == cmd or _proc_state(proc.pid) in (None, "Z"):
-                break
-            time.sleep(0.01)
+        try:
+            starttime = _proc_starttime(proc.pid)
+            for _ in range(50):  # wait for the exec so the recorded cmdline can be checked later
+                if _proc_cmdline(proc.pid) == cmd or _proc_state(proc.pid) in (None, "Z"):
+                    break
+                time.sleep(0.01)
+        except BaseException:  # interrupted before anything recorded it: stop it here
+            _kill_spawned([proc.pid])
+            raise
         return {
             "role": role,
             "pid": proc.pid,
@@ -294,9 +313,19 @@ class LocalPlatform:
             str(self.model_threads),
             *pin,
         ]
-        procs = [
-            self._spawn("model_server", model_args, logs / f"{info.name}-{arm}-{transport}-model-{stamp}.log")
-        ]
+        procs: list[dict[str, Any]] = []
+        try:
+            self._spawn_arm(procs, info.name, arm, transport, model_args, flag, public, model_port, pin, logs, stamp)
+            record = self._record(info.name, info.model_name, transport, arm, public, procs, cpus, record_path)
+        except BaseException:  # interrupted (SIGINT/SIGTERM from the runner) or failed before the record
+            _kill_spawned([int(p["pid"]) for p in procs])  # exists: nothing else would ever stop these
+            raise
+        return record
+
+    def _spawn_arm(self, procs: list[dict[str, Any]], name: str, arm: ArmName, transport: Transport,
+                   model_args: list[str], flag: str, public: int, model_port: int, pin: list[str], logs: Path,
+                   stamp: str) -> None:
+        procs.append(self._spawn("model_server", model_args, logs / f"{name}-{arm}-{transport}-model-{stamp}.log"))
         if arm == "with":
             orch_args = [
                 flag,
@@ -313,18 +342,21 @@ class LocalPlatform:
                 self._spawn(
                     "orchestrator",
                     orch_args,
-                    logs / f"{info.name}-{arm}-{transport}-orchestrator-{stamp}.log",
+                    logs / f"{name}-{arm}-{transport}-orchestrator-{stamp}.log",
                 )
             )
         procs[0]["port"] = model_port
         if arm == "with":
             procs[1]["port"] = public
+
+    def _record(self, name: str, model_name: str, transport: Transport, arm: ArmName, public: int,
+                procs: list[dict[str, Any]], cpus: list[int] | None, record_path: Path) -> DeploymentRecord:
         record = DeploymentRecord(
             platform=self.name,
-            name=info.name,
+            name=name,
             transport=transport,
             arm=arm,
-            model_name=info.model_name,
+            model_name=model_name,
             details={
                 "host": self.host,
                 "port": public,

@@ -1,0 +1,30 @@
+"""Tiny real step functions for the local-runner tests (run through hera.workflows.runner)."""
+
+from pathlib import Path
+from typing import Annotated
+
+from hera.workflows import Parameter
+
+from orchbench.errors import ConfigError
+from steps.common import in_dir, out_dir, step
+
+
+def shout(text: str) -> Annotated[str, Parameter(name="loud")]:
+    return text.upper() + "!"
+
+
+def write_art(text: str) -> None:
+    (out_dir("box") / "f.txt").write_text(text)
+
+
+def read_art(suffix: str) -> Annotated[str, Parameter(name="content")]:
+    return (in_dir("box") / "f.txt").read_text() + suffix
+
+
+@step
+def fail(message: str) -> None:
+    raise ConfigError(message)
+
+
+def mark(path: str, status: str) -> None:
+    Path(path).write_text(status)

@@ -1,0 +1,57 @@
+"""Known-answer calibration (pure parts) and the A/A run: same arm twice, the CI must cover 0."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchbench.calibrate import parse_delays, recovered
+from orchbench.errors import ConfigError
+from tests.helpers import orchbench
+from tests.pipeline_specs import tiny_spec
+
+
+def _run(p50, lo, hi):
+    return {"rest": {"overhead_ms": {"p50": {"estimate": p50, "ci95": [lo, hi]}}}}
+
+
+def test_recovered_is_difference_with_combined_interval():
+    row = recovered(_run(1.5, 1.4, 1.6), _run(1.0, 0.9, 1.1), "rest", 0.5)
+    assert row["recovered_ms"] == 0.5
+    # two independent half-widths of 0.1 combine to 0.1 * sqrt(2)
+    assert row["ci95"] == pytest.approx([0.5 - 0.1414, 0.5 + 0.1414], abs=1e-4)
+    assert row["within_0_1_ms_or_ci"] is True
+    far = recovered(_run(2.5, 2.45, 2.55), _run(1.0, 0.95, 1.05), "rest", 0.5)
+    assert far["recovered_ms"] == 1.5 and far["within_0_1_ms_or_ci"] is False
+
+
+@pytest.mark.parametrize("text", ["", "a,b", "-1", "0", "1,nan", "5000"])
+def test_bad_delays(text):
+    with pytest.raises(ConfigError):
+        parse_delays(text)
+
+
+def test_delays_parse():
+    assert parse_delays("0.5, 1,2") == [0.5, 1.0, 2.0]
+
+
+def test_cli_bad_delays_one_line_exit_2():
+    proc = orchbench("calibrate", "--delays", "x")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--delays" in proc.stderr
+
+
+@pytest.mark.slow
+def test_aa_run_ci_covers_zero(tmp_path):
+    out = tmp_path / "out"
+    spec = tiny_spec(tmp_path, blocks=3, duration_s=3, aa_mode=True)
+    proc = orchbench("run", "--spec", str(spec), "--out", str(out), "--quiet", timeout=400)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["aa_mode"] is True
+    for transport in ("rest", "grpc"):
+        res = summary[transport]
+        assert "A/A copy" in res["arms"]["with"]["verified"]
+        for metric in ("mean", "p50"):
+            lo, hi = res["overhead_ms"][metric]["ci95"]
+            assert lo <= 0.0 <= hi, f"A/A {transport} {metric}: CI [{lo}, {hi}] misses 0"

@@ -1,0 +1,82 @@
+"""`orchbench run` end to end on a tiny spec: the compiled workflow, run locally, gives the answer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from orchbench.commands.run_cmd import compiled
+from orchbench.errors import ConfigError
+from orchbench.local_runner import LocalRunner, StepFailed
+from orchbench.spec import load_spec
+from results_schema import load_summary, read_table
+from tests.helpers import alive, orchbench
+from tests.pipeline_specs import tiny_spec
+
+
+@pytest.mark.slow
+def test_run_produces_raw_parquet_summary_report(tmp_path):
+    spec_path = tiny_spec(tmp_path)
+    out = tmp_path / "out"
+    proc = orchbench("run", "--spec", str(spec_path), "--out", str(out), timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    for transport in ("rest", "grpc"):
+        for metric in ("mean", "p50"):
+            est = summary[transport]["overhead_ms"][metric]
+            lo, hi = est["ci95"]
+            assert lo <= est["estimate"] <= hi
+        assert summary[transport]["arms"]["with"]["verified"]
+        assert summary[transport]["n"]["with"] > 50 and summary[transport]["n"]["without"] > 50
+    assert summary["floor"]["k6"]["rest"]["p50_ms"] > 0
+    assert summary["model_latency_ms"]["p50_ms"] > 0
+    # every compiled load task left its raw tool JSON in the run directory
+    wf = yaml.safe_load((out / "workflow.yaml").read_text())
+    dag = next(t for t in wf["spec"]["templates"] if t["name"] == "benchmark")["dag"]["tasks"]
+    load_tasks = sorted(t["name"] for t in dag if t["name"].startswith("load-"))
+    assert sorted(p.name for p in (out / "raw").iterdir()) == load_tasks
+    for task in load_tasks:
+        meta = json.loads((out / "raw" / task / "meta.json").read_text())
+        assert load_summary(out / "raw" / task / meta["raw"]).requests > 0
+    runs = read_table(out / "results.parquet", "runs").to_pandas()
+    samples = read_table(out / "samples.parquet", "samples").to_pandas()
+    assert len(runs) == len(load_tasks) == 2 * 2 * 2
+    assert set(runs["arm"]) == {"with", "without"} and runs["arm_verified"].all()
+    # the runs' request counts are the tool's own and equal the stored samples
+    counts = samples.groupby(["transport", "arm", "block"]).size()
+    for row in runs.itertuples():
+        assert counts[(row.transport, row.arm, row.block)] == row.requests
+    assert (out / "report.html").stat().st_size > 10_000
+    assert "orchestrator overhead" in proc.stdout
+    assert not (out / "state" / "cpu_plan.json").exists(), "untaint did not run"
+
+
+@pytest.mark.slow
+def test_local_runner_runs_exactly_the_compiled_workflow(tmp_path):
+    """Wire one load-test block to the other arm's endpoint in the compiled dict: the run refuses it."""
+    spec = load_spec(tiny_spec(tmp_path, transports=("rest",), blocks=1, duration_s=1))
+    wf = compiled(spec, "workflow")
+    dag = next(t for t in wf["spec"]["templates"] if t["name"] == "benchmark")["dag"]["tasks"]
+    task = next(t for t in dag if t["name"] == "load-rest-b0-with")
+    param = next(p for p in task["arguments"]["parameters"] if p["name"] == "endpoint")
+    assert param["value"] == "{{tasks.wait-rest-with.outputs.parameters.endpoint}}"
+    param["value"] = "{{tasks.wait-rest-without.outputs.parameters.endpoint}}"
+    out = tmp_path / "out"
+    runner = LocalRunner(wf, out, parameters={"state-dir": str(out / "state"), "results-dir": str(out)})
+    with pytest.raises(StepFailed, match="wired to the rest/without endpoint"):
+        runner.run()
+    assert runner.status == "Failed"
+    assert "cleanup" in runner.tasks  # the exit handler ran
+    for rec in (out / "state" / "deploy").glob("*.json"):
+        pids = [p["pid"] for p in json.loads(rec.read_text())["details"]["processes"]]
+        assert pids and not [pid for pid in pids if alive(pid)]
+
+
+def test_run_refuses_cluster_spec():
+    with pytest.raises(ConfigError, match="runs locally"):
+        from orchbench.commands.run_cmd import run_local
+        from tests.helpers import ROOT
+
+        run_local(ROOT / "specs" / "seed.yaml", None)

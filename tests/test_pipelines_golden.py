@@ -1,0 +1,123 @@
+"""Each pipeline variant against its golden YAML (normalised dicts), and against Argo's own schema.
+
+Regenerate the golden files with `make golden` (ORCHBENCH_REGEN_GOLDEN=1), then review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchbench.spec import load_spec
+from pipelines.benchmark import KINDS, compile_dict
+from tests.helpers import ROOT
+
+GOLDEN = ROOT / "pipelines" / "golden"
+ARGO_SCHEMA = ROOT.parent / "shared" / "argo" / "workflow-schema-v4.1.json"
+CASES = [(spec, kind) for spec in ("default", "seed") for kind in KINDS]
+
+
+def _normalise(d):
+    """Sort keys and decode the JSON `spec` parameter so diffs are readable and order-free."""
+    d = json.loads(json.dumps(d, sort_keys=True))
+    for p in d["spec"].get("arguments", {}).get("parameters", []) or d["spec"]["workflowSpec"]["arguments"][
+        "parameters"
+    ]:
+        if p["name"] == "spec":
+            p["value"] = json.loads(p["value"])
+    return d
+
+
+def _compiled(spec: str, kind: str) -> dict:
+    return compile_dict(load_spec(ROOT / "specs" / f"{spec}.yaml"), kind)
+
+
+@pytest.mark.parametrize(("spec", "kind"), CASES)
+def test_matches_golden(spec, kind):
+    path = GOLDEN / f"{spec}-{kind}.yaml"
+    got = _compiled(spec, kind)
+    if os.environ.get("ORCHBENCH_REGEN_GOLDEN") == "1":
+        path.write_text(yaml.safe_dump(got, sort_keys=False, width=120))
+    assert path.exists(), f"no golden file {path}: run `make golden`"
+    assert _normalise(got) == _normalise(yaml.safe_load(path.read_text()))
+
+
+@pytest.mark.parametrize(("spec", "kind"), CASES)
+def test_validates_against_hera_models(spec, kind):
+    from hera.workflows.models import CronWorkflow, Workflow, WorkflowTemplate
+
+    model = {"workflow": Workflow, "template": WorkflowTemplate, "cron": CronWorkflow}[kind]
+    d = _compiled(spec, kind)
+    parsed = model.model_validate(d)
+    assert parsed.kind == d["kind"]
+    # round trip through the model loses nothing
+    assert json.loads(parsed.model_dump_json(exclude_none=True, by_alias=True)) == json.loads(json.dumps(d))
+
+
+@pytest.mark.skipif(not ARGO_SCHEMA.exists(), reason=f"Argo JSON schema not found at {ARGO_SCHEMA}")
+@pytest.mark.parametrize(("spec", "kind"), CASES)
+def test_validates_against_argo_json_schema(spec, kind):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(ARGO_SCHEMA.read_text())
+    name = {"workflow": "Workflow", "template": "WorkflowTemplate", "cron": "CronWorkflow"}[kind]
+    sub = {"$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{name}", "definitions": schema["definitions"]}
+    jsonschema.Draft202012Validator(sub).validate(_compiled(spec, kind))
+
+
+def test_schema_check_can_fail():
+    """The schema really constrains: a template with a bogus field type is rejected."""
+    jsonschema = pytest.importorskip("jsonschema")
+    if not ARGO_SCHEMA.exists():
+        pytest.skip("Argo JSON schema not present")
+    schema = json.loads(ARGO_SCHEMA.read_text())
+    sub = {"$ref": "#/definitions/io.argoproj.workflow.v1alpha1.Workflow", "definitions": schema["definitions"]}
+    bad = _compiled("default", "workflow")
+    bad["spec"]["templates"][0]["script"]["args"] = "not-a-list"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(sub).validate(bad)
+
+
+def test_dag_shape_interleaves_arms_and_cleans_up_on_exit():
+    d = _compiled("default", "workflow")
+    spec = load_spec(ROOT / "specs" / "default.yaml")
+    dag = next(t for t in d["spec"]["templates"] if t["name"] == "benchmark")["dag"]["tasks"]
+    names = [t["name"] for t in dag]
+    loads = [n for n in names if n.startswith("load-rest-")]
+    assert len(loads) == 2 * spec.blocks
+    expected = [f"load-rest-b{b}-{arm}" for b, arms in enumerate(spec.block_order()) for arm in arms]
+    # the chain of `depends` follows the recorded random order, block by block
+    chain = {t["name"]: t.get("depends") for t in dag}
+    for prev, nxt in zip(expected, expected[1:]):
+        assert chain[nxt] == prev
+    assert {tuple(sorted(a)) for a in spec.block_order()} == {("with", "without")}
+    assert d["spec"]["onExit"] == "exit-handler"
+    exit_tasks = next(t for t in d["spec"]["templates"] if t["name"] == "exit-handler")["dag"]["tasks"]
+    assert [t["template"] for t in exit_tasks] == ["cleanup"]
+    compare = next(t for t in dag if t["name"] == "compare")
+    froms = {a["from"] for a in compare["arguments"]["artifacts"]}
+    assert {f"{{{{tasks.{n}.outputs.artifacts.raw}}}}" for n in names if n.startswith("load-")} <= froms
+
+
+def test_cron_has_schedule_and_gate_last():
+    d = _compiled("seed", "cron")
+    assert d["kind"] == "CronWorkflow"
+    assert d["spec"]["schedules"] == ["0 2 * * *"] and d["spec"]["concurrencyPolicy"] == "Forbid"
+    dag = next(t for t in d["spec"]["workflowSpec"]["templates"] if t["name"] == "benchmark")["dag"]["tasks"]
+    assert dag[-1]["name"] == "gate" and dag[-1]["depends"] == "report"
+
+
+def test_cluster_loadtest_pods_tolerate_and_select_loadtester_node():
+    d = _compiled("seed", "workflow")
+    tpl = {t["name"]: t for t in d["spec"]["templates"]}
+    assert tpl["loadtest"]["nodeSelector"] == {"orchbench.io/role": "loadtester"}
+    assert any(t["key"] == "loadtester" for t in tpl["loadtest"]["tolerations"])
+    assert not any(t["key"] == "model" for t in tpl["loadtest"]["tolerations"])
+    assert any(t["key"] == "loadtester" for t in tpl["cleanup"]["tolerations"])
+
+
+def test_golden_files_exist_for_every_case():
+    assert {f"{s}-{k}.yaml" for s, k in CASES} <= {p.name for p in Path(GOLDEN).glob("*.yaml")}
