@@ -12,6 +12,7 @@ the task's own folder `RUN_DIR/tasks/<task>/`, so runs never collide.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -197,10 +198,8 @@ class LocalRunner:
         if child is None or child.poll() is not None or self._stop_at is not None:
             return
         self._stop_at = time.monotonic()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
 
     def _wait_child(self, child: subprocess.Popen[bytes]) -> int:
         while True:
@@ -211,10 +210,8 @@ class LocalRunner:
             if self._stop and self._stop_at is None:
                 self._interrupt_child()  # the signal came while the child was being started
             if self._stop_at is not None and time.monotonic() - self._stop_at > STOP_GRACE_S:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(child.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 return child.wait()
 
     def _run_template(self, name: str, task_name: str, params: dict[str, str], artifacts: dict[str, Path]) -> TaskResult:

@@ -164,11 +164,27 @@ def load_spec(path: str | Path | None = None) -> Spec:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     spec = parse_spec(data, str(path))
+    check_inputs(spec, str(path))
+    return spec
+
+
+def check_inputs(spec: Spec, source: str = "spec") -> None:
+    """The files a spec names, read and checked before anything starts: the SeldonDeployment
+    manifest (`orchbench.manifest.load_manifest`) and the payload of every transport it runs."""
+    from orchbench.manifest import load_manifest
+    from orchbench.payload_check import check_payload
+
+    manifest = spec.resolve(spec.manifest)
+    try:
+        load_manifest(manifest)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"{source}: manifest {manifest}: not readable ({reason})") from None
     for transport in spec.transports:
         payload = spec.resolve(spec.payloads.get(transport, ""))
         if transport not in spec.payloads or not payload.is_file():
-            raise ConfigError(f"{path}: payloads.{transport}: file {payload} not found")
-    return spec
+            raise ConfigError(f"{source}: payloads.{transport}: file {payload} not found")
+        check_payload(payload, transport)
 
 
 def spec_from_json(text: str) -> Spec:

@@ -114,6 +114,12 @@ def _results_artifact(kind: Kind) -> Artifact:
     )
 
 
+def _after(before: list[Task], task: Task) -> None:
+    """`task` depends on every task in `before` (Argo: depends "a && b")."""
+    for b in before:
+        b >> task
+
+
 def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
     with DAG(name="benchmark"):
         tnt = Task(name="taint", template=t["taint"], arguments={"spec": SPEC, "state_dir": STATE})
@@ -127,7 +133,7 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
             for arm in ("with", "without"):
                 dep = Task(name=f"deploy-{transport}-{arm}", template=t["deploy"],
                            arguments={"spec": SPEC, "state_dir": STATE, "transport": transport, "arm": arm})
-                previous >> dep
+                _after(previous, dep)
                 wt = Task(name=f"wait-{transport}-{arm}", template=t["wait"],
                           arguments={"spec": SPEC, "state_dir": STATE,
                                      "record": dep.get_parameter("record").value})
@@ -141,7 +147,7 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
                 task = Task(name=name, template=t["loadtest"], arguments={
                     "spec": SPEC, "state_dir": STATE, "transport": transport, "arm": arm, "block": str(block),
                     "endpoint": waits[arm].get_parameter("endpoint").value})
-                chain >> task
+                _after(chain, task)
                 chain = [task]
                 loads.append(task)
             loads_by_transport[transport] = loads
@@ -150,7 +156,7 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
                 td = Task(name=f"teardown-{transport}-{arm}", template=t["teardown"],
                           arguments={"spec": SPEC, "state_dir": STATE,
                                      "record": deploys[arm].get_parameter("record").value})
-                chain >> td
+                _after(chain, td)
                 teardowns.append(td)
             previous = teardowns
         all_loads = [task for ts in loads_by_transport.values() for task in ts]
@@ -162,7 +168,7 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
             *[task.get_artifact("raw").with_name(f"raw-{task.name}") for task in all_loads],
         ]
         cmp = Task(name="compare", template=t["compare"], arguments=cmp_args)
-        previous >> cmp
+        _after(previous, cmp)
         rep = Task(name="report", template=t["report"], arguments=[
             Parameter(name="results_dir", value="{{workflow.parameters.results-dir}}"),
             cmp.get_artifact("results").with_name("results")])

@@ -63,7 +63,7 @@ def summarise(spec_json: str, blocks: list[Block], floor: dict[str, Any] | None,
         arms = {b.arm for b in mine}
         if arms != {"with", "without"}:
             raise ConfigError(f"{transport}: results for arms {sorted(arms)}, need both 'with' and 'without'")
-        summary[transport] = transport_result(mine, s.threshold_ms(cast(Transport, transport)))
+        summary[transport] = transport_result(mine, s.threshold_ms(transport))
     return summary
 
 

@@ -34,7 +34,7 @@ def cleanup(spec: str, state_dir: str, workflow_status: str = "") -> None:
     failures = []
     for transport in s.transports:
         for arm in ARMS:
-            rec = _known_record(spec, state_dir, cast(Transport, transport), arm)
+            rec = _known_record(spec, state_dir, transport, arm)
             if rec is None:
                 continue
             try:

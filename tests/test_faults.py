@@ -58,8 +58,13 @@ def _all_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
-def wait_for(what: str, predicate: Callable[[], Any], timeout_s: float, proc: subprocess.Popen[bytes] | None = None,
-             interval_s: float = 0.05) -> Any:
+def wait_for(
+    what: str,
+    predicate: Callable[[], Any],
+    timeout_s: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    interval_s: float = 0.05,
+) -> Any:
     """Poll `predicate` until it returns something truthy; fail after `timeout_s` (or if `proc` exits)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -116,8 +121,20 @@ class Run:
             self.out = out
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "orchbench.cli", "run", "--spec", str(self.spec_path), "--out", str(self.out)],
-                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                [
+                    sys.executable,
+                    "-m",
+                    "orchbench.cli",
+                    "run",
+                    "--spec",
+                    str(self.spec_path),
+                    "--out",
+                    str(self.out),
+                ],
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
                 start_new_session=True,  # so a failed test can kill whatever is left of it
             )
         return self.proc
@@ -138,7 +155,9 @@ class Run:
         return None
 
     def wait_started(self, task_prefix: str, timeout_s: float = 90) -> str:
-        return str(wait_for(f"task {task_prefix}* to start", lambda: self.started(task_prefix), timeout_s, self.proc))
+        return str(
+            wait_for(f"task {task_prefix}* to start", lambda: self.started(task_prefix), timeout_s, self.proc)
+        )
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None and self.proc.poll() is None, "orchbench is no longer running"
@@ -156,7 +175,7 @@ class Run:
         return [p for rec in self.records() for p in rec["details"]["processes"]]
 
     def server_pid(self, arm: str, role: str) -> int | None:
-        rec = (self.out / "state" / "deploy" / f"{self.transport}-{arm}.json")
+        rec = self.out / "state" / "deploy" / f"{self.transport}-{arm}.json"
         if not rec.exists():
             return None
         for p in json.loads(rec.read_text())["details"]["processes"]:
@@ -220,7 +239,11 @@ class Run:
         assert rc != 0, f"exit 0 after a fault; stderr:\n{err}"
         assert rc in expect_codes, f"exit {rc}, expected one of {expect_codes}; stderr:\n{err}"
         assert "Traceback" not in err, err
-        errors = [line for line in err.splitlines() if line.startswith(("orchbench: error:", "orchbench: interrupted"))]
+        errors = [
+            line
+            for line in err.splitlines()
+            if line.startswith(("orchbench: error:", "orchbench: interrupted"))
+        ]
         assert len(errors) == 1, f"expected exactly one error line, got {errors}; stderr:\n{err}"
         message = errors[0]
         assert len(message) > len("orchbench: error: ") + 10, message
@@ -243,8 +266,11 @@ class Run:
             assert len(samples) == summary.requests, (len(samples), summary.requests)
 
     def done_tasks(self, prefix: str = "load-") -> list[str]:
-        return [line.split()[2] for line in self.stderr().splitlines()
-                if line.split()[:2] == ["[orchbench]", "done"] and line.split()[2].startswith(prefix)]
+        return [
+            line.split()[2]
+            for line in self.stderr().splitlines()
+            if line.split()[:2] == ["[orchbench]", "done"] and line.split()[2].startswith(prefix)
+        ]
 
 
 @pytest.fixture
@@ -323,7 +349,10 @@ def _servers_up(run: Run) -> bool:
 @pytest.mark.parametrize(
     "sig,phase",
     [
-        (signal.SIGINT, "deploy"),  # as soon as the first server process exists: deploy may not have recorded it
+        (
+            signal.SIGINT,
+            "deploy",
+        ),  # as soon as the first server process exists: deploy may not have recorded it
         (signal.SIGTERM, "wait"),
         (signal.SIGINT, "load"),
         (signal.SIGTERM, "load"),

@@ -21,7 +21,7 @@ def compiled(spec: Spec, kind: str) -> dict[str, Any]:
 
     if kind not in KINDS:
         raise ConfigError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    return compile_dict(spec, kind)  # type: ignore[arg-type]
+    return compile_dict(spec, kind)
 
 
 def to_yaml(workflow: dict[str, Any]) -> str:

@@ -21,7 +21,9 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +159,37 @@ def _kill_spawned(pids: list[int]) -> None:
         if child is not None:
             with contextlib.suppress(Exception):
                 child.wait(5.0)
+
+
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while servers are spawned and recorded: a KeyboardInterrupt raised
+    inside Popen (after the fork, before it returns) would leave a server nobody knows about. The
+    signal takes effect, as KeyboardInterrupt, once the record is on disk."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {sig: signal.signal(sig, lambda signum, _frame: got.append(signum)) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if got:
+        raise KeyboardInterrupt(f"{signal.Signals(got[0]).name} while deploying")
+
+
+@contextlib.contextmanager
+def _kill_on_error(procs: list[dict[str, Any]]) -> Iterator[None]:
+    """Servers spawned before a failure that kept their record from being written are stopped here:
+    nothing else would ever know about them."""
+    try:
+        yield
+    except BaseException:
+        _kill_spawned([int(p["pid"]) for p in procs])
+        raise
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -314,18 +347,20 @@ class LocalPlatform:
             *pin,
         ]
         procs: list[dict[str, Any]] = []
-        try:
-            self._spawn_arm(procs, info.name, arm, transport, model_args, flag, public, model_port, pin, logs, stamp)
-            record = self._record(info.name, info.model_name, transport, arm, public, procs, cpus, record_path)
-        except BaseException:  # interrupted (SIGINT/SIGTERM from the runner) or failed before the record
-            _kill_spawned([int(p["pid"]) for p in procs])  # exists: nothing else would ever stop these
-            raise
+        with _deferred_signals(), _kill_on_error(procs):  # no server may outlive an unsaved record
+            self._spawn_arm(
+                procs, info.name, arm, transport, model_args, flag, public, model_port, pin, logs, stamp
+            )
+            record = self._record(
+                info.name, info.model_name, transport, arm, public, procs, cpus, record_path
+            )
         return record
 
     def _spawn_arm(self, procs: list[dict[str, Any]], name: str, arm: ArmName, transport: Transport,
                    model_args: list[str], flag: str, public: int, model_port: int, pin: list[str], logs: Path,
                    stamp: str) -> None:
-        procs.append(self._spawn("model_server", model_args, logs / f"{name}-{arm}-{transport}-model-{stamp}.log"))
+        model_log = logs / f"{name}-{arm}-{transport}-model-{stamp}.log"
+        procs.append(self._spawn("model_server", model_args, model_log))
         if arm == "with":
             orch_args = [
                 flag,
