@@ -20,7 +20,8 @@ from results_schema.schema import OVERHEADS_SCHEMA, SCHEMA_VERSION
 from results_schema.summary import ToolSummary
 
 METRICS = ("mean", "p50", "p90", "p99")
-#: The seed notebook's published differences (vegeta / ghz JSON of 2020-07-12), for context in reports.
+#: The seed notebook's published differences (with - without, ms; its vegeta / ghz JSON of 2020-07-12,
+#: one run per arm, no error bars), for context in reports; tests/test_compare_seed.py pins them.
 SEED_OVERHEAD_MS = {
     "rest": {"mean": 8.968882, "p50": 6.703695, "p90": 14.025617, "p99": 35.268554},
     "grpc": {"mean": 3.748203, "p50": 2.036614, "p90": 6.943359, "p99": 34.771698},
@@ -75,7 +76,8 @@ def _context(b: Block, run_id: str, floor_p50_ns: int | None, reuse: str) -> Run
         warmup_ns=None if profile.get("warmup_s") is None else round(profile["warmup_s"] * 1e9),
         payload_sha256=m.get("payload_sha256"),
         arm_verified=bool(evidence) and evidence.get("orchestrator_on_path") == (b.arm == "with")
-        if evidence else None,
+        if evidence
+        else None,
         arm_evidence=evidence.get("how"),
         deployment_reuse=reuse,
         floor_p50_ns=floor_p50_ns,
@@ -175,7 +177,9 @@ def transport_result(
         for metric in METRICS:
             est = stats.bootstrap_diff(with_groups, without_groups, metric, n_boot=n_boot, seed=seed)
             result["overhead_ms"][metric] = est.to_dict(scale=1e-6)
-        result["method"] = "one block: bootstrap over requests (assumes independent requests; run >= 2 blocks)"
+        result["method"] = (
+            "one block: bootstrap over requests (assumes independent requests; run >= 2 blocks)"
+        )
     else:
         for metric in METRICS:
             block_est = _block_level(blocks, metric)
@@ -183,8 +187,13 @@ def transport_result(
                 result["overhead_ms"][metric] = block_est.to_dict(scale=1e-6)
         result["method"] = "t-interval over per-block differences of the tools' summaries (no samples)"
     if with_groups:
-        result["mann_whitney_u_p"] = stats.mann_whitney_p(np.concatenate(with_groups), np.concatenate(without_groups))
-    result["n"] = {"with": int(sum(len(g) for g in with_groups)), "without": int(sum(len(g) for g in without_groups))}
+        result["mann_whitney_u_p"] = stats.mann_whitney_p(
+            np.concatenate(with_groups), np.concatenate(without_groups)
+        )
+    result["n"] = {
+        "with": int(sum(len(g) for g in with_groups)),
+        "without": int(sum(len(g) for g in without_groups)),
+    }
     result["blocks"] = len(with_groups)
     result["arms"] = {arm: _arm_stats(blocks, arm) for arm in ("with", "without")}
     result["threshold_ms"] = threshold_ms
@@ -219,25 +228,27 @@ def overheads_table(summary: dict[str, Any], created_at_ns: int, provenance: dic
             continue
         for metric, est in res["overhead_ms"].items():
             arms = res["arms"]
-            rows.append({
-                "schema_version": SCHEMA_VERSION,
-                "experiment": summary["experiment"],
-                "run_id": summary["run_id"],
-                "created_at": created_at_ns,
-                "transport": transport,
-                "metric": metric,
-                "estimate_ms": est["estimate"],
-                "ci_low_ms": est["ci95"][0],
-                "ci_high_ms": est["ci95"][1],
-                "with_ms": arms["with"].get("latency_ms", {}).get(metric),
-                "without_ms": arms["without"].get("latency_ms", {}).get(metric),
-                "n_with": res["n"]["with"],
-                "n_without": res["n"]["without"],
-                "mann_whitney_u_p": res.get("mann_whitney_u_p"),
-                "threshold_ms": res.get("threshold_ms"),
-                "platform": summary.get("platform"),
-                "orchbench_version": provenance.get("orchbench_version"),
-                "git_commit": provenance.get("git_commit"),
-                "host": provenance.get("host"),
-            })
+            rows.append(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "experiment": summary["experiment"],
+                    "run_id": summary["run_id"],
+                    "created_at": created_at_ns,
+                    "transport": transport,
+                    "metric": metric,
+                    "estimate_ms": est["estimate"],
+                    "ci_low_ms": est["ci95"][0],
+                    "ci_high_ms": est["ci95"][1],
+                    "with_ms": arms["with"].get("latency_ms", {}).get(metric),
+                    "without_ms": arms["without"].get("latency_ms", {}).get(metric),
+                    "n_with": res["n"]["with"],
+                    "n_without": res["n"]["without"],
+                    "mann_whitney_u_p": res.get("mann_whitney_u_p"),
+                    "threshold_ms": res.get("threshold_ms"),
+                    "platform": summary.get("platform"),
+                    "orchbench_version": provenance.get("orchbench_version"),
+                    "git_commit": provenance.get("git_commit"),
+                    "host": provenance.get("host"),
+                }
+            )
     return pa.Table.from_pylist(rows, schema=OVERHEADS_SCHEMA)

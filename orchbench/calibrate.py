@@ -30,8 +30,9 @@ def parse_delays(text: str) -> list[float]:
     return delays
 
 
-def recovered(run_d: dict[str, Any], run_0: dict[str, Any], transport: str, injected: float,
-              metric: str = "p50") -> dict[str, Any]:
+def recovered(
+    run_d: dict[str, Any], run_0: dict[str, Any], transport: str, injected: float, metric: str = "p50"
+) -> dict[str, Any]:
     """Pure: the recovered delay and its 95 % CI from two runs' summary.json dicts."""
     a = run_d[transport]["overhead_ms"][metric]
     b = run_0[transport]["overhead_ms"][metric]

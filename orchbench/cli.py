@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -48,10 +48,10 @@ def version() -> None:
 
 @app.command()
 def run(
-    spec: Annotated[Optional[Path], typer.Option(help="Experiment spec (default: specs/default.yaml).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/<time>-<name>).")] = None,
+    spec: Annotated[Path | None, typer.Option(help="Experiment spec (default: specs/default.yaml).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<time>-<name>).")] = None,
     inject_delay_ms: Annotated[
-        Optional[float], typer.Option(help="Override local.inject_delay_ms (known-answer calibration).")
+        float | None, typer.Option(help="Override local.inject_delay_ms (known-answer calibration).")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress and no table.")] = False,
 ) -> None:
@@ -64,9 +64,13 @@ def run(
 
 @app.command()
 def calibrate(
-    delays: Annotated[str, typer.Option(help="Injected orchestrator delays in ms, comma-separated.")] = "0.5,1,2",
-    spec: Annotated[Optional[Path], typer.Option(help="Spec (default: specs/calibrate.yaml).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the runs (default: runs/calibrate-<time>).")] = None,
+    delays: Annotated[
+        str, typer.Option(help="Injected orchestrator delays in ms, comma-separated.")
+    ] = "0.5,1,2",
+    spec: Annotated[Path | None, typer.Option(help="Spec (default: specs/calibrate.yaml).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the runs (default: runs/calibrate-<time>).")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the table as a JSON list.")] = False,
 ) -> None:
     """Known-answer calibration: inject delays into the reference orchestrator and recover them."""
@@ -80,21 +84,29 @@ def calibrate(
     folder = out or Path("runs") / f"calibrate-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     rows = run_calibration(values, spec, folder)
     if json_out:
-        typer.echo(json.dumps([{k: r[k] for k in ("transport", "injected_ms", "recovered_ms", "ci95")}
-                               for r in rows], indent=2))
+        typer.echo(
+            json.dumps(
+                [{k: r[k] for k in ("transport", "injected_ms", "recovered_ms", "ci95")} for r in rows],
+                indent=2,
+            )
+        )
         return
     typer.echo(f"{'transport':<10}{'injected ms':>12}{'recovered ms':>14}{'95% CI':>22}  ok")
     for r in rows:
         ci = f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
-        typer.echo(f"{r['transport']:<10}{r['injected_ms']:>12.3f}{r['recovered_ms']:>14.3f}{ci:>22}  "
-                   f"{'yes' if r['within_0_1_ms_or_ci'] else 'NO'}")
+        typer.echo(
+            f"{r['transport']:<10}{r['injected_ms']:>12.3f}{r['recovered_ms']:>14.3f}{ci:>22}  "
+            f"{'yes' if r['within_0_1_ms_or_ci'] else 'NO'}"
+        )
 
 
 @app.command("compile")
 def compile_(
-    spec: Annotated[Optional[Path], typer.Option(help="Experiment spec (default: specs/default.yaml).")] = None,
+    spec: Annotated[Path | None, typer.Option(help="Experiment spec (default: specs/default.yaml).")] = None,
     kind: Annotated[str, typer.Option(help="workflow | template | cron")] = "workflow",
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write YAML here (default: stdout).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write YAML here (default: stdout).")
+    ] = None,
 ) -> None:
     """Compile the spec to Argo YAML for `argo submit` (Workflow, WorkflowTemplate or CronWorkflow)."""
     from orchbench.commands.run_cmd import run_compile
@@ -104,13 +116,13 @@ def compile_(
 
 @app.command()
 def submit(
-    spec: Annotated[Optional[Path], typer.Option(help="Experiment spec.")] = None,
+    spec: Annotated[Path | None, typer.Option(help="Experiment spec.")] = None,
     kind: Annotated[str, typer.Option(help="workflow | template | cron")] = "workflow",
-    host: Annotated[Optional[str], typer.Option(help="Argo server URL (or ARGO_HOST).")] = None,
+    host: Annotated[str | None, typer.Option(help="Argo server URL (or ARGO_HOST).")] = None,
     token: Annotated[
-        Optional[str], typer.Option(help="Bearer token (or ARGO_TOKEN); never printed.", show_default=False)
+        str | None, typer.Option(help="Bearer token (or ARGO_TOKEN); never printed.", show_default=False)
     ] = None,
-    namespace: Annotated[Optional[str], typer.Option(help="Namespace (or ARGO_NAMESPACE).")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Namespace (or ARGO_NAMESPACE).")] = None,
     verify_ssl: Annotated[bool, typer.Option(help="Verify the server's TLS certificate.")] = True,
 ) -> None:
     """Submit the compiled pipeline through the Argo server API (Hera's WorkflowsService)."""
@@ -123,12 +135,14 @@ def submit(
 def compare(
     with_: Annotated[Path, typer.Option("--with", help="Load-tester JSON of the arm WITH the orchestrator.")],
     without: Annotated[Path, typer.Option("--without", help="Load-tester JSON of the arm WITHOUT it.")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
     parquet: Annotated[
-        Optional[Path], typer.Option("--parquet", help="Also write runs.parquet (and samples) into DIR.")
+        Path | None, typer.Option("--parquet", help="Also write runs.parquet (and samples) into DIR.")
     ] = None,
-    with_samples: Annotated[Optional[Path], typer.Option(help="Per-request samples of the 'with' arm.")] = None,
-    without_samples: Annotated[Optional[Path], typer.Option(help="Per-request samples of 'without'.")] = None,
+    with_samples: Annotated[Path | None, typer.Option(help="Per-request samples of the 'with' arm.")] = None,
+    without_samples: Annotated[Path | None, typer.Option(help="Per-request samples of 'without'.")] = None,
 ) -> None:
     """Overhead (with - without) in ms from two load-tester results (vegeta, ghz or k6 JSON)."""
     from orchbench.commands.compare_cmd import run_compare
@@ -181,7 +195,7 @@ def serve_build_model(force: Annotated[bool, typer.Option(help="Rebuild even if 
 
 
 @serve_app.command("payloads")
-def serve_payloads(out: Annotated[Optional[Path], typer.Option(help="Output directory.")] = None) -> None:
+def serve_payloads(out: Annotated[Path | None, typer.Option(help="Output directory.")] = None) -> None:
     """Regenerate payloads/flowers.json and flowers.bin from sklearn's flower.jpg."""
     from serving.payloads import main as payloads_main
 
@@ -214,9 +228,12 @@ def trend(
 
 @app.command()
 def floor(
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
-    requests: Annotated[int, typer.Option(min=1, max=1_000_000, help="Measured requests per tool and transport.")]
-    = 2000,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+    requests: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Measured requests per tool and transport.")
+    ] = 2000,
 ) -> None:
     """The measurement floor: k6 and a minimal Python client against no-op REST/gRPC servers, pinned."""
     from orchbench.floor import run_floor_cli

@@ -45,7 +45,9 @@ def sample_statistics(
     a, b = _groups(with_samples), _groups(without_samples)
     if not a or not b:
         raise ValueError("both arms need successful samples")
-    overhead = {m: stats.bootstrap_diff(a, b, m, n_boot=n_boot, seed=seed).to_dict(scale=1e-6) for m in metrics}
+    overhead = {
+        m: stats.bootstrap_diff(a, b, m, n_boot=n_boot, seed=seed).to_dict(scale=1e-6) for m in metrics
+    }
     return {
         "overhead_ms": overhead,
         "mann_whitney_u_p": stats.mann_whitney_p(np.concatenate(a), np.concatenate(b)),
@@ -63,12 +65,25 @@ def compare(
     """The `orchbench compare` result: point overheads from the summaries, CIs from samples if any."""
     result: dict[str, Any] = {
         "overhead_ms": overhead_ms(with_, without),
-        "with": {"tool": with_.tool, "requests": with_.requests, "successes": with_.successes,
-                 "latency_ms": {k: v / 1e6 for k, v in with_.latency_ns.items()}},
-        "without": {"tool": without.tool, "requests": without.requests, "successes": without.successes,
-                    "latency_ms": {k: v / 1e6 for k, v in without.latency_ns.items()}},
+        "with": {
+            "tool": with_.tool,
+            "requests": with_.requests,
+            "successes": with_.successes,
+            "latency_ms": {k: v / 1e6 for k, v in with_.latency_ns.items()},
+        },
+        "without": {
+            "tool": without.tool,
+            "requests": without.requests,
+            "successes": without.successes,
+            "latency_ms": {k: v / 1e6 for k, v in without.latency_ns.items()},
+        },
     }
-    if with_samples is not None and without_samples is not None and len(with_samples) and len(without_samples):
+    if (
+        with_samples is not None
+        and without_samples is not None
+        and len(with_samples)
+        and len(without_samples)
+    ):
         sampled = sample_statistics(with_samples, without_samples, n_boot=n_boot)
         result["ci95_ms"] = {m: sampled["overhead_ms"][m]["ci95"] for m in CI_METRICS}
         result["samples_overhead_ms"] = {m: sampled["overhead_ms"][m]["estimate"] for m in CI_METRICS}

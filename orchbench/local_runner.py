@@ -93,7 +93,10 @@ class LocalRunner:
         meta = workflow.get("metadata") or {}
         self.name = meta.get("name") or f"{meta.get('generateName', 'workflow-')}{secrets.token_hex(3)}"
         self.created = datetime.now(UTC)
-        self.params = {p["name"]: str(p.get("value", "")) for p in (self.spec.get("arguments") or {}).get("parameters", [])}
+        self.params = {
+            p["name"]: str(p.get("value", ""))
+            for p in (self.spec.get("arguments") or {}).get("parameters", [])
+        }
         for key, value in (parameters or {}).items():
             if key not in self.params:
                 raise ConfigError(f"workflow has no parameter {key!r} (has {sorted(self.params)})")
@@ -123,7 +126,12 @@ class LocalRunner:
                 return task.parameters[parts[4]]
             if parts[2:] == ["outputs", "result"]:
                 return task.result
-        if inputs is not None and parts[:2] == ["inputs", "parameters"] and len(parts) == 3 and parts[2] in inputs:
+        if (
+            inputs is not None
+            and parts[:2] == ["inputs", "parameters"]
+            and len(parts) == 3
+            and parts[2] in inputs
+        ):
             return inputs[parts[2]]
         raise ConfigError(f"cannot resolve {{{{{expr}}}}}: no such parameter or task output at this point")
 
@@ -135,8 +143,10 @@ class LocalRunner:
     def _map(path: str, task_dir: Path) -> Path:
         for prefix, sub in ((ARTIFACT_ROOT, "fs"), (HERA_OUTPUTS, "hera-outputs")):
             if path == prefix or path.startswith(prefix + "/"):
-                return task_dir / sub / path[len(prefix):].lstrip("/")
-        raise ConfigError(f"artifact path {path} is outside {ARTIFACT_ROOT} and {HERA_OUTPUTS}: cannot map it locally")
+                return task_dir / sub / path[len(prefix) :].lstrip("/")
+        raise ConfigError(
+            f"artifact path {path} is outside {ARTIFACT_ROOT} and {HERA_OUTPUTS}: cannot map it locally"
+        )
 
     def _artifact_source(self, spec: dict[str, Any]) -> Path | None:
         if "from" in spec:
@@ -214,7 +224,9 @@ class LocalRunner:
                     os.killpg(child.pid, signal.SIGKILL)
                 return child.wait()
 
-    def _run_template(self, name: str, task_name: str, params: dict[str, str], artifacts: dict[str, Path]) -> TaskResult:
+    def _run_template(
+        self, name: str, task_name: str, params: dict[str, str], artifacts: dict[str, Path]
+    ) -> TaskResult:
         if name not in self.templates:
             raise ConfigError(f"workflow has no template {name!r}")
         tpl = self.templates[name]
@@ -230,9 +242,13 @@ class LocalRunner:
         while pending:
             if self._stop:
                 raise Interrupted(f"interrupted by {self._stop}")
-            ready = next((t for t in pending if all(d in self.tasks for d in parse_depends(t.get("depends")))), None)
+            ready = next(
+                (t for t in pending if all(d in self.tasks for d in parse_depends(t.get("depends")))), None
+            )
             if ready is None:
-                raise ConfigError(f"DAG cannot progress: tasks {[t['name'] for t in pending]} wait on missing tasks")
+                raise ConfigError(
+                    f"DAG cannot progress: tasks {[t['name'] for t in pending]} wait on missing tasks"
+                )
             pending.remove(ready)
             args = ready.get("arguments") or {}
             params = {p["name"]: self.subst(str(p.get("value", ""))) for p in args.get("parameters", [])}
@@ -262,7 +278,9 @@ class LocalRunner:
             raise ConfigError(f"template {tpl['name']}: unknown arguments {sorted(extra)}")
         return values
 
-    def _run_script(self, tpl: dict[str, Any], task: str, params: dict[str, str], artifacts: dict[str, Path]) -> TaskResult:
+    def _run_script(
+        self, tpl: dict[str, Any], task: str, params: dict[str, str], artifacts: dict[str, Path]
+    ) -> TaskResult:
         task_dir = self.run_dir / "tasks" / task
         if task_dir.exists():
             shutil.rmtree(task_dir)
@@ -283,14 +301,22 @@ class LocalRunner:
             else:
                 shutil.copy2(src, dest)
         script = tpl["script"]
-        source = self.subst(script.get("source", ""), inputs) if script.get("source") != "{{inputs.parameters}}" \
+        source = (
+            self.subst(script.get("source", ""), inputs)
+            if script.get("source") != "{{inputs.parameters}}"
             else json.dumps([{"name": k, "value": v} for k, v in inputs.items()])
+        )
         source_file = task_dir / "source"
         source_file.write_text(source)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
         for e in script.get("env", []):
             value = self.subst(str(e.get("value", "")), inputs)
-            env[e["name"]] = str(self._map(value, task_dir)) if value.startswith((ARTIFACT_ROOT, HERA_OUTPUTS)) else value
+            env[e["name"]] = (
+                str(self._map(value, task_dir)) if value.startswith((ARTIFACT_ROOT, HERA_OUTPUTS)) else value
+            )
         env.setdefault("hera__outputs_directory", str(self._map(HERA_OUTPUTS, task_dir)))
         env["ORCHBENCH_ARTIFACT_ROOT"] = str(self._map(ARTIFACT_ROOT, task_dir))
         command = [self.subst(c, inputs) for c in script.get("command", ["python"])]
@@ -299,16 +325,27 @@ class LocalRunner:
         args = [self.subst(a, inputs) for a in script.get("args", [])]
         started = time.monotonic()
         with open(task_dir / "stdout.log", "wb") as out, open(task_dir / "stderr.log", "wb") as err:
-            self._child = subprocess.Popen([*command, *args, str(source_file)], cwd=REPO_ROOT, env=env,
-                                           stdout=out, stderr=err, start_new_session=True)
+            self._child = subprocess.Popen(
+                [*command, *args, str(source_file)],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
             try:
                 rc = self._wait_child(self._child)
             finally:
                 self._child = None
                 self._stop_at = None
-        result = TaskResult(task, tpl["name"], "Succeeded" if rc == 0 else "Failed", task_dir,
-                            result=(task_dir / "stdout.log").read_text(errors="replace").strip(),
-                            seconds=time.monotonic() - started)
+        result = TaskResult(
+            task,
+            tpl["name"],
+            "Succeeded" if rc == 0 else "Failed",
+            task_dir,
+            result=(task_dir / "stdout.log").read_text(errors="replace").strip(),
+            seconds=time.monotonic() - started,
+        )
         outputs = tpl.get("outputs") or {}
         for a in outputs.get("artifacts", []):
             path = self._map(a["path"], task_dir)
@@ -316,7 +353,9 @@ class LocalRunner:
                 result.artifacts[a["name"]] = path
                 if "s3" in a:
                     dest = self.artifact_repo / self.subst(a["s3"]["key"])
-                    shutil.copytree(path, dest, dirs_exist_ok=True) if path.is_dir() else shutil.copy2(path, dest)
+                    shutil.copytree(path, dest, dirs_exist_ok=True) if path.is_dir() else shutil.copy2(
+                        path, dest
+                    )
         if rc != 0:
             self.tasks[task] = result
             if self._stop:

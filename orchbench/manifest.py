@@ -75,7 +75,9 @@ def inspect(manifest: Any, source: str = "manifest") -> DeploymentInfo:
     spec = manifest.get("spec") or {}
     protocol = spec.get("protocol", "seldon")
     if protocol != "tensorflow":
-        raise ConfigError(f"{source}: spec.protocol must be 'tensorflow' (the seed's protocol), got {protocol!r}")
+        raise ConfigError(
+            f"{source}: spec.protocol must be 'tensorflow' (the seed's protocol), got {protocol!r}"
+        )
     transport = spec.get("transport", "rest")
     if transport not in ("rest", "grpc"):
         raise ConfigError(f"{source}: spec.transport must be rest or grpc, got {transport!r}")
@@ -92,7 +94,7 @@ def inspect(manifest: Any, source: str = "manifest") -> DeploymentInfo:
             )
     raw = annotations.get(NO_ENGINE, "false")
     if str(raw).lower() not in ("true", "false"):
-        raise ConfigError(f"{source}: {NO_ENGINE} must be \"true\" or \"false\", got {raw!r}")
+        raise ConfigError(f'{source}: {NO_ENGINE} must be "true" or "false", got {raw!r}')
     graph = predictor.get("graph") or {}
     model_name = graph.get("name")
     for param in graph.get("parameters") or []:
@@ -110,7 +112,9 @@ def inspect(manifest: Any, source: str = "manifest") -> DeploymentInfo:
     )
 
 
-def render(manifest: dict[str, Any], transport: Transport, arm: ArmName, name: str | None = None) -> dict[str, Any]:
+def render(
+    manifest: dict[str, Any], transport: Transport, arm: ArmName, name: str | None = None
+) -> dict[str, Any]:
     """A copy of `manifest` for one transport and arm (the seed edited tf_flowers.yaml by hand for this)."""
     out = copy.deepcopy(manifest)
     if name:

@@ -25,9 +25,15 @@ class RunProgress:
         self.console = Console(file=sys.stderr)
         self.quiet = quiet
         self.live = self.console.is_terminal and not quiet
-        self.progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[current]}"), TimeElapsedColumn(), console=self.console,
-                                 disable=not self.live)
+        self.progress = Progress(
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[current]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not self.live,
+        )
         self.bars = {p: self.progress.add_task(p, total=counts[p], current="") for p in PHASES if p in counts}
 
     def __enter__(self) -> RunProgress:

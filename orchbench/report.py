@@ -24,17 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from orchbench.analysis import SEED_OVERHEAD_MS
 from orchbench.errors import ConfigError, SchemaVersionError
 from results_schema.io import read_table
 from results_schema.schema import KNOWN_VERSIONS
-
-#: The seed's published overheads (with - without, ms), one run per arm and no error bars. Computed from
-#: the seed notebook's printed vegeta (REST) and ghz (gRPC) JSON (/work/shared/seed, cells "Tensorflow
-#: Flowers Model - Latency Test") by results_schema's parsers; tests/test_compare_seed.py pins them.
-SEED_OVERHEAD_MS: dict[str, dict[str, float]] = {
-    "rest": {"mean": 8.968882, "p50": 6.703695, "p90": 14.025617, "p99": 35.268554},
-    "grpc": {"mean": 3.748203, "p50": 2.036614, "p90": 6.943359, "p99": 34.771698},
-}
 
 TRANSPORTS = ("rest", "grpc")
 ARMS = ("with", "without")
@@ -141,6 +134,7 @@ class TransportResult:
     mann_whitney_u_p: float | None
     threshold_ms: float | None
     verdict: str | None
+    method: str | None = None
 
 
 def _num(value: Any) -> float | None:
@@ -205,6 +199,7 @@ def transport_result(summary: Mapping[str, Any], transport: str) -> TransportRes
         n_without=int(n_without) if _num(n_without) is not None else None,
         mann_whitney_u_p=_num(block.get("mann_whitney_u_p")),
         threshold_ms=_num(block.get("threshold_ms")),
+        method=str(block["method"]) if block.get("method") else None,
         verdict=str(verdict) if verdict is not None else None,
     )
 
@@ -286,7 +281,10 @@ def fmt_ci(ci: tuple[float, float] | None) -> str:
 
 
 def fmt_p(p: float | None) -> str:
-    return "—" if p is None else f"{p:.3g}"
+    """A p-value; one that underflowed to 0 is shown as below the smallest double, not as 0."""
+    if p is None:
+        return "—"
+    return "< 1e-300" if p < 1e-300 else f"{p:.3g}"
 
 
 def _e(value: Any) -> str:
@@ -334,6 +332,8 @@ def _overhead_section(res: TransportResult) -> str:
         f"Mann-Whitney U p = {fmt_p(res.mann_whitney_u_p)} · threshold {_e(threshold)} · "
         f"verdict {_verdict_badge(res.verdict)}</p>"
     )
+    if res.method:
+        facts += f'<p class="sub">CI method: {_e(res.method)}</p>'
     return f'<h3 id="overhead-{res.transport}">{res.transport.upper()}</h3>{table}{facts}'
 
 
@@ -605,7 +605,7 @@ def render_html(data: RunData) -> str:
 <p class="sub">created {_e(s.get("created_at", "—"))} · platform {_e(s.get("platform", "—"))} ·
 overhead = latency with the orchestrator − latency without it, same model, interleaved blocks</p>
 <ul>{"".join(_headline(r) for r in results)}</ul>
-<h2 id="overhead">Overhead per transport (95 % bootstrap CIs)</h2>{overhead}{seed_note}
+<h2 id="overhead">Overhead per transport (95 % CIs)</h2>{overhead}{seed_note}
 <h2 id="distributions">Latency distributions per arm</h2>{dists}
 <h2 id="blocks">Per block</h2>{_blocks_section(data, transports)}
 <h2 id="floor">Measurement floor and stability</h2>{_floor_section(data, transports)}

@@ -1,4 +1,4 @@
-"""The experiment spec: YAML validated with pydantic. Unknown keys and bad values fail before anything runs."""
+"""The experiment spec: YAML validated with pydantic. Unknown keys and bad values fail before any run."""
 
 from __future__ import annotations
 

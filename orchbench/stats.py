@@ -73,7 +73,9 @@ def bootstrap_diff(
     return Estimate(point, (float(lo), float(hi)))
 
 
-def paired_blocks(with_groups: Sequence[np.ndarray], without_groups: Sequence[np.ndarray], statistic: str) -> Estimate:
+def paired_blocks(
+    with_groups: Sequence[np.ndarray], without_groups: Sequence[np.ndarray], statistic: str
+) -> Estimate:
     """Mean over blocks of stat(with_b) - stat(without_b), with a Student-t 95 % interval over blocks.
 
     The block, not the request, is the independent unit: noise on a shared machine comes in bursts
@@ -83,10 +85,15 @@ def paired_blocks(with_groups: Sequence[np.ndarray], without_groups: Sequence[np
     if len(with_groups) != len(without_groups) or len(with_groups) < 2:
         raise ValueError("paired_blocks needs the same number (>= 2) of blocks per arm")
     fn = STATISTICS[statistic]
-    diffs = np.array([
-        float(fn(np.asarray(a, dtype=np.float64)[None, :])[0] - fn(np.asarray(b, dtype=np.float64)[None, :])[0])
-        for a, b in zip(with_groups, without_groups, strict=True)
-    ])
+    diffs = np.array(
+        [
+            float(
+                fn(np.asarray(a, dtype=np.float64)[None, :])[0]
+                - fn(np.asarray(b, dtype=np.float64)[None, :])[0]
+            )
+            for a, b in zip(with_groups, without_groups, strict=True)
+        ]
+    )
     est = float(diffs.mean())
     half = float(sps.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs)))
     return Estimate(est, (est - half, est + half))

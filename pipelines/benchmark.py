@@ -71,33 +71,63 @@ def _script(spec: Spec, fn: Any, name: str, role: str = "control", **kw: Any) ->
 def _load_tasks(spec: Spec) -> list[tuple[str, str, int, str]]:
     """(task name, transport, block, arm) in execution order."""
     order = spec.block_order()
-    return [(f"load-{t}-b{b}-{arm}", t, b, arm) for t in spec.transports for b, arms in enumerate(order) for arm in arms]
+    return [
+        (f"load-{t}-b{b}-{arm}", t, b, arm)
+        for t in spec.transports
+        for b, arms in enumerate(order)
+        for arm in arms
+    ]
 
 
 def _templates(spec: Spec, kind: Kind) -> dict[str, Script]:
     loads = _load_tasks(spec)
     templates = {
         "taint": _script(spec, taint, "taint"),
-        "floor": _script(spec, floor, "floor", role="loadtester",
-                         outputs=[Artifact(name="floor", path=_art("out", "floor"))]),
+        "floor": _script(
+            spec,
+            floor,
+            "floor",
+            role="loadtester",
+            outputs=[Artifact(name="floor", path=_art("out", "floor"))],
+        ),
         "deploy": _script(spec, deploy, "deploy"),
         "wait": _script(spec, wait, "wait"),
-        "loadtest": _script(spec, loadtest, "loadtest", role="loadtester",
-                            outputs=[Artifact(name="raw", path=_art("out", "raw"))]),
+        "loadtest": _script(
+            spec,
+            loadtest,
+            "loadtest",
+            role="loadtester",
+            outputs=[Artifact(name="raw", path=_art("out", "raw"))],
+        ),
         "teardown": _script(spec, teardown, "teardown"),
         "compare": _script(
-            spec, compare, "compare",
+            spec,
+            compare,
+            "compare",
             inputs=[Artifact(name="floor", path=_art("in", "floor"), optional=True)]
             + [Artifact(name=f"raw-{name}", path=_art("in", f"raw/{name}")) for name, *_ in loads],
             outputs=[_results_artifact(kind)],
         ),
-        "report": _script(spec, report, "report", inputs=[Artifact(name="results", path=_art("in", "results"))],
-                          outputs=[Artifact(name="report", path=_art("out", "report"))]),
+        "report": _script(
+            spec,
+            report,
+            "report",
+            inputs=[Artifact(name="results", path=_art("in", "results"))],
+            outputs=[Artifact(name="report", path=_art("out", "report"))],
+        ),
         "cleanup": _script(spec, cleanup, "cleanup"),
     }
     if kind == "cron":
-        templates["gate"] = _script(spec, gate, "gate", inputs=[
-            S3Artifact(name="dataset", path=_art("in", "dataset"), key="{{workflow.parameters.dataset-key}}")])
+        templates["gate"] = _script(
+            spec,
+            gate,
+            "gate",
+            inputs=[
+                S3Artifact(
+                    name="dataset", path=_art("in", "dataset"), key="{{workflow.parameters.dataset-key}}"
+                )
+            ],
+        )
     return templates
 
 
@@ -131,12 +161,17 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
             waits: dict[str, Task] = {}
             deploys: dict[str, Task] = {}
             for arm in ("with", "without"):
-                dep = Task(name=f"deploy-{transport}-{arm}", template=t["deploy"],
-                           arguments={"spec": SPEC, "state_dir": STATE, "transport": transport, "arm": arm})
+                dep = Task(
+                    name=f"deploy-{transport}-{arm}",
+                    template=t["deploy"],
+                    arguments={"spec": SPEC, "state_dir": STATE, "transport": transport, "arm": arm},
+                )
                 _after(previous, dep)
-                wt = Task(name=f"wait-{transport}-{arm}", template=t["wait"],
-                          arguments={"spec": SPEC, "state_dir": STATE,
-                                     "record": dep.get_parameter("record").value})
+                wt = Task(
+                    name=f"wait-{transport}-{arm}",
+                    template=t["wait"],
+                    arguments={"spec": SPEC, "state_dir": STATE, "record": dep.get_parameter("record").value},
+                )
                 dep >> wt
                 deploys[arm], waits[arm] = dep, wt
             chain: list[Task] = [waits["with"], waits["without"]]
@@ -144,18 +179,33 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
             for name, tr, block, arm in _load_tasks(spec):
                 if tr != transport:
                     continue
-                task = Task(name=name, template=t["loadtest"], arguments={
-                    "spec": SPEC, "state_dir": STATE, "transport": transport, "arm": arm, "block": str(block),
-                    "endpoint": waits[arm].get_parameter("endpoint").value})
+                task = Task(
+                    name=name,
+                    template=t["loadtest"],
+                    arguments={
+                        "spec": SPEC,
+                        "state_dir": STATE,
+                        "transport": transport,
+                        "arm": arm,
+                        "block": str(block),
+                        "endpoint": waits[arm].get_parameter("endpoint").value,
+                    },
+                )
                 _after(chain, task)
                 chain = [task]
                 loads.append(task)
             loads_by_transport[transport] = loads
             teardowns = []
             for arm in ("with", "without"):
-                td = Task(name=f"teardown-{transport}-{arm}", template=t["teardown"],
-                          arguments={"spec": SPEC, "state_dir": STATE,
-                                     "record": deploys[arm].get_parameter("record").value})
+                td = Task(
+                    name=f"teardown-{transport}-{arm}",
+                    template=t["teardown"],
+                    arguments={
+                        "spec": SPEC,
+                        "state_dir": STATE,
+                        "record": deploys[arm].get_parameter("record").value,
+                    },
+                )
                 _after(chain, td)
                 teardowns.append(td)
             previous = teardowns
@@ -169,18 +219,35 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
         ]
         cmp = Task(name="compare", template=t["compare"], arguments=cmp_args)
         _after(previous, cmp)
-        rep = Task(name="report", template=t["report"], arguments=[
-            Parameter(name="results_dir", value="{{workflow.parameters.results-dir}}"),
-            cmp.get_artifact("results").with_name("results")])
+        rep = Task(
+            name="report",
+            template=t["report"],
+            arguments=[
+                Parameter(name="results_dir", value="{{workflow.parameters.results-dir}}"),
+                cmp.get_artifact("results").with_name("results"),
+            ],
+        )
         cmp >> rep
         if kind == "cron":
-            gt = Task(name="gate", template=t["gate"], arguments={
-                "threshold_rest_ms": "" if spec.thresholds.rest_ms is None else str(spec.thresholds.rest_ms),
-                "threshold_grpc_ms": "" if spec.thresholds.grpc_ms is None else str(spec.thresholds.grpc_ms)})
+            gt = Task(
+                name="gate",
+                template=t["gate"],
+                arguments={
+                    "threshold_rest_ms": ""
+                    if spec.thresholds.rest_ms is None
+                    else str(spec.thresholds.rest_ms),
+                    "threshold_grpc_ms": ""
+                    if spec.thresholds.grpc_ms is None
+                    else str(spec.thresholds.grpc_ms),
+                },
+            )
             rep >> gt
     with DAG(name="exit-handler"):
-        Task(name="cleanup", template=t["cleanup"],
-             arguments={"spec": SPEC, "state_dir": STATE, "workflow_status": "{{workflow.status}}"})
+        Task(
+            name="cleanup",
+            template=t["cleanup"],
+            arguments={"spec": SPEC, "state_dir": STATE, "workflow_status": "{{workflow.status}}"},
+        )
 
 
 def build(spec: Spec, kind: Kind = "workflow") -> Workflow:
@@ -210,9 +277,14 @@ def build(spec: Spec, kind: Kind = "workflow") -> Workflow:
     elif kind == "template":
         wf = WorkflowTemplate(name=f"orchbench-{spec.name}", **base)
     else:
-        wf = CronWorkflow(name=f"orchbench-{spec.name}-nightly", schedules=[spec.argo.schedule],
-                          timezone=spec.argo.timezone, concurrency_policy="Forbid",
-                          starting_deadline_seconds=3600, **base)
+        wf = CronWorkflow(
+            name=f"orchbench-{spec.name}-nightly",
+            schedules=[spec.argo.schedule],
+            timezone=spec.argo.timezone,
+            concurrency_policy="Forbid",
+            starting_deadline_seconds=3600,
+            **base,
+        )
     with wf:
         templates = _templates(spec, kind)
         _dag(spec, templates, kind)

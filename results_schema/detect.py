@@ -37,7 +37,9 @@ def load_json(path: str | Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ParseError(path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        raise ParseError(
+            path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
     except RecursionError:
         raise ParseError(path, "JSON nested too deeply") from None
 

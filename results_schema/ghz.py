@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchbench.errors import ParseError
-from results_schema._util import count, counts, num, ns, timestamp_ns
+from results_schema._util import count, counts, ns, num, timestamp_ns
 from results_schema.summary import ToolSummary
 
 _PERCENTILES = {50: "p50", 90: "p90", 95: "p95", 99: "p99"}
@@ -41,10 +41,7 @@ def parse(data: Any, path: str) -> ToolSummary:
     assert requests is not None
     status_codes = counts(data.get("statusCodeDistribution"), path, "statusCodeDistribution")
     errors = counts(data.get("errorDistribution"), path, "errorDistribution")
-    if status_codes:
-        successes = status_codes.get("OK", 0)
-    else:
-        successes = requests - sum(errors.values())
+    successes = status_codes.get("OK", 0) if status_codes else requests - sum(errors.values())
     if not 0 <= successes <= requests:
         raise ParseError(path, f"{successes} successes out of {requests} requests is impossible")
     latency_ns = _distribution(data, path)

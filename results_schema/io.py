@@ -20,7 +20,11 @@ def write_table(table: pa.Table, path: str | Path, kind: str) -> Path:
     """Write `table` (cast to the `kind` schema) to `path` via a temporary file and an atomic rename."""
     schema = SCHEMAS[kind]
     table = table.select(schema.names).cast(schema)
-    meta = {**(table.schema.metadata or {}), META_VERSION: str(SCHEMA_VERSION).encode(), META_TABLE: kind.encode()}
+    meta = {
+        **(table.schema.metadata or {}),
+        META_VERSION: str(SCHEMA_VERSION).encode(),
+        META_TABLE: kind.encode(),
+    }
     table = table.replace_schema_metadata(meta)
     path = Path(path)
     try:
@@ -49,7 +53,9 @@ def read_table(path: str | Path, kind: str) -> pa.Table:
         raise ConfigError(f"{path}: not a Parquet file ({exc})") from None
     raw = meta.get(META_VERSION)
     if raw is None:
-        raise SchemaVersionError(f"{path}: no orchbench schema version in the file; not an orchbench results file")
+        raise SchemaVersionError(
+            f"{path}: no orchbench schema version in the file; not an orchbench results file"
+        )
     try:
         version = int(raw)
     except ValueError:

@@ -11,11 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from orchbench.errors import ParseError
-from results_schema._util import count, num, ns
+from results_schema._util import count, ns, num
 from results_schema.summary import ToolSummary
 
 MEASURE_SCENARIO = "measure"
-_TREND_KEYS = {"min": "min", "avg": "mean", "med": "p50", "p(90)": "p90", "p(95)": "p95", "p(99)": "p99", "max": "max"}
+_TREND_KEYS = {
+    "min": "min",
+    "avg": "mean",
+    "med": "p50",
+    "p(90)": "p90",
+    "p(95)": "p95",
+    "p(99)": "p99",
+    "max": "max",
+}
 _DURATIONS = ("http_req_duration", "grpc_req_duration")
 
 
@@ -77,7 +85,9 @@ def parse(data: Any, path: str) -> ToolSummary:
             requests = count(iters[1], "count", path, f"{iters[0]}.")
             rate = num(iters[1], "rate", path, f"{iters[0]}.", required=False)
     if requests is None:
-        raise ParseError(path, f"cannot tell how many requests were made (no http_reqs, {key} count or iterations)")
+        raise ParseError(
+            path, f"cannot tell how many requests were made (no http_reqs, {key} count or iterations)"
+        )
 
     successes: int | None = None
     failed = _metric(metrics, "http_req_failed", path) if is_http else None
@@ -102,7 +112,9 @@ def parse(data: Any, path: str) -> ToolSummary:
         successes=successes,
         latency_ns=latency_ns,
         throughput_rps=rate,
-        bytes_in_total=count(received[1], "count", path, "data_received.", required=False) if received else None,
+        bytes_in_total=count(received[1], "count", path, "data_received.", required=False)
+        if received
+        else None,
         bytes_out_total=count(sent[1], "count", path, "data_sent.", required=False) if sent else None,
         duration_ns=ns(None if run_ms is None else run_ms * 1e6),
         options={"metric": key},

@@ -5,10 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from orchbench.errors import ParseError
-from results_schema._util import count, counts, num, ns, obj, timestamp_ns
+from results_schema._util import count, counts, ns, num, obj, timestamp_ns
 from results_schema.summary import ToolSummary
 
-_LATENCY_KEYS = {"min": "min", "mean": "mean", "50th": "p50", "90th": "p90", "95th": "p95", "99th": "p99", "max": "max"}
+_LATENCY_KEYS = {
+    "min": "min",
+    "mean": "mean",
+    "50th": "p50",
+    "90th": "p90",
+    "95th": "p95",
+    "99th": "p99",
+    "max": "max",
+}
 
 
 def looks_like(data: Any) -> bool:

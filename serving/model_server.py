@@ -221,8 +221,7 @@ async def amain(args: argparse.Namespace) -> int:
             if args.grpc_port is not None:
                 listeners.append(await runtime.start_grpc(server.grpc_handlers(), args.host, args.grpc_port))
         except runtime.BindError:
-            for item in listeners:
-                await (item.cleanup() if isinstance(item, web.ServerRunner) else item.stop(None))
+            await runtime.stop_listeners(listeners)
             raise
         return listeners
 

@@ -4,7 +4,8 @@ REST  POST /v1/models/{m}/:predict and /v1/models/{m}:predict → upstream /v1/m
       GET  /v1/models/{m}[...]                               → passed through
 gRPC  tensorflow.serving.PredictionService/Predict           → forwarded as raw bytes
 
-It forwards over kept-alive connections (one aiohttp ClientSession, one grpc.aio channel), returns
+It forwards over kept-alive connections (REST: `serving.http_forward`, one upstream connection per
+client connection; gRPC: one grpc.aio channel), returns
 the model's answer unchanged (body and status) and marks it: REST header and gRPC initial metadata
 `x-orchbench-orchestrator: executor`. `--inject-delay-ms` adds a known delay per request (used to
 calibrate the measurement): asyncio.sleep for all but the last ~1.5 ms, then a busy-wait on
@@ -22,20 +23,17 @@ import sys
 import time
 from typing import Any
 
-import aiohttp
 import grpc
-from aiohttp import web
 
 from serving import runtime
+from serving.http_forward import HttpForwarder
 
 MARKER_KEY = "x-orchbench-orchestrator"
 MARKER_VALUE = "executor"
 GRPC_METHOD = "/tensorflow.serving.PredictionService/Predict"
-_MARKER_HEADERS = {MARKER_KEY: MARKER_VALUE}
 _MARKER_METADATA = ((MARKER_KEY, MARKER_VALUE),)
 #: Below this much remaining delay, busy-wait instead of sleeping.
 _SPIN_S = 0.0015
-_PASS_HEADERS = ("Content-Type",)
 
 
 async def inject_delay(delay_s: float) -> None:
@@ -58,15 +56,6 @@ def rewrite_path(path: str) -> str | None:
     return path
 
 
-def _error(status: int, message: str) -> web.Response:
-    import json
-
-    body = json.dumps({"error": message}).encode()
-    return web.Response(
-        status=status, body=body, headers={"Content-Type": "application/json", **_MARKER_HEADERS}
-    )
-
-
 class Orchestrator:
     def __init__(
         self,
@@ -79,22 +68,16 @@ class Orchestrator:
         self.upstream_grpc = upstream_grpc
         self.delay_s = max(0.0, delay_ms) / 1000.0
         self.timeout_s = timeout_s
-        self._session: aiohttp.ClientSession | None = None
         self._channel: grpc.aio.Channel | None = None
         self._predict: Any = None
-        self._base = f"http://{upstream_rest}" if upstream_rest else ""
+
+    def rest_forwarder(self) -> HttpForwarder:
+        assert self.upstream_rest is not None
+        return HttpForwarder(
+            self.upstream_rest, rewrite_path, (MARKER_KEY, MARKER_VALUE), self.delay_s, self.timeout_s
+        )
 
     async def open(self) -> None:
-        if self.upstream_rest:
-            connector = aiohttp.TCPConnector(
-                limit=0, keepalive_timeout=3600, ttl_dns_cache=None, enable_cleanup_closed=False
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-            )
         if self.upstream_grpc:
             self._channel = grpc.aio.insecure_channel(
                 self.upstream_grpc,
@@ -108,31 +91,8 @@ class Orchestrator:
             self._predict = self._channel.unary_unary(GRPC_METHOD)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
         if self._channel is not None:
             await self._channel.close()
-
-    async def handle_rest(self, request: web.BaseRequest) -> web.StreamResponse:
-        target = rewrite_path(request.path)
-        if target is None or self._session is None:
-            return _error(404, f"Malformed request: {request.method} {request.path}")
-        if self.delay_s:
-            await inject_delay(self.delay_s)
-        body = await request.read() if request.body_exists else None
-        headers = {h: request.headers[h] for h in _PASS_HEADERS if h in request.headers}
-        try:
-            async with self._session.request(
-                request.method, self._base + target, data=body, headers=headers
-            ) as resp:
-                data = await resp.read()
-                out_headers = {
-                    "Content-Type": resp.headers.get("Content-Type", "application/json"),
-                    **_MARKER_HEADERS,
-                }
-                return web.Response(status=resp.status, body=data, headers=out_headers)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            return _error(503, f"upstream {self.upstream_rest} unavailable: {type(exc).__name__}: {exc}")
 
     async def handle_grpc(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         if self.delay_s:
@@ -172,12 +132,12 @@ async def amain(args: argparse.Namespace) -> int:
         listeners: list[Any] = []
         try:
             if args.rest_port is not None:
-                listeners.append(await runtime.start_rest(orch.handle_rest, args.host, args.rest_port))
+                forwarder = orch.rest_forwarder()
+                listeners.append(await runtime.start_raw(forwarder.protocol, args.host, args.rest_port))
             if args.grpc_port is not None:
                 listeners.append(await runtime.start_grpc(orch.grpc_handlers(), args.host, args.grpc_port))
         except runtime.BindError:
-            for item in listeners:
-                await (item.cleanup() if isinstance(item, web.ServerRunner) else item.stop(None))
+            await runtime.stop_listeners(listeners)
             raise
         return listeners
 

@@ -65,6 +65,30 @@ async def start_rest(
     return runner
 
 
+async def start_raw(
+    protocol: Callable[[], asyncio.Protocol], host: str, port: int
+) -> asyncio.base_events.Server:
+    """A plain asyncio server: `protocol()` handles each connection (the orchestrator's REST path)."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.create_server(protocol, host, port, reuse_address=True, backlog=1024)
+    except OSError as exc:
+        raise BindError(host, port, exc.strerror or str(exc)) from None
+
+
+async def stop_listeners(listeners: list[Any], grace_s: float = 0.5) -> None:
+    """Stop what start_rest / start_raw / start_grpc started, whatever fails on the way."""
+    for item in listeners:
+        with contextlib.suppress(Exception):
+            if isinstance(item, web.ServerRunner):
+                await item.cleanup()
+            elif isinstance(item, asyncio.base_events.Server):
+                item.close()
+                await item.wait_closed()
+            else:
+                await item.stop(grace=grace_s)
+
+
 async def start_grpc(handlers: list[grpc.GenericRpcHandler], host: str, port: int) -> grpc.aio.Server:
     server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
     server.add_generic_rpc_handlers(handlers)
@@ -95,12 +119,7 @@ async def serve_until_signal(
         return EXIT_BIND
     print(f"{READY_PREFIX} {describe}", flush=True)
     await stop.wait()
-    for item in listeners:
-        with contextlib.suppress(Exception):
-            if isinstance(item, web.ServerRunner):
-                await item.cleanup()
-            else:
-                await item.stop(grace=0.5)
+    await stop_listeners(listeners)
     if cleanup is not None:
         await cleanup()
     return 0

@@ -65,8 +65,12 @@ def local_ports(spec: Spec, aa_copy: bool = False) -> Any:
 
     p = spec.local.ports
     if aa_copy:  # the A/A copy of "without" listens where "with" would
-        return LocalPorts(with_orchestrator=p.without, without_orchestrator=p.with_, internal=p.model_behind_orchestrator)
-    return LocalPorts(with_orchestrator=p.with_, without_orchestrator=p.without, internal=p.model_behind_orchestrator)
+        return LocalPorts(
+            with_orchestrator=p.without, without_orchestrator=p.with_, internal=p.model_behind_orchestrator
+        )
+    return LocalPorts(
+        with_orchestrator=p.with_, without_orchestrator=p.without, internal=p.model_behind_orchestrator
+    )
 
 
 def record_path(state_dir: str, transport: Transport, arm: ArmName) -> Path:

@@ -1,16 +1,14 @@
 """Step: every block's load-test artifact in; Parquet tables, summary.json and the report out."""
 
-
 import json
 import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from orchbench import provenance
 from orchbench.analysis import SEED_OVERHEAD_MS, Block, build_tables, overheads_table, transport_result
-from orchbench.arms import Transport
 from orchbench.errors import ConfigError
 from results_schema import load_summary, write_table
 from steps.common import in_dir, load, log, out_dir, step
@@ -37,7 +35,9 @@ def read_blocks(raw_root: Path) -> list[Block]:
     return blocks
 
 
-def summarise(spec_json: str, blocks: list[Block], floor: dict[str, Any] | None, run_id: str) -> dict[str, Any]:
+def summarise(
+    spec_json: str, blocks: list[Block], floor: dict[str, Any] | None, run_id: str
+) -> dict[str, Any]:
     s = load(spec_json)
     summary: dict[str, Any] = {
         "schema_version": 1,
@@ -93,8 +93,10 @@ def compare(spec: str, results_dir: str = "", run_id: str = "") -> None:
         (out / "floor.json").write_text(json.dumps(floor, indent=2, sort_keys=True))
     for transport in s.transports:
         o = summary[transport]["overhead_ms"]
-        log(f"{transport}: overhead mean {o['mean']['estimate']} ms {o['mean']['ci95']}, "
-            f"p50 {o['p50']['estimate']} ms {o['p50']['ci95']}")
+        log(
+            f"{transport}: overhead mean {o['mean']['estimate']} ms {o['mean']['ci95']}, "
+            f"p50 {o['p50']['estimate']} ms {o['p50']['ci95']}"
+        )
     if results_dir:
         publish(out, Path(results_dir))
 

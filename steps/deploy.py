@@ -1,6 +1,5 @@
 """Step: deploy one arm (the SeldonDeployment with or without the orchestrator) and record it."""
 
-
 import json
 from dataclasses import asdict
 from typing import Annotated, cast
@@ -21,7 +20,9 @@ def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str
         # A/A: the "with" arm is a second, identical "without" deployment on the "with" port
         a = "without"
         platform = platform_for(s, state_dir, aa_copy=True)
-    manifest = render(load_manifest(s.resolve(s.manifest)), t, a, name=deployment_name(s, t, cast(ArmName, arm)))
+    manifest = render(
+        load_manifest(s.resolve(s.manifest)), t, a, name=deployment_name(s, t, cast(ArmName, arm))
+    )
     path = record_path(state_dir, t, cast(ArmName, arm))
     record = platform.deploy(manifest, a, path)
     if aa_copy:

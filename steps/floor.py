@@ -33,9 +33,13 @@ def model_latency(payload_json: Path, requests: int, threads: int, cpus: list[in
     finally:
         os.sched_setaffinity(0, before)
     arr = np.array(times, dtype=float) / 1e6
-    return {"p50_ms": round(float(np.median(arr)), 4), "mean_ms": round(float(arr.mean()), 4),
-            "p99_ms": round(float(np.quantile(arr, 0.99)), 4), "requests": requests,
-            "what": "onnxruntime inference incl. JPEG decode and preprocessing, in-process"}
+    return {
+        "p50_ms": round(float(np.median(arr)), 4),
+        "mean_ms": round(float(arr.mean()), 4),
+        "p99_ms": round(float(np.quantile(arr, 0.99)), 4),
+        "requests": requests,
+        "what": "onnxruntime inference incl. JPEG decode and preprocessing, in-process",
+    }
 
 
 @step
@@ -46,13 +50,18 @@ def floor(spec: str, state_dir: str) -> None:
     out = out_dir("floor")
     result: dict[str, Any] = dict(measure_floor(requests=300, warmup=50, warmup_s=1.0, out_dir=out / "work"))
     for row in result.get("results", []):  # also keyed by tool and transport, as summary.json shows it
-        result.setdefault(row["tool"], {})[row["transport"]] = {k: v for k, v in row.items()
-                                                                if k not in ("tool", "transport")}
+        result.setdefault(row["tool"], {})[row["transport"]] = {
+            k: v for k, v in row.items() if k not in ("tool", "transport")
+        }
     if s.platform == "local":
         from orchbench.platform.local import read_cpu_plan
 
         plan = read_cpu_plan(Path(state_dir)) or {}
-        result["model"] = model_latency(s.resolve(s.payloads["rest"]), 100, s.local.model_threads,
-                                        plan.get("serving_cpus") if plan.get("pinned") else None)
+        result["model"] = model_latency(
+            s.resolve(s.payloads["rest"]),
+            100,
+            s.local.model_threads,
+            plan.get("serving_cpus") if plan.get("pinned") else None,
+        )
     (out / "floor.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
     log(f"floor written: {sorted(result)}")

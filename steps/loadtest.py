@@ -5,7 +5,6 @@ CPU placement, arm evidence) so the compare step never has to guess from file na
 written on every exit path: a failed block keeps what it measured.
 """
 
-
 import hashlib
 import json
 import time
@@ -53,8 +52,10 @@ def loadtest(spec: str, state_dir: str, endpoint: str, transport: str, arm: str,
     target = json.loads(endpoint)
     ep = Endpoint.from_dict(target)
     if (ep.transport, ep.arm) != (transport, arm):
-        raise ConfigError(f"task for {transport}/{arm} is wired to the {ep.transport}/{ep.arm} endpoint: "
-                          "the workflow's arguments are wrong")
+        raise ConfigError(
+            f"task for {transport}/{arm} is wired to the {ep.transport}/{ep.arm} endpoint: "
+            "the workflow's arguments are wrong"
+        )
     payload = s.resolve(s.payloads[cast(Transport, transport)])
     try:
         payload_bytes = payload.read_bytes()

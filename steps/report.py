@@ -1,6 +1,5 @@
 """Steps: the HTML report of a run, and the regression gate over the nightly dataset (CronWorkflow)."""
 
-
 import shutil
 from pathlib import Path
 
@@ -23,5 +22,8 @@ def report(results_dir: str = "") -> None:
 def gate(threshold_rest_ms: str = "", threshold_grpc_ms: str = "") -> None:
     from orchbench.trend import run_gate
 
-    run_gate(in_dir("dataset"), rest_ms=float(threshold_rest_ms) if threshold_rest_ms else None,
-             grpc_ms=float(threshold_grpc_ms) if threshold_grpc_ms else None)
+    run_gate(
+        in_dir("dataset"),
+        rest_ms=float(threshold_rest_ms) if threshold_rest_ms else None,
+        grpc_ms=float(threshold_grpc_ms) if threshold_grpc_ms else None,
+    )

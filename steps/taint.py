@@ -1,6 +1,5 @@
 """Step: isolate the load tester from the model (node taints on a cluster, CPU pinning locally)."""
 
-
 import json
 from typing import Annotated
 

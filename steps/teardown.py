@@ -1,8 +1,5 @@
 """Steps: tear one arm down; and the exit handler that tears everything down and untaints."""
 
-
-from typing import cast
-
 from orchbench.arms import ARMS, ArmName, Transport
 from orchbench.errors import OrchbenchError
 from orchbench.platform.base import DeploymentRecord
@@ -16,14 +13,22 @@ def teardown(spec: str, state_dir: str, record: str) -> None:
     log(f"torn down {rec.name}")
 
 
-def _known_record(spec_json: str, state_dir: str, transport: Transport, arm: ArmName) -> DeploymentRecord | None:
+def _known_record(
+    spec_json: str, state_dir: str, transport: Transport, arm: ArmName
+) -> DeploymentRecord | None:
     s = load(spec_json)
     path = record_path(state_dir, transport, arm)
     if path.exists():
         return DeploymentRecord.load(path)
     if s.platform == "kubernetes":  # deterministic names: a record can be rebuilt without the file
-        return DeploymentRecord("kubernetes", deployment_name(s, transport, arm), transport, arm, "",
-                                {"namespace": s.kubernetes.namespace})
+        return DeploymentRecord(
+            "kubernetes",
+            deployment_name(s, transport, arm),
+            transport,
+            arm,
+            "",
+            {"namespace": s.kubernetes.namespace},
+        )
     return None
 
 
@@ -45,7 +50,9 @@ def cleanup(spec: str, state_dir: str, workflow_status: str = "") -> None:
         platform.untaint()
     except OrchbenchError as exc:
         failures.append(f"untaint: {exc}")
-    log(f"cleanup after workflow status {workflow_status or 'unknown'}: "
-        f"{'done' if not failures else 'FAILED: ' + '; '.join(failures)}")
+    log(
+        f"cleanup after workflow status {workflow_status or 'unknown'}: "
+        f"{'done' if not failures else 'FAILED: ' + '; '.join(failures)}"
+    )
     if failures:
         raise SystemExit(1)

@@ -1,6 +1,5 @@
 """Step: wait until an arm answers, then check it is what it claims (orchestrator on path or not)."""
 
-
 import json
 from dataclasses import replace
 from typing import Annotated

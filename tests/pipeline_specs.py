@@ -9,8 +9,9 @@ import yaml
 from serving.runtime import free_port
 
 
-def tiny_spec(tmp_path: Path, transports=("rest", "grpc"), blocks: int = 2, duration_s: float = 2,
-              **local) -> Path:
+def tiny_spec(
+    tmp_path: Path, transports=("rest", "grpc"), blocks: int = 2, duration_s: float = 2, **local
+) -> Path:
     ports = set()
     while len(ports) < 3:
         ports.add(free_port())
@@ -22,7 +23,10 @@ def tiny_spec(tmp_path: Path, transports=("rest", "grpc"), blocks: int = 2, dura
         "load": {"tool": "k6", "workers": 1, "duration_s": duration_s, "warmup_s": 1},
         "blocks": blocks,
         "thresholds": {"rest_ms": 50.0, "grpc_ms": 50.0},
-        "local": {"ports": {"with": p_with, "without": p_without, "model_behind_orchestrator": p_model}, **local},
+        "local": {
+            "ports": {"with": p_with, "without": p_without, "model_behind_orchestrator": p_model},
+            **local,
+        },
     }
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))

@@ -55,3 +55,32 @@ def test_aa_run_ci_covers_zero(tmp_path):
         for metric in ("mean", "p50"):
             lo, hi = res["overhead_ms"][metric]["ci95"]
             assert lo <= 0.0 <= hi, f"A/A {transport} {metric}: CI [{lo}, {hi}] misses 0"
+
+
+@pytest.mark.slow
+def test_known_answer_injected_delay_is_recovered(tmp_path):
+    """The real thing, short: 2 ms injected into the reference orchestrator (REST through the HTTP
+    forwarder, gRPC through the grpc.aio handler) comes back as the p50 overhead difference."""
+    spec = tiny_spec(tmp_path, blocks=3, duration_s=3)
+    proc = orchbench(
+        "calibrate",
+        "--delays",
+        "2",
+        "--spec",
+        str(spec),
+        "--out",
+        str(tmp_path / "cal"),
+        "--json",
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout)
+    assert {r["transport"] for r in rows} == {"rest", "grpc"}
+    for row in rows:
+        assert row["injected_ms"] == 2.0
+        assert abs(row["recovered_ms"] - 2.0) <= 0.3, row
+        lo, hi = row["ci95"]
+        assert lo < hi, row
+    saved = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert [{k: r[k] for k in rows[0]} for r in saved] == rows
+    assert all(r["metric"] == "p50" for r in saved)

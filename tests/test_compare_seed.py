@@ -82,3 +82,13 @@ def test_cli_bad_input_one_line_exit_2(tmp_path, content, needle):
 def test_cli_missing_file(tmp_path):
     proc = orchbench("compare", "--with", str(tmp_path / "nope.json"), "--without", str(REST[1]))
     assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("transport", "paths"), [("rest", REST), ("grpc", GRPC)])
+def test_seed_figures_shown_in_reports_are_the_seed_data(transport, paths):
+    from orchbench.analysis import SEED_OVERHEAD_MS
+
+    got = overhead_ms(load_summary(paths[0]), load_summary(paths[1]))
+    assert SEED_OVERHEAD_MS[transport] == pytest.approx(
+        {k: got[k] for k in SEED_OVERHEAD_MS[transport]}, abs=1e-6
+    )

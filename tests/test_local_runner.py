@@ -14,7 +14,14 @@ from tests import runner_steps as rs
 
 
 def _script(fn, **kw):
-    return Script(name=fn.__name__.replace("_", "-"), source=fn, constructor="runner", image="x", command=["python"], **kw)
+    return Script(
+        name=fn.__name__.replace("_", "-"),
+        source=fn,
+        constructor="runner",
+        image="x",
+        command=["python"],
+        **kw,
+    )
 
 
 def _workflow(marker: str, fail_message: str | None = None) -> dict:
@@ -28,8 +35,11 @@ def _workflow(marker: str, fail_message: str | None = None) -> dict:
             a = Task(name="a", template=shout, arguments={"text": "hi"})
             b = Task(name="b", template=write, arguments={"text": a.get_parameter("loud").value})
             a >> b
-            c = Task(name="c", template=read, arguments=[b.get_artifact("box").with_name("box"),
-                                                          *[_p("suffix", "?")]])
+            c = Task(
+                name="c",
+                template=read,
+                arguments=[b.get_artifact("box").with_name("box"), *[_p("suffix", "?")]],
+            )
             b >> c
             if fail_message is not None:
                 f = Task(name="f", template=fail, arguments={"message": fail_message})
@@ -85,7 +95,9 @@ def test_missing_artifact_and_unknown_argument_are_errors(tmp_path):
     wf = _workflow(str(tmp_path / "m"))
     broken = copy.deepcopy(wf)
     dag = next(t for t in broken["spec"]["templates"] if t["name"] == "main")["dag"]["tasks"]
-    next(t for t in dag if t["name"] == "c")["arguments"]["artifacts"][0]["from"] = "{{tasks.a.outputs.artifacts.box}}"
+    next(t for t in dag if t["name"] == "c")["arguments"]["artifacts"][0]["from"] = (
+        "{{tasks.a.outputs.artifacts.box}}"
+    )
     with pytest.raises(ConfigError, match="cannot resolve artifact"):
         LocalRunner(broken, tmp_path / "r1").run()
     extra = copy.deepcopy(wf)

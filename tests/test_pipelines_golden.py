@@ -5,6 +5,7 @@ Regenerate the golden files with `make golden` (ORCHBENCH_REGEN_GOLDEN=1), then 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -24,9 +25,10 @@ CASES = [(spec, kind) for spec in ("default", "seed") for kind in KINDS]
 def _normalise(d):
     """Sort keys and decode the JSON `spec` parameter so diffs are readable and order-free."""
     d = json.loads(json.dumps(d, sort_keys=True))
-    for p in d["spec"].get("arguments", {}).get("parameters", []) or d["spec"]["workflowSpec"]["arguments"][
-        "parameters"
-    ]:
+    for p in (
+        d["spec"].get("arguments", {}).get("parameters", [])
+        or d["spec"]["workflowSpec"]["arguments"]["parameters"]
+    ):
         if p["name"] == "spec":
             p["value"] = json.loads(p["value"])
     return d
@@ -64,7 +66,10 @@ def test_validates_against_argo_json_schema(spec, kind):
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads(ARGO_SCHEMA.read_text())
     name = {"workflow": "Workflow", "template": "WorkflowTemplate", "cron": "CronWorkflow"}[kind]
-    sub = {"$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{name}", "definitions": schema["definitions"]}
+    sub = {
+        "$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{name}",
+        "definitions": schema["definitions"],
+    }
     jsonschema.Draft202012Validator(sub).validate(_compiled(spec, kind))
 
 
@@ -74,7 +79,10 @@ def test_schema_check_can_fail():
     if not ARGO_SCHEMA.exists():
         pytest.skip("Argo JSON schema not present")
     schema = json.loads(ARGO_SCHEMA.read_text())
-    sub = {"$ref": "#/definitions/io.argoproj.workflow.v1alpha1.Workflow", "definitions": schema["definitions"]}
+    sub = {
+        "$ref": "#/definitions/io.argoproj.workflow.v1alpha1.Workflow",
+        "definitions": schema["definitions"],
+    }
     bad = _compiled("default", "workflow")
     bad["spec"]["templates"][0]["script"]["args"] = "not-a-list"
     with pytest.raises(jsonschema.ValidationError):
@@ -91,7 +99,7 @@ def test_dag_shape_interleaves_arms_and_cleans_up_on_exit():
     expected = [f"load-rest-b{b}-{arm}" for b, arms in enumerate(spec.block_order()) for arm in arms]
     # the chain of `depends` follows the recorded random order, block by block
     chain = {t["name"]: t.get("depends") for t in dag}
-    for prev, nxt in zip(expected, expected[1:]):
+    for prev, nxt in itertools.pairwise(expected):
         assert chain[nxt] == prev
     assert {tuple(sorted(a)) for a in spec.block_order()} == {("with", "without")}
     assert d["spec"]["onExit"] == "exit-handler"

@@ -138,6 +138,7 @@ def make_run_dir(
         }
         summary[transport] = {
             **stats,
+            "method": "stratified bootstrap over requests (test fixture)",
             "arms": {
                 arm: {
                     "latency_ms": {k: lat[arm][k] / 1e6 for k in ("mean", "p50", "p90", "p99")},
@@ -226,6 +227,13 @@ def test_transport_result_reads_summary_values_and_seed() -> None:
         5.0,
         "pass",
     )
+
+
+def test_fmt_p_never_prints_an_underflowed_p_as_zero() -> None:
+    assert report.fmt_p(0.0) == "< 1e-300"
+    assert report.fmt_p(4.37e-45) == "4.37e-45"
+    assert report.fmt_p(0.5) == "0.5"
+    assert report.fmt_p(None) == "—"
 
 
 def test_transport_result_missing_transport_is_all_none() -> None:
@@ -340,7 +348,8 @@ def test_report_table_has_summary_values(run_dir: Path, page: str) -> None:
             assert f"{block['arms']['with']['latency_ms'][metric]:.3f}" in text
             assert f"{block['arms']['without']['latency_ms'][metric]:.3f}" in text
         assert f"n = {block['n']['with']} requests with, {block['n']['without']} without" in text
-        assert f"Mann-Whitney U p = {block['mann_whitney_u_p']:.3g}" in text
+        assert f"Mann-Whitney U p = {report.fmt_p(block['mann_whitney_u_p'])}" in text
+        assert f"CI method: {block['method']}" in text
     assert text.count("badge pass") >= 4  # headline + table, both transports
 
 

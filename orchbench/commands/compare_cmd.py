@@ -69,8 +69,11 @@ def run_compare(
             RunContext("compare", run_id, _transport(s), arm, raw_artifact=str(p))
             for s, arm, p in ((with_, "with", with_path), (without, "without", without_path))
         ]
-        write_table(runs_table([runs_row(with_, ctxs[0], prov), runs_row(without, ctxs[1], prov)]),
-                    parquet_dir / "results.parquet", "runs")
+        write_table(
+            runs_table([runs_row(with_, ctxs[0], prov), runs_row(without, ctxs[1], prov)]),
+            parquet_dir / "results.parquet",
+            "runs",
+        )
         frames = [(c, df) for c, df in zip(ctxs, (a, b), strict=True) if df is not None]
         if frames:
             write_table(samples_table(frames), parquet_dir / "samples.parquet", "samples")

@@ -43,8 +43,14 @@ def run_compile(spec_path: Path | None, kind: str, output: Path | None) -> None:
     print(f"wrote {output}", file=sys.stderr)
 
 
-def run_submit(spec_path: Path | None, kind: str, host: str | None, token: str | None, namespace: str | None,
-               verify_ssl: bool) -> None:
+def run_submit(
+    spec_path: Path | None,
+    kind: str,
+    host: str | None,
+    token: str | None,
+    namespace: str | None,
+    verify_ssl: bool,
+) -> None:
     from hera.shared import global_config
     from hera.workflows import WorkflowsService
 
@@ -68,8 +74,9 @@ def run_submit(spec_path: Path | None, kind: str, host: str | None, token: str |
         created = wf.create()
     except Exception as exc:  # hera raises its own exceptions and requests' ones; never echo the token
         message = str(exc).replace(token, "***") if token else str(exc)
-        raise ConfigError(f"submission to {host} failed: {message.splitlines()[0] if message else type(exc).__name__}")\
-            from None
+        raise ConfigError(
+            f"submission to {host} failed: {message.splitlines()[0] if message else type(exc).__name__}"
+        ) from None
     name = getattr(getattr(created, "metadata", None), "name", None)
     print(f"submitted {kind} {name} to {host} (namespace {namespace})")
 
@@ -99,8 +106,9 @@ def collect_raw(out: Path) -> int:
     return n
 
 
-def run_local(spec_path: Path | None, out: Path | None, overrides: dict[str, Any] | None = None,
-              quiet: bool = False) -> Path:
+def run_local(
+    spec_path: Path | None, out: Path | None, overrides: dict[str, Any] | None = None, quiet: bool = False
+) -> Path:
     from orchbench.local_runner import LocalRunner
     from orchbench.progress import RunProgress
 
@@ -117,8 +125,10 @@ def run_local(spec_path: Path | None, out: Path | None, overrides: dict[str, Any
             node[leaf] = value
         spec = parse_spec(data, "spec with overrides")
     if spec.platform != "local":
-        raise ConfigError(f"spec platform is {spec.platform!r}: `orchbench run` runs locally; use "
-                          "`orchbench compile` + `argo submit` or `orchbench submit` for a cluster")
+        raise ConfigError(
+            f"spec platform is {spec.platform!r}: `orchbench run` runs locally; use "
+            "`orchbench compile` + `argo submit` or `orchbench submit` for a cluster"
+        )
     out = (out or _default_out(spec)).resolve()
     _writable(out)
     workflow = compiled(spec, "workflow")
@@ -151,11 +161,15 @@ def print_summary(out: Path) -> None:
             continue
         for metric, est in res["overhead_ms"].items():
             lo, hi = est["ci95"]
-            table.add_row(transport, metric, f"{est['estimate']:+.3f}",
-                          "n/a" if lo is None else f"[{lo:+.3f}, {hi:+.3f}]",
-                          f"{res['arms']['with'].get('latency_ms', {}).get(metric, float('nan')):.3f}",
-                          f"{res['arms']['without'].get('latency_ms', {}).get(metric, float('nan')):.3f}",
-                          res["verdict"] if metric == "mean" else "")
+            table.add_row(
+                transport,
+                metric,
+                f"{est['estimate']:+.3f}",
+                "n/a" if lo is None else f"[{lo:+.3f}, {hi:+.3f}]",
+                f"{res['arms']['with'].get('latency_ms', {}).get(metric, float('nan')):.3f}",
+                f"{res['arms']['without'].get('latency_ms', {}).get(metric, float('nan')):.3f}",
+                res["verdict"] if metric == "mean" else "",
+            )
     console = Console()
     console.print(table)
     floor = summary.get("floor") or {}

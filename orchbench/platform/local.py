@@ -356,9 +356,20 @@ class LocalPlatform:
             )
         return record
 
-    def _spawn_arm(self, procs: list[dict[str, Any]], name: str, arm: ArmName, transport: Transport,
-                   model_args: list[str], flag: str, public: int, model_port: int, pin: list[str], logs: Path,
-                   stamp: str) -> None:
+    def _spawn_arm(
+        self,
+        procs: list[dict[str, Any]],
+        name: str,
+        arm: ArmName,
+        transport: Transport,
+        model_args: list[str],
+        flag: str,
+        public: int,
+        model_port: int,
+        pin: list[str],
+        logs: Path,
+        stamp: str,
+    ) -> None:
         model_log = logs / f"{name}-{arm}-{transport}-model-{stamp}.log"
         procs.append(self._spawn("model_server", model_args, model_log))
         if arm == "with":
@@ -384,8 +395,17 @@ class LocalPlatform:
         if arm == "with":
             procs[1]["port"] = public
 
-    def _record(self, name: str, model_name: str, transport: Transport, arm: ArmName, public: int,
-                procs: list[dict[str, Any]], cpus: list[int] | None, record_path: Path) -> DeploymentRecord:
+    def _record(
+        self,
+        name: str,
+        model_name: str,
+        transport: Transport,
+        arm: ArmName,
+        public: int,
+        procs: list[dict[str, Any]],
+        cpus: list[int] | None,
+        record_path: Path,
+    ) -> DeploymentRecord:
         record = DeploymentRecord(
             platform=self.name,
             name=name,
