@@ -8,7 +8,7 @@ drifts of the machine hit every target alike):
 Servers are pinned to one CPU and the client to another (when there are >= 2). The benchmark starts
 and stops its own servers on ephemeral loopback ports.
 
-    .venv/bin/python benchmarks/serving_bench.py [-n 600] [--rounds 6] [--json out.json]
+    .venv/bin/python benchmarks/serving_bench.py [-n 1200] [--rounds 40] [--json out.json]
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ def _timed(fn: Callable[[], object], n: int) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-n", type=int, default=600, help="requests per target (default 600)")
-    ap.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default 6)")
-    ap.add_argument("--warmup", type=int, default=30, help="warm-up requests per target and round")
+    ap.add_argument("-n", type=int, default=1200, help="requests per target (default 1200)")
+    ap.add_argument("--rounds", type=int, default=40, help="interleaved rounds (default 40)")
+    ap.add_argument("--warmup", type=int, default=5, help="warm-up requests per target and round (default 5)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     n = max(1, min(args.n, MAX_REQUESTS))

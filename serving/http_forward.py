@@ -19,9 +19,10 @@ import json
 import time
 from collections.abc import Callable
 
+from serving.runtime import after_delay
+
 MAX_HEAD = 64 * 1024
 MAX_BODY = 64 * 1024 * 1024
-_SPIN_S = 0.0015
 
 PathRewrite = Callable[[str], "str | None"]
 
@@ -203,19 +204,9 @@ class _Downstream(asyncio.Protocol):
         self.pending = head + b"\r\n" + body
         self.timer = self.loop.call_later(self.fwd.timeout_s, self._timeout)
         if self.fwd.delay_s > 0:
-            self._delay(time.perf_counter() + self.fwd.delay_s)
+            after_delay(self.loop, time.perf_counter() + self.fwd.delay_s, self._send)
         else:
             self._send()
-
-    def _delay(self, deadline: float) -> None:
-        """The injected delay: sleep (timer) for the bulk, spin for the last ~1.5 ms."""
-        left = deadline - time.perf_counter()
-        if left > _SPIN_S:
-            self.loop.call_later(left - _SPIN_S, self._delay, deadline)
-            return
-        while time.perf_counter() < deadline:
-            pass
-        self._send()
 
     def _send(self) -> None:
         if self.transport is None:

@@ -125,6 +125,25 @@ async def serve_until_signal(
     return 0
 
 
+#: Below this much remaining delay, `after_delay` busy-waits instead of sleeping.
+SPIN_S = 0.0015
+
+
+def after_delay(loop: asyncio.AbstractEventLoop, deadline: float, then: Callable[[], None]) -> None:
+    """Call `then()` at `deadline` (time.perf_counter() seconds), precisely: a loop timer for the bulk,
+    then a busy-wait for the last SPIN_S, since a timer alone overshoots sub-millisecond delays by
+    tens of µs to a millisecond (the injected delay of the known-answer calibration)."""
+    import time
+
+    left = deadline - time.perf_counter()
+    if left > SPIN_S:
+        loop.call_later(left - SPIN_S, after_delay, loop, deadline, then)
+        return
+    while time.perf_counter() < deadline:
+        pass
+    then()
+
+
 def pin_current_process(cpus: str | None) -> None:
     """`--cpus 1,2` → sched_setaffinity for this process (threads created later inherit it)."""
     if not cpus:

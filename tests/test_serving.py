@@ -18,8 +18,8 @@ from tensorflow_serving.apis import predict_pb2
 
 from orchbench.paths import PAYLOADS, REPO_ROOT
 from serving.client import GrpcClient, HttpClient
-from serving.orchestrator import inject_delay, rewrite_path
-from serving.runtime import EXIT_BIND, free_port
+from serving.orchestrator import rewrite_path
+from serving.runtime import EXIT_BIND, after_delay, free_port
 
 REST_BODY = (PAYLOADS / "flowers.json").read_bytes()
 GRPC_BODY = (PAYLOADS / "flowers.bin").read_bytes()
@@ -238,12 +238,16 @@ def test_rewrite_path_accepts_both_seldon_forms() -> None:
 
 
 def test_injected_delay_is_precise() -> None:
+    """runtime.after_delay, which both forwarders use for --inject-delay-ms, meets its deadline."""
+
     async def measure(delay_s: float) -> list[float]:
+        loop = asyncio.get_running_loop()
         out = []
         for _ in range(50):
+            done = loop.create_future()
             t = time.perf_counter()
-            await inject_delay(delay_s)
-            out.append(time.perf_counter() - t)
+            after_delay(loop, t + delay_s, lambda f=done: f.set_result(time.perf_counter()))
+            out.append(await done - t)
         return sorted(out)
 
     for delay in (0.0005, 0.003):

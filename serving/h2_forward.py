@@ -1,0 +1,244 @@
+"""The orchestrator's gRPC hot path: an HTTP/2 frame forwarder on asyncio protocols.
+
+Each client connection is paired with its own upstream connection to the model's gRPC port, and
+frames pass through unchanged (both peers negotiate SETTINGS, flow control and HPACK between
+themselves), so a call costs this process two socket reads and two writes, not a gRPC server and a
+gRPC client in Python. Two things are done to the frames:
+
+- the marker: the first HEADERS block of every stream from the model (the response's initial
+  metadata, or a Trailers-Only error) gets one more header field, `x-orchbench-orchestrator:
+  executor`, encoded as an HPACK "literal header field without indexing" with a literal name, which
+  leaves both HPACK dynamic tables untouched, so the rest of the connection decodes as before;
+- the injected delay: a HEADERS frame from the client that opens a stream (a new call) is held for
+  the configured delay before it (and everything after it) is forwarded.
+
+A model that cannot be reached closes the client's connection: the client sees UNAVAILABLE, as it
+would behind any proxy. Frames are parsed only as far as the 9-byte frame header (RFC 9113 §4.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+
+from serving.runtime import after_delay
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+FRAME_HEADER = 9
+HEADERS, CONTINUATION = 0x1, 0x9
+END_STREAM, END_HEADERS, PADDED, PRIORITY = 0x1, 0x4, 0x8, 0x20
+
+
+def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
+    """HPACK integer representation (RFC 7541 §5.1)."""
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first | value])
+    out = bytearray([first | limit])
+    value -= limit
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def literal_header(name: str, value: str) -> bytes:
+    """A header field as an HPACK literal without indexing, new name, no Huffman (RFC 7541 §6.2.2)."""
+    n, v = name.encode("ascii"), value.encode("ascii")
+    return b"\x00" + _hpack_int(len(n), 7) + n + _hpack_int(len(v), 7) + v
+
+
+def add_to_header_block(frame: bytes, extra: bytes) -> bytes:
+    """A HEADERS or CONTINUATION frame with `extra` appended to its header block fragment (before any
+    padding), its length field updated."""
+    length = int.from_bytes(frame[:3], "big")
+    ftype, flags = frame[3], frame[4]
+    payload = frame[FRAME_HEADER : FRAME_HEADER + length]
+    pad = payload[0] if ftype == HEADERS and flags & PADDED else 0
+    cut = len(payload) - pad
+    payload = payload[:cut] + extra + payload[cut:]
+    return len(payload).to_bytes(3, "big") + frame[3:FRAME_HEADER] + payload
+
+
+class _Side(asyncio.Protocol):
+    """One end of a forwarded connection; hands received bytes to the pair, propagates back-pressure."""
+
+    def __init__(self, pair: _Pair, client: bool) -> None:
+        self.pair, self.client = pair, client
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.client:
+            self.pair.client_connected(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.client:
+            self.pair.from_client(data)
+        else:
+            self.pair.from_upstream(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.pair.close()
+
+    def pause_writing(self) -> None:
+        other = self.pair.upstream if self.client else self.pair.downstream
+        if other is not None and other.transport is not None:
+            other.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        other = self.pair.upstream if self.client else self.pair.downstream
+        if other is not None and other.transport is not None:
+            other.transport.resume_reading()
+
+
+class _Pair:
+    """A client connection and its upstream connection."""
+
+    def __init__(self, fwd: H2Forwarder) -> None:
+        self.fwd = fwd
+        self.loop = asyncio.get_running_loop()
+        self.downstream: _Side | None = None
+        self.upstream: _Side | None = None
+        self.to_up = bytearray()  # client bytes not yet forwarded (connecting, or held by a delay)
+        self.held = False
+        self.up_buf = bytearray()  # upstream bytes not yet a whole frame
+        self.c_buf = bytearray()  # client bytes being framed (only with an injected delay)
+        self.preface_left = len(PREFACE)
+        self.answered: set[int] = set()  # streams whose first header block from the model went by
+        self.ending: set[int] = set()  # streams whose header block now in progress ends them
+        self.last_call = 0  # the highest stream id the client opened (ids only grow, RFC 9113 §5.1.1)
+        self.closed = False
+
+    def client_connected(self, side: _Side) -> None:
+        self.downstream = side
+        self.loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        try:
+            _, up = await self.loop.create_connection(
+                lambda: _Side(self, client=False), self.fwd.upstream_host, self.fwd.upstream_port
+            )
+        except OSError:
+            self.close()
+            return
+        if self.closed:
+            assert up.transport is not None
+            up.transport.close()
+            return
+        self.upstream = up
+        self._flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for side in (self.downstream, self.upstream):
+            if side is not None and side.transport is not None:
+                side.transport.close()
+
+    # client → model ---------------------------------------------------------------------------------
+    def from_client(self, data: bytes) -> None:
+        if self.fwd.delay_s <= 0:
+            self.to_up += data
+            self._flush()
+            return
+        self.c_buf += data
+        self._frame_client()
+
+    def _frame_client(self) -> None:
+        """With an injected delay: forward frame by frame, holding each call's opening HEADERS."""
+        while not self.held:
+            if self.preface_left:
+                take = min(self.preface_left, len(self.c_buf))
+                self.to_up += self.c_buf[:take]
+                del self.c_buf[:take]
+                self.preface_left -= take
+                if self.preface_left:
+                    break
+                continue
+            if len(self.c_buf) < FRAME_HEADER:
+                break
+            size = FRAME_HEADER + int.from_bytes(self.c_buf[:3], "big")
+            if len(self.c_buf) < size:
+                break
+            sid = self._stream_id(self.c_buf)
+            if self.c_buf[3] == HEADERS and sid > self.last_call:  # a new call
+                self.last_call = sid
+                self._flush()
+                self.held = True
+                after_delay(self.loop, time.perf_counter() + self.fwd.delay_s, self._release)
+            self.to_up += self.c_buf[:size]
+            del self.c_buf[:size]
+        if not self.held:
+            self._flush()
+
+    def _release(self) -> None:
+        self.held = False
+        self._flush()
+        self._frame_client()
+
+    def _flush(self) -> None:
+        up = self.upstream
+        if self.held or not self.to_up or up is None or up.transport is None:
+            return
+        up.transport.write(bytes(self.to_up))
+        self.to_up.clear()
+
+    # model → client ---------------------------------------------------------------------------------
+    @staticmethod
+    def _stream_id(frame: bytes | bytearray) -> int:
+        return int(struct.unpack_from(">I", frame, 5)[0]) & 0x7FFFFFFF
+
+    def from_upstream(self, data: bytes) -> None:
+        down = self.downstream
+        self.up_buf += data
+        out = bytearray()
+        buf = self.up_buf
+        pos = 0
+        while len(buf) - pos >= FRAME_HEADER:
+            size = FRAME_HEADER + int.from_bytes(buf[pos : pos + 3], "big")
+            if len(buf) - pos < size:
+                break
+            ftype = buf[pos + 3]
+            if ftype in (HEADERS, CONTINUATION):
+                frame = bytes(buf[pos : pos + size])
+                out += self._mark(frame)
+            else:
+                out += buf[pos : pos + size]
+            pos += size
+        del buf[:pos]
+        if out and down is not None and down.transport is not None:
+            down.transport.write(bytes(out))
+
+    def _mark(self, frame: bytes) -> bytes:
+        """Add the marker to the last frame of each stream's first header block from the model."""
+        sid = self._stream_id(frame)
+        flags = frame[4]
+        if frame[3] == HEADERS and flags & END_STREAM:
+            self.ending.add(sid)
+        if flags & END_HEADERS:
+            if sid not in self.answered:
+                frame = add_to_header_block(frame, self.fwd.marker)
+                self.answered.add(sid)
+            if sid in self.ending:  # the stream is over: forget it
+                self.ending.discard(sid)
+                self.answered.discard(sid)
+        return frame
+
+
+class H2Forwarder:
+    """Forward HTTP/2 (gRPC) connections to `upstream` ("host:port"), marking answers with `marker`."""
+
+    def __init__(self, upstream: str, marker: tuple[str, str], delay_s: float = 0.0) -> None:
+        host, _, port = upstream.rpartition(":")
+        self.upstream_host, self.upstream_port = host, int(port)
+        self.marker = literal_header(*marker)
+        self.delay_s = delay_s
+
+    def protocol(self) -> _Side:
+        return _Side(_Pair(self), client=True)
