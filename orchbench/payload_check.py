@@ -7,12 +7,8 @@ ConfigError (exit 2) at load time instead of a block full of HTTP 400s after the
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
-import json
 from pathlib import Path
-from typing import Any
 
 from orchbench.errors import ConfigError
 
@@ -49,52 +45,34 @@ def _read(path: Path) -> bytes:
 
 
 def check_rest(path: Path) -> None:
-    """A TF-Serving REST predict body: {"instances": [{"image_bytes": {"b64": "<image>"}, ...}, ...]}."""
-    data = _read(path)
+    """A TF-Serving REST predict body the model server takes: {"instances": [{"image_bytes": {"b64":
+    "<image>"}, ...}, ...]}, parsed by the server's own parser."""
+    from serving.protos import BadRequestError, parse_rest_body
+
     try:
-        doc: Any = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: REST payload is not JSON ({str(exc).splitlines()[0][:120]})") from None
-    if not isinstance(doc, dict) or "instances" not in doc:
-        raise ConfigError(f"{path}: REST payload must be a JSON object with 'instances'")
-    instances = doc["instances"]
-    if not isinstance(instances, list) or not instances:
-        raise ConfigError(f"{path}: 'instances' must be a non-empty list")
-    for i, inst in enumerate(instances):
-        img = inst.get("image_bytes") if isinstance(inst, dict) else None
-        if not isinstance(img, dict) or not isinstance(img.get("b64"), str):
-            raise ConfigError(f'{path}: instances[{i}].image_bytes must be {{"b64": "..."}}')
-        try:
-            raw = base64.b64decode(img["b64"], validate=True)
-        except (binascii.Error, ValueError):
-            raise ConfigError(f"{path}: instances[{i}].image_bytes.b64 is not valid base64") from None
-        why = _image_ok(raw)
+        instances = parse_rest_body(_read(path))
+    except BadRequestError as exc:
+        raise ConfigError(f"{path}: not a usable REST payload: {exc}") from None
+    for i, (image, _key) in enumerate(instances):
+        why = _image_ok(image)
         if why:
-            raise ConfigError(f"{path}: instances[{i}]: {why}")
+            raise ConfigError(f"{path}: not a usable REST payload: instance {i}: {why}")
 
 
 def check_grpc(path: Path) -> None:
-    """A serialized tensorflow.serving.PredictRequest with one DT_STRING `image_bytes` (an image)."""
-    from google.protobuf.message import DecodeError
-    from tensorflow.core.framework import types_pb2
-    from tensorflow_serving.apis import predict_pb2
+    """A serialized tensorflow.serving.PredictRequest the model server takes (one DT_STRING
+    `image_bytes` holding an image, a model name), parsed by the server's own parser."""
+    from serving.protos import BadRequestError, parse_predict_request
 
-    data = _read(path)
-    req = predict_pb2.PredictRequest()
     try:
-        req.ParseFromString(data)
-    except (DecodeError, ValueError, RuntimeError):
-        raise ConfigError(f"{path}: gRPC payload is not a serialized PredictRequest") from None
-    if not req.model_spec.name:
-        raise ConfigError(f"{path}: gRPC payload is not a PredictRequest (no model_spec.name)")
-    if "image_bytes" not in req.inputs:
-        raise ConfigError(f"{path}: PredictRequest has no input 'image_bytes' (has {sorted(req.inputs)})")
-    tensor = req.inputs["image_bytes"]
-    if tensor.dtype != types_pb2.DT_STRING or len(tensor.string_val) != 1:
-        raise ConfigError(f"{path}: PredictRequest input 'image_bytes' must be one DT_STRING value")
-    why = _image_ok(bytes(tensor.string_val[0]))
+        req = parse_predict_request(_read(path))
+    except BadRequestError as exc:
+        raise ConfigError(f"{path}: not a usable gRPC payload: {exc}") from None
+    if not req.model_name:
+        raise ConfigError(f"{path}: not a usable gRPC payload: no model_spec.name (is it a PredictRequest?)")
+    why = _image_ok(req.image)
     if why:
-        raise ConfigError(f"{path}: PredictRequest image_bytes: {why}")
+        raise ConfigError(f"{path}: not a usable gRPC payload: image_bytes: {why}")
 
 
 def check_payload(path: Path, transport: str) -> None:

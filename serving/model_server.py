@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
 import json
 import sys
 from collections.abc import Callable
@@ -29,7 +27,7 @@ from aiohttp import web
 
 from serving import runtime
 from serving.model import BadImageError, Classifier, decode_image
-from serving.protos import BadRequestError, make_predict_response, parse_predict_request
+from serving.protos import BadRequestError, make_predict_response, parse_predict_request, parse_rest_body
 
 MODEL_VERSION = 1
 PREDICT_METHOD = "Predict"
@@ -73,30 +71,10 @@ class ModelService:
 
     # REST ------------------------------------------------------------------------------------------
     def rest_instances(self, body: bytes) -> list[tuple[np.ndarray, Any]]:
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequestError(f"JSON Parse error: {exc}") from None
-        if not isinstance(doc, dict):
-            raise BadRequestError("JSON Value: request body must be an object with 'instances'")
-        instances = doc.get("instances")
-        if instances is None:
-            raise BadRequestError("Missing 'instances' key")
-        if not isinstance(instances, list) or not instances:
-            raise BadRequestError("'instances' must be a non-empty list")
         out = []
-        for i, inst in enumerate(instances):
-            if not isinstance(inst, dict):
-                raise BadRequestError(f"instance {i}: expected an object with image_bytes and key")
-            img = inst.get("image_bytes")
-            if not isinstance(img, dict) or not isinstance(img.get("b64"), str):
-                raise BadRequestError(f'instance {i}: \'image_bytes\' must be {{"b64": "..."}}')
+        for i, (raw, key) in enumerate(parse_rest_body(body)):
             try:
-                raw = base64.b64decode(img["b64"], validate=True)
-            except (binascii.Error, ValueError):
-                raise BadRequestError(f"instance {i}: Unable to base64 decode image_bytes") from None
-            try:
-                out.append((decode_image(raw), inst.get("key")))
+                out.append((decode_image(raw), key))
             except BadImageError as exc:
                 raise BadRequestError(f"instance {i}: {exc}") from None
         return out

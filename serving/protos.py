@@ -1,4 +1,7 @@
-"""TF Serving PredictRequest/PredictResponse helpers for the flowers signature.
+"""TF Serving request and answer formats for the flowers signature: the REST predict body and the
+gRPC PredictRequest/PredictResponse. Parsers raise BadRequestError; the model server and the
+payload check (`orchbench.payload_check`) use the same ones, so a payload passes the check exactly
+when the server would take it.
 
 Request inputs: `image_bytes` (DT_STRING, shape [1]) and `key` (DT_STRING, shape [1]).
 Response outputs: `scores` (DT_FLOAT [1, 5]), `prediction` (DT_INT64 [1]), `key` (DT_STRING [1]).
@@ -6,7 +9,11 @@ Response outputs: `scores` (DT_FLOAT [1, 5]), `prediction` (DT_INT64 [1]), `key`
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
@@ -43,6 +50,33 @@ class ParsedRequest:
     model_name: str
     image: bytes
     key: str | None
+
+
+def parse_rest_body(body: bytes) -> list[tuple[bytes, Any]]:
+    """{"instances": [{"image_bytes": {"b64": ...}, "key": ...}, ...]} → [(image bytes, key), ...]."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequestError(f"JSON Parse error: {str(exc).splitlines()[0][:120]}") from None
+    if not isinstance(doc, dict):
+        raise BadRequestError("JSON Value: request body must be an object with 'instances'")
+    instances = doc.get("instances")
+    if instances is None:
+        raise BadRequestError("Missing 'instances' key")
+    if not isinstance(instances, list) or not instances:
+        raise BadRequestError("'instances' must be a non-empty list")
+    out = []
+    for i, inst in enumerate(instances):
+        if not isinstance(inst, dict):
+            raise BadRequestError(f"instance {i}: expected an object with image_bytes and key")
+        img = inst.get("image_bytes")
+        if not isinstance(img, dict) or not isinstance(img.get("b64"), str):
+            raise BadRequestError(f'instance {i}: \'image_bytes\' must be {{"b64": "..."}}')
+        try:
+            out.append((base64.b64decode(img["b64"], validate=True), inst.get("key")))
+        except (binascii.Error, ValueError):
+            raise BadRequestError(f"instance {i}: Unable to base64 decode image_bytes") from None
+    return out
 
 
 def _single_string(req: predict_pb2.PredictRequest, name: str, required: bool) -> bytes | None:

@@ -127,11 +127,11 @@ def _case(name: str, tmp: Path) -> tuple[Path, list[str]]:
         "rest-empty": lambda: (spec(payloads={"rest": _write(tmp, "p.json", "")}), ["payload is empty"]),
         "rest-not-json": lambda: (
             spec(payloads={"rest": _write(tmp, "p.json", "instances: nope")}),
-            ["REST payload is not JSON"],
+            ["not a usable REST payload", "JSON Parse error"],
         ),
         "rest-no-instances": lambda: (
             spec(payloads={"rest": _write(tmp, "p.json", '{"inputs": []}')}),
-            ["must be a JSON object with 'instances'"],
+            ["Missing 'instances' key"],
         ),
         "rest-empty-instances": lambda: (
             spec(payloads={"rest": _write(tmp, "p.json", '{"instances": []}')}),
@@ -139,7 +139,7 @@ def _case(name: str, tmp: Path) -> tuple[Path, list[str]]:
         ),
         "rest-bad-base64": lambda: (
             spec(payloads={"rest": _write(tmp, "p.json", _rest_body("not*base64!"))}),
-            ["b64 is not valid base64"],
+            ["Unable to base64 decode image_bytes"],
         ),
         "rest-not-an-image": lambda: (
             spec(payloads={"rest": _write(tmp, "p.json", _rest_body(base64.b64encode(b"hello").decode()))}),
@@ -156,7 +156,7 @@ def _case(name: str, tmp: Path) -> tuple[Path, list[str]]:
         ),
         "grpc-wrong-input": lambda: (
             spec(payloads={"grpc": _write(tmp, "p.bin", _grpc_body(jpeg, "pixels"))}),
-            ["no input 'image_bytes'"],
+            ["input 'image_bytes' is missing"],
         ),
         "grpc-not-an-image": lambda: (
             spec(payloads={"grpc": _write(tmp, "p.bin", _grpc_body(b"\xff\xd8junk"))}),
