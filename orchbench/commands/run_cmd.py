@@ -172,8 +172,12 @@ def print_summary(out: Path) -> None:
             )
     console = Console()
     console.print(table)
-    floor = summary.get("floor") or {}
-    k6 = (floor.get("k6") or {}).get("rest") or {}
-    if k6:
-        console.print(f"measurement floor (k6, REST, no-op): p50 {k6.get('p50_ms')} ms")
+    floor = (summary.get("floor") or {}).get("k6") or {}
+    for transport in ("rest", "grpc"):
+        p50 = (floor.get(transport) or {}).get("p50_ms")
+        if transport in summary and p50 is not None:
+            console.print(f"measurement floor (k6 against a no-op {transport} server): p50 {p50:.3f} ms")
+    model = summary.get("model_latency_ms") or {}
+    if model.get("p50_ms") is not None:
+        console.print(f"model alone (in-process inference): p50 {model['p50_ms']:.3f} ms")
     console.print(f"results: {out}")
