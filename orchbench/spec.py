@@ -55,6 +55,11 @@ class Ports(_Strict):
 
 class Local(_Strict):
     cpu_pinning: bool = True
+    shared_model: bool = Field(
+        True,
+        description="the 'with' arm's orchestrator fronts the 'without' arm's model process "
+        "(false: each arm runs its own model process, on ports.model_behind_orchestrator for 'with')",
+    )
     inject_delay_ms: float = Field(0.0, ge=0, le=1000, description="added by the reference orchestrator")
     model_threads: int = Field(1, ge=1, le=64)
     ready_timeout_s: float = Field(120.0, gt=0, le=3600)

@@ -160,13 +160,14 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
         for transport in spec.transports:
             waits: dict[str, Task] = {}
             deploys: dict[str, Task] = {}
-            for arm in ("with", "without"):
+            # "without" first: locally the "with" arm's orchestrator fronts that arm's model process
+            for arm in ("without", "with"):
                 dep = Task(
                     name=f"deploy-{transport}-{arm}",
                     template=t["deploy"],
                     arguments={"spec": SPEC, "state_dir": STATE, "transport": transport, "arm": arm},
                 )
-                _after(previous, dep)
+                _after(previous if arm == "without" else [waits["without"]], dep)
                 wt = Task(
                     name=f"wait-{transport}-{arm}",
                     template=t["wait"],

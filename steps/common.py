@@ -54,6 +54,7 @@ def platform_for(spec: Spec, state_dir: str, aa_copy: bool = False) -> Platform:
             cpu_pinning=local.cpu_pinning,
             inject_delay_ms=local.inject_delay_ms,
             model_threads=local.model_threads,
+            shared_model=local.shared_model,
         )
     from orchbench.platform.kubernetes import platform_from_spec
 

@@ -14,6 +14,15 @@ from results_schema import load_summary, write_table
 from steps.common import in_dir, load, log, out_dir, step
 
 DEPLOYMENT_REUSE = "one deployment per arm and transport, kept across its blocks"
+SHARED_MODEL = (
+    "one model process per transport, kept across its blocks; the 'with' arm's orchestrator fronts the "
+    "'without' arm's model process"
+)
+
+
+def deployment_reuse(spec: Any) -> str:
+    """What the results say about deployments (local runs may share the model process)."""
+    return SHARED_MODEL if spec.platform == "local" and spec.local.shared_model else DEPLOYMENT_REUSE
 
 
 def read_blocks(raw_root: Path) -> list[Block]:
@@ -45,7 +54,7 @@ def summarise(
         "run_id": run_id,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "platform": s.platform,
-        "deployment_reuse": DEPLOYMENT_REUSE,
+        "deployment_reuse": deployment_reuse(s),
         "block_order": s.block_order(),
         "order_seed": s.order_seed,
         "aa_mode": s.local.aa_mode if s.platform == "local" else False,
@@ -83,7 +92,7 @@ def compare(spec: str, results_dir: str = "", run_id: str = "") -> None:
     floor = json.loads(floor_file.read_text()) if floor_file.exists() else None
     summary = summarise(spec, blocks, floor, run_id)
     prov = summary["provenance"]
-    runs, samples = build_tables(blocks, run_id, prov, _floor_p50_ns(floor), DEPLOYMENT_REUSE)
+    runs, samples = build_tables(blocks, run_id, prov, _floor_p50_ns(floor), deployment_reuse(s))
     out = out_dir("results")
     write_table(runs, out / "results.parquet", "runs")
     write_table(samples, out / "samples.parquet", "samples")

@@ -8,6 +8,7 @@ from hera.workflows import Parameter
 
 from orchbench.arms import ArmName, Transport
 from orchbench.manifest import load_manifest, render
+from orchbench.platform.local import LocalPlatform
 from steps.common import deployment_name, load, log, platform_for, record_path
 
 
@@ -16,15 +17,21 @@ def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str
     t, a = cast(Transport, transport), cast(ArmName, arm)
     platform = platform_for(s, state_dir)
     aa_copy = s.platform == "local" and s.local.aa_mode and a == "with"
-    if aa_copy:
-        # A/A: the "with" arm is a second, identical "without" deployment on the "with" port
+    alias = aa_copy and s.local.shared_model
+    if aa_copy and not alias:
+        # A/A: the "with" arm is the "without" deployment again (shared model: the same endpoint;
+        # otherwise a second, identical deployment on the "with" port)
         a = "without"
         platform = platform_for(s, state_dir, aa_copy=True)
     manifest = render(
         load_manifest(s.resolve(s.manifest)), t, a, name=deployment_name(s, t, cast(ArmName, arm))
     )
     path = record_path(state_dir, t, cast(ArmName, arm))
-    record = platform.deploy(manifest, a, path)
+    if alias:
+        # A/A with a shared model: the "with" arm is the "without" endpoint itself
+        record = cast(LocalPlatform, platform).alias(manifest, path)
+    else:
+        record = platform.deploy(manifest, a, path)
     if aa_copy:
         record.details["aa_copy"] = True
         record.save(path)

@@ -52,20 +52,29 @@ def test_aa_run_ci_covers_zero(tmp_path):
     for transport in ("rest", "grpc"):
         res = summary[transport]
         assert "A/A copy" in res["arms"]["with"]["verified"]
+        # both arms are the same endpoint (shared model): the "with" record starts no process
+        rec = json.loads((out / "state" / "deploy" / f"{transport}-with.json").read_text())
+        assert rec["details"]["processes"] == [] and rec["details"]["aa_copy"] is True
         for metric in ("mean", "p50"):
             lo, hi = res["overhead_ms"][metric]["ci95"]
-            assert lo <= 0.0 <= hi, f"A/A {transport} {metric}: CI [{lo}, {hi}] misses 0"
+            assert lo < hi
+            # A 95 % CI misses 0 in 1 run of 20 by design; widened threefold (for 3 blocks a ~99.4 %
+            # t-interval) a miss means a real difference between identical arms, not bad luck.
+            half = (hi - lo) / 2
+            assert lo - 2 * half <= 0.0 <= hi + 2 * half, f"A/A {transport} {metric}: CI [{lo}, {hi}]"
 
 
 @pytest.mark.slow
 def test_known_answer_injected_delay_is_recovered(tmp_path):
-    """The real thing, short: 2 ms injected into the reference orchestrator (REST through the HTTP
-    forwarder, gRPC through the grpc.aio handler) comes back as the p50 overhead difference."""
+    """The real thing, short: 5 ms injected into the reference orchestrator (REST through the HTTP
+    forwarder, gRPC through the HTTP/2 forwarder) comes back as the p50 overhead difference, within
+    1.5 ms: a delay that is missing (0) or applied twice (10) fails. The precise figures, from longer
+    runs, are in benchmarks/README.md; 3 blocks of 3 s move by several tenths of a ms here."""
     spec = tiny_spec(tmp_path, blocks=3, duration_s=3)
     proc = orchbench(
         "calibrate",
         "--delays",
-        "2",
+        "5",
         "--spec",
         str(spec),
         "--out",
@@ -77,8 +86,8 @@ def test_known_answer_injected_delay_is_recovered(tmp_path):
     rows = json.loads(proc.stdout)
     assert {r["transport"] for r in rows} == {"rest", "grpc"}
     for row in rows:
-        assert row["injected_ms"] == 2.0
-        assert abs(row["recovered_ms"] - 2.0) <= 0.3, row
+        assert row["injected_ms"] == 5.0
+        assert abs(row["recovered_ms"] - 5.0) <= 1.5, row
         lo, hi = row["ci95"]
         assert lo < hi, row
     saved = json.loads((tmp_path / "cal" / "calibration.json").read_text())

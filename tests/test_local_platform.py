@@ -67,21 +67,30 @@ def test_bad_constructor_input(tmp_path: Path) -> None:
         LocalPlatform(tmp_path, inject_delay_ms=-1)
 
 
+ROLES = {
+    ("with", True): ["orchestrator"],  # in front of the "without" arm's model process
+    ("with", False): ["model_server", "orchestrator"],
+    ("without", True): ["model_server"],
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
-@pytest.mark.parametrize("arm", ["with", "without"])
-def test_deploy_wait_verify_teardown(
-    platform: LocalPlatform, tmp_path: Path, transport: str, arm: str
-) -> None:
+@pytest.mark.parametrize(("arm", "shared"), list(ROLES))
+def test_deploy_wait_verify_teardown(tmp_path: Path, transport: str, arm: str, shared: bool) -> None:
+    platform = LocalPlatform(tmp_path / "run", ports=_ports(), shared_model=shared)
+    platform.taint()
+    base = None
+    if arm == "with" and shared:
+        base = platform.deploy(render(BASE, transport, "without"), "without", tmp_path / "base.json")  # type: ignore[arg-type]
+        platform.wait(base, timeout_s=60)
     manifest = render(BASE, transport, arm)  # type: ignore[arg-type]
     record_path = tmp_path / f"record-{arm}-{transport}.json"
     record = platform.deploy(manifest, arm, record_path)  # type: ignore[arg-type]
     try:
         loaded = DeploymentRecord.load(record_path)  # what a later step sees
         assert loaded == record
-        assert [p["role"] for p in loaded.details["processes"]] == (
-            ["model_server", "orchestrator"] if arm == "with" else ["model_server"]
-        )
+        assert [p["role"] for p in loaded.details["processes"]] == ROLES[(arm, shared)]
         endpoint = platform.wait(loaded, timeout_s=60)
         expected_port = (
             platform.ports.with_orchestrator if arm == "with" else platform.ports.without_orchestrator
@@ -105,8 +114,20 @@ def test_deploy_wait_verify_teardown(
             platform.verify_arm(loaded, other)
     finally:
         platform.teardown(DeploymentRecord.load(record_path))
+        if base is not None:
+            platform.teardown(base)
+        platform.untaint()
     _gone(record)
     platform.teardown(DeploymentRecord.load(record_path))  # idempotent
+    if base is not None:
+        _gone(base)
+
+
+@pytest.mark.slow
+def test_with_arm_needs_the_shared_model_running(platform: LocalPlatform, tmp_path: Path) -> None:
+    with pytest.raises(PlatformError, match="deploy 'without' first"):
+        platform.deploy(render(BASE, "rest", "with"), "with", tmp_path / "r.json")
+    assert not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.slow

@@ -221,6 +221,7 @@ class LocalPlatform:
         model_threads: int = 1,
         python: str = sys.executable,
         host: str = "127.0.0.1",
+        shared_model: bool = True,
     ) -> None:
         if inject_delay_ms < 0:
             raise ConfigError(f"inject_delay_ms must be >= 0, got {inject_delay_ms}")
@@ -233,6 +234,9 @@ class LocalPlatform:
         self.model_threads = model_threads
         self.python = python
         self.host = host
+        #: The "with" arm's orchestrator fronts the "without" arm's model process, so the arms differ
+        #: by the orchestrator hop alone (two model processes differ by a few tenths of a ms here).
+        self.shared_model = shared_model
 
     # taints ----------------------------------------------------------------------------------------
     def taint(self) -> dict[str, Any]:
@@ -323,8 +327,16 @@ class LocalPlatform:
         flag = f"--{transport}-port"
         cpus = self._serving_cpus()
         pin = ["--cpus", ",".join(map(str, cpus))] if cpus else []
+        shared = arm == "with" and self.shared_model
         if arm == "without":
             public, wanted = self.ports.without_orchestrator, [self.ports.without_orchestrator]
+        elif shared:
+            public, wanted = self.ports.with_orchestrator, [self.ports.with_orchestrator]
+            if _port_free(self.host, self.ports.without_orchestrator):
+                raise PlatformError(
+                    f"arm 'with' fronts the 'without' arm's model on port {self.ports.without_orchestrator}, "
+                    f"and nothing listens there: deploy 'without' first ({transport})"
+                )
         else:
             public, wanted = self.ports.with_orchestrator, [self.ports.with_orchestrator, self.ports.internal]
         for port in wanted:
@@ -334,7 +346,10 @@ class LocalPlatform:
                 )
         logs = self.run_dir / "logs"
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        model_port = public if arm == "without" else self.ports.internal
+        if arm == "without":
+            model_port = public
+        else:
+            model_port = self.ports.without_orchestrator if shared else self.ports.internal
         model_args = [
             flag,
             str(model_port),
@@ -349,12 +364,33 @@ class LocalPlatform:
         procs: list[dict[str, Any]] = []
         with _deferred_signals(), _kill_on_error(procs):  # no server may outlive an unsaved record
             self._spawn_arm(
-                procs, info.name, arm, transport, model_args, flag, public, model_port, pin, logs, stamp
+                procs,
+                info.name,
+                arm,
+                transport,
+                None if shared else model_args,
+                flag,
+                public,
+                model_port,
+                pin,
+                logs,
+                stamp,
             )
             record = self._record(
                 info.name, info.model_name, transport, arm, public, procs, cpus, record_path
             )
         return record
+
+    def alias(self, manifest: dict[str, Any], record_path: Path) -> DeploymentRecord:
+        """A/A with a shared model: a record of the running "without" endpoint itself, with no process
+        of its own, to stand in for "with", so both arms measure the very same path."""
+        info = inspect(manifest)
+        port = self.ports.without_orchestrator
+        if _port_free(self.host, port):
+            raise PlatformError(f"A/A: nothing listens on the 'without' port {port}: deploy 'without' first")
+        return self._record(
+            info.name, info.model_name, info.transport, "without", port, [], self._serving_cpus(), record_path
+        )
 
     def _spawn_arm(
         self,
@@ -362,7 +398,7 @@ class LocalPlatform:
         name: str,
         arm: ArmName,
         transport: Transport,
-        model_args: list[str],
+        model_args: list[str] | None,
         flag: str,
         public: int,
         model_port: int,
@@ -370,8 +406,12 @@ class LocalPlatform:
         logs: Path,
         stamp: str,
     ) -> None:
-        model_log = logs / f"{name}-{arm}-{transport}-model-{stamp}.log"
-        procs.append(self._spawn("model_server", model_args, model_log))
+        """Start the arm's processes: its model server (unless `model_args` is None: the model is
+        shared) and, for "with", the orchestrator in front of the model on `model_port`."""
+        if model_args is not None:
+            model_log = logs / f"{name}-{arm}-{transport}-model-{stamp}.log"
+            procs.append(self._spawn("model_server", model_args, model_log))
+            procs[-1]["port"] = model_port
         if arm == "with":
             orch_args = [
                 flag,
@@ -391,9 +431,7 @@ class LocalPlatform:
                     logs / f"{name}-{arm}-{transport}-orchestrator-{stamp}.log",
                 )
             )
-        procs[0]["port"] = model_port
-        if arm == "with":
-            procs[1]["port"] = public
+            procs[-1]["port"] = public
 
     def _record(
         self,
@@ -415,7 +453,14 @@ class LocalPlatform:
             details={
                 "host": self.host,
                 "port": public,
-                "internal_port": self.ports.internal if arm == "with" else None,
+                "internal_port": (
+                    None
+                    if arm == "without"
+                    else self.ports.without_orchestrator
+                    if self.shared_model
+                    else self.ports.internal
+                ),
+                "shared_model": self.shared_model,
                 "ports": asdict(self.ports),
                 "processes": procs,
                 "serving_cpus": cpus,
