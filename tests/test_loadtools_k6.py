@@ -219,7 +219,9 @@ def test_k6_against_the_local_stack(transport: str, tmp_path: Path, out_dir: Pat
     payload = PAYLOADS / ("flowers.json" if transport == "rest" else "flowers.bin")
     if not payload.exists():
         pytest.skip("payloads/ not generated yet")
-    platform = LocalPlatform(tmp_path / "run", ports=LocalPorts(free_port(), free_port(), free_port()))
+    platform = LocalPlatform(
+        tmp_path / "run", ports=LocalPorts(free_port(), free_port(), free_port()), shared_model=False
+    )
     platform.taint()
     record = None
     try:
