@@ -5,6 +5,9 @@ drifts of the machine hit every target alike):
   raw        onnxruntime inference incl. JPEG decode + preprocessing, in-process (on the serving CPU)
   model-rest / model-grpc    the model server directly
   orch-rest  / orch-grpc     through the orchestrator
+REST uses a kept-alive raw-socket client (serving.client.HttpClient); gRPC is timed twice, with
+grpcio's sync client (model-grpc, orch-grpc) and with the thin blocking HTTP/2 client
+(serving.client.H2GrpcClient: model-grpc-thin, orch-grpc-thin), the REST client's counterpart.
 Servers are pinned to one CPU and the client to another (when there are >= 2). The benchmark starts
 and stops its own servers on ephemeral loopback ports.
 
@@ -29,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchbench.paths import PAYLOADS, REPO_ROOT
-from serving.client import GrpcClient, HttpClient
+from serving.client import GrpcClient, H2GrpcClient, HttpClient
 from serving.model import Classifier
 from serving.runtime import free_port
 
@@ -118,14 +121,15 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
     )
-    clients: list[HttpClient | GrpcClient] = []
+    clients: list[HttpClient | GrpcClient | H2GrpcClient] = []
     try:
         classifier = Classifier()
         _wait_ready(mr, procs)
         _wait_ready(orr, procs)
         model_rest, orch_rest = HttpClient("127.0.0.1", mr), HttpClient("127.0.0.1", orr)
         model_grpc, orch_grpc = GrpcClient(f"127.0.0.1:{mg}"), GrpcClient(f"127.0.0.1:{og}")
-        clients = [model_rest, orch_rest, model_grpc, orch_grpc]
+        model_thin, orch_thin = H2GrpcClient("127.0.0.1", mg), H2GrpcClient("127.0.0.1", og)
+        clients = [model_rest, orch_rest, model_grpc, orch_grpc, model_thin, orch_thin]
         mr_req = model_rest.build("POST", "/v1/models/flowers:predict", rest_body)
         or_req = orch_rest.build("POST", "/v1/models/flowers:predict", rest_body)
 
@@ -137,12 +141,19 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"bad answer {resp}")
             return resp
 
+        def check_call(result: tuple[int, str, bytes]) -> object:
+            if result[0] != 0:
+                raise RuntimeError(f"gRPC status {result[0]}: {result[1]}")
+            return result
+
         targets: dict[str, Callable[[], object]] = {
             "raw": raw,
             "model-rest": lambda: check(model_rest.send_raw(mr_req)),
             "model-grpc": lambda: model_grpc.predict_raw(grpc_body),
             "orch-rest": lambda: check(orch_rest.send_raw(or_req)),
             "orch-grpc": lambda: orch_grpc.predict_raw(grpc_body),
+            "model-grpc-thin": lambda: check_call(model_thin.call(grpc_body)),
+            "orch-grpc-thin": lambda: check_call(orch_thin.call(grpc_body)),
         }
         samples: dict[str, list[float]] = {k: [] for k in targets}
         rng = random.Random(1)
@@ -174,16 +185,18 @@ def main(argv: list[str] | None = None) -> int:
         "server_adds_grpc_p50": stats["model-grpc"]["p50"] - stats["raw"]["p50"],
         "orchestrator_adds_rest_p50": stats["orch-rest"]["p50"] - stats["model-rest"]["p50"],
         "orchestrator_adds_grpc_p50": stats["orch-grpc"]["p50"] - stats["model-grpc"]["p50"],
+        "server_adds_grpc_thin_p50": stats["model-grpc-thin"]["p50"] - stats["raw"]["p50"],
+        "orchestrator_adds_grpc_thin_p50": stats["orch-grpc-thin"]["p50"] - stats["model-grpc-thin"]["p50"],
     }
     print(
         f"CPUs: client {sorted(client_cpus)}, servers {sorted(server_cpus)}; {rounds} rounds, "
         f"{per_round} requests per target and round (+{args.warmup} warm-up)"
     )
-    print(f"{'target':<12}{'n':>6}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
+    print(f"{'target':<16}{'n':>6}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
     for k, s in stats.items():
-        print(f"{k:<12}{s['n']:>6}{s['p50']:>10.3f}{s['p90']:>10.3f}{s['p99']:>10.3f}{s['mean']:>10.3f}")
+        print(f"{k:<16}{s['n']:>6}{s['p50']:>10.3f}{s['p90']:>10.3f}{s['p99']:>10.3f}{s['mean']:>10.3f}")
     for k, v in derived.items():
-        print(f"{k:<28}{v:>8.3f} ms")
+        print(f"{k:<34}{v:>8.3f} ms")
     if args.json:
         args.json.write_text(json.dumps({"stats": stats, "derived": derived}, indent=2))
     return 0

@@ -2,7 +2,8 @@
 
 For each injected delay d (and d = 0), run the local benchmark; the recovered delay is
 overhead(d) − overhead(0) per transport. The two runs are independent, so the 95 % interval of the
-difference combines their bootstrap intervals: se = sqrt(se_d² + se_0²), se from each half-width / 1.96.
+difference combines their intervals (each a t-interval over blocks): se = sqrt(se_d² + se_0²), se
+from each half-width / 1.96.
 A benchmark that cannot recover a known 0.5 ms is not to be trusted with an unknown one.
 """
 

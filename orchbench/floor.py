@@ -28,7 +28,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,41 +214,61 @@ class RestNoopServer:
 
 @dataclass
 class GrpcNoopServer:
-    """A PredictionService whose Predict answers a canned PredictResponse (or aborts with `status`,
-    a grpc.StatusCode name such as "UNAVAILABLE"), without deserialising the request."""
+    """A PredictionService whose Predict answers a canned PredictResponse (or fails with `status`,
+    a grpc.StatusCode name such as "UNAVAILABLE"), without deserialising the request. Served by
+    `serving.h2_grpc` (the model server's own gRPC transport) on an event loop in a thread, so the
+    floor holds the load tester's cost and as little server as Python allows."""
 
     status: str = "OK"
     answer: bytes = field(default_factory=grpc_answer)
     record: bool = False
     port: int = 0
     received: list[bytes] = field(default_factory=list)
-    _server: Any = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
 
     def start(self) -> GrpcNoopServer:
         import grpc
 
-        code = getattr(grpc.StatusCode, self.status)
+        from serving.h2_grpc import GrpcError, GrpcH2Server
 
-        def predict(request: bytes, context: Any) -> bytes:
+        code = int(grpc.StatusCode[self.status].value[0])
+
+        def predict(request: bytes) -> bytes:
             if self.record:
                 self.received.append(request)
-            if code != grpc.StatusCode.OK:
-                context.abort(code, "orchbench no-op server answers errors")
+            if code != 0:
+                raise GrpcError(code, "orchbench no-op server answers errors")
             return self.answer
 
-        handler = grpc.method_handlers_generic_handler(
-            _SERVICE, {_METHOD: grpc.unary_unary_rpc_method_handler(predict)}
-        )
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        self._server.add_generic_rpc_handlers((handler,))
-        self.port = self._server.add_insecure_port(f"127.0.0.1:{self.port}")
-        self._server.start()
+        h2 = GrpcH2Server({f"/{_SERVICE}/{_METHOD}": predict})
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        def serve() -> None:
+            assert self._loop is not None
+            asyncio.set_event_loop(self._loop)
+            server = self._loop.run_until_complete(
+                self._loop.create_server(h2.protocol, "127.0.0.1", self.port)
+            )
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+            h2.goaway_all()
+            server.close()
+            self._loop.run_until_complete(server.wait_closed())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=serve, name="grpc-noop", daemon=True)
+        self._thread.start()
+        ready.wait(10)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop(grace=None).wait(10)
-            self._server = None
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._thread = None
 
     def endpoint(self, arm: str = "without") -> Endpoint:
         return Endpoint("grpc", arm, "127.0.0.1", self.port, MODEL_NAME)  # type: ignore[arg-type]

@@ -432,9 +432,15 @@ def _blocks_section(data: RunData, transports: Sequence[str]) -> str:
     medians, source = block_medians(data.samples, data.runs)
     if not len(medians):
         return "<p class='missing'>No per-block data (neither samples.parquet nor results.parquet).</p>"
+    how = (
+        "Within each block one load-test process alternates the arms request by request, the first "
+        "arm drawn at random"
+        if data.summary.get("interleave") == "request"
+        else "Arms run one after the other in random order within each block"
+    )
     parts = [
-        f"<p>Per block: {_e(source)}. Arms run interleaved in random order within each block; "
-        "a trend across blocks in both arms is drift of the machine, not the orchestrator.</p>"
+        f"<p>Per block: {_e(source)}. {how}; a trend across blocks in both arms is drift of the "
+        "machine, not the orchestrator.</p>"
     ]
     for transport in transports:
         sel = medians[medians["transport"] == transport]

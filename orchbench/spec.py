@@ -29,6 +29,20 @@ class Load(_Strict):
     warmup_s: float = Field(3.0, ge=0, le=3600, description="run before each measurement, then discarded")
     timeout_s: float = Field(20.0, gt=0, le=600, description="per request")
     max_error_rate: float = Field(0.0, ge=0, le=1, description="a block with more failed requests fails")
+    interleave: Literal["auto", "request", "block"] = Field(
+        "auto",
+        description="request: one k6 process per block alternates the arms request by request; "
+        "block: one load-test run per arm and block (the seed's way; vegeta and ghz); "
+        "auto: request when the tool is k6 (or auto on the local platform), else block",
+    )
+
+    @model_validator(mode="after")
+    def _interleave_needs_k6(self) -> Load:
+        if self.interleave == "request" and self.tool in ("vegeta", "ghz"):
+            raise ValueError(
+                f"load.interleave 'request' needs k6; {self.tool} drives one target per run (use 'block')"
+            )
+        return self
 
     @model_validator(mode="after")
     def _rate_matches_mode(self) -> Load:
@@ -101,7 +115,13 @@ class Spec(_Strict):
     transports: list[Transport] = ["rest", "grpc"]
     payloads: dict[Transport, str] = {"rest": "payloads/flowers.json", "grpc": "payloads/flowers.bin"}
     load: Load = Load()
-    blocks: int = Field(4, ge=1, le=100, description="blocks per arm; arms alternate block by block")
+    blocks: int = Field(
+        4,
+        ge=1,
+        le=100,
+        description="blocks per arm; each block measures both arms once, in an order drawn from "
+        "order_seed (interleave request: one paired run, that arm first)",
+    )
     order_seed: int = Field(20200712, ge=0, description="seeds the random arm order inside each block")
     thresholds: Thresholds = Thresholds()
     local: Local = Local()
@@ -122,6 +142,14 @@ class Spec(_Strict):
 
     def threshold_ms(self, transport: Transport) -> float | None:
         return self.thresholds.rest_ms if transport == "rest" else self.thresholds.grpc_ms
+
+    def interleave(self) -> Literal["request", "block"]:
+        """How the arms are interleaved: `load.interleave` with `auto` resolved."""
+        mode = self.load.interleave
+        if mode == "auto":
+            k6 = self.load.tool == "k6" or (self.load.tool == "auto" and self.platform == "local")
+            return "request" if k6 else "block"
+        return mode
 
     def block_order(self) -> list[list[ArmName]]:
         """Arm order per block: each block runs both arms once, in an order drawn from `order_seed`."""

@@ -1,8 +1,10 @@
 """The benchmark pipeline as a Hera builder: one spec in, an Argo Workflow / WorkflowTemplate /
 CronWorkflow out. The local runner executes the very dict this builds.
 
-DAG: taint -> floor -> per transport: deploy(with, without) -> wait (+ verify arm) -> load-test blocks,
-the arms alternating in a recorded random order -> teardown -> compare -> report [-> gate, cron only].
+DAG: taint -> floor -> per transport: deploy(with, without) -> wait (+ verify arm) -> load-test blocks
+-> teardown -> compare -> report [-> gate, cron only]. A block is one paired load test whose k6
+alternates the arms request by request (interleave `request`), or one load test per arm in a
+recorded random order (interleave `block`).
 The exit handler tears everything down and untaints whatever happened.
 """
 
@@ -29,7 +31,7 @@ from steps.common import ARTIFACT_ROOT
 from steps.compare import compare
 from steps.deploy import deploy
 from steps.floor import floor
-from steps.loadtest import loadtest
+from steps.loadtest import loadtest, loadtest_pair
 from steps.report import gate, report
 from steps.taint import taint
 from steps.teardown import cleanup, teardown
@@ -68,11 +70,14 @@ def _script(spec: Spec, fn: Any, name: str, role: str = "control", **kw: Any) ->
     )
 
 
-def _load_tasks(spec: Spec) -> list[tuple[str, str, int, str]]:
-    """(task name, transport, block, arm) in execution order."""
+def _load_tasks(spec: Spec) -> list[tuple[str, str, int, list[str]]]:
+    """(task name, transport, block, arms in order) in execution order: one paired task per block
+    (interleave request), else one task per block and arm."""
     order = spec.block_order()
+    if spec.interleave() == "request":
+        return [(f"load-{t}-b{b}", t, b, list(arms)) for t in spec.transports for b, arms in enumerate(order)]
     return [
-        (f"load-{t}-b{b}-{arm}", t, b, arm)
+        (f"load-{t}-b{b}-{arm}", t, b, [arm])
         for t in spec.transports
         for b, arms in enumerate(order)
         for arm in arms
@@ -94,8 +99,8 @@ def _templates(spec: Spec, kind: Kind) -> dict[str, Script]:
         "wait": _script(spec, wait, "wait"),
         "loadtest": _script(
             spec,
-            loadtest,
-            "loadtest",
+            loadtest_pair if spec.interleave() == "request" else loadtest,
+            "loadtest-pair" if spec.interleave() == "request" else "loadtest",
             role="loadtester",
             outputs=[Artifact(name="raw", path=_art("out", "raw"))],
         ),
@@ -177,21 +182,22 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
                 deploys[arm], waits[arm] = dep, wt
             chain: list[Task] = [waits["with"], waits["without"]]
             loads: list[Task] = []
-            for name, tr, block, arm in _load_tasks(spec):
+            for name, tr, block, arms in _load_tasks(spec):
                 if tr != transport:
                     continue
-                task = Task(
-                    name=name,
-                    template=t["loadtest"],
-                    arguments={
-                        "spec": SPEC,
-                        "state_dir": STATE,
-                        "transport": transport,
-                        "arm": arm,
-                        "block": str(block),
-                        "endpoint": waits[arm].get_parameter("endpoint").value,
-                    },
-                )
+                args: dict[str, Any] = {"spec": SPEC, "state_dir": STATE, "transport": transport}
+                if len(arms) == 2:
+                    args.update(
+                        block=str(block),
+                        first=arms[0],
+                        endpoint_with=waits["with"].get_parameter("endpoint").value,
+                        endpoint_without=waits["without"].get_parameter("endpoint").value,
+                    )
+                else:
+                    args.update(
+                        arm=arms[0], block=str(block), endpoint=waits[arms[0]].get_parameter("endpoint").value
+                    )
+                task = Task(name=name, template=t["loadtest"], arguments=args)
                 _after(chain, task)
                 chain = [task]
                 loads.append(task)

@@ -25,12 +25,25 @@ def deployment_reuse(spec: Any) -> str:
     return SHARED_MODEL if spec.platform == "local" and spec.local.shared_model else DEPLOYMENT_REUSE
 
 
+def _artifact_folders(raw_root: Path) -> list[Path]:
+    """Folders holding one arm's meta.json: each load-test task's artifact, or, for a paired task
+    (interleave request), its per-arm subfolders."""
+    out = []
+    for folder in sorted(p for p in raw_root.iterdir() if p.is_dir()) if raw_root.is_dir() else []:
+        arms = sorted(p for p in folder.iterdir() if p.is_dir() and (p / "meta.json").exists())
+        if not (folder / "meta.json").exists() and arms:
+            out += arms
+        else:
+            out.append(folder)
+    return out
+
+
 def read_blocks(raw_root: Path) -> list[Block]:
-    """Each folder below raw_root is one load-test task's artifact with meta.json, raw JSON and samples."""
+    """Each arm's artifact below raw_root: meta.json, raw JSON and samples."""
     from results_schema.samples import load_samples
 
     blocks = []
-    for folder in sorted(p for p in raw_root.iterdir() if p.is_dir()) if raw_root.is_dir() else []:
+    for folder in _artifact_folders(raw_root):
         meta_path = folder / "meta.json"
         if not meta_path.exists():
             raise ConfigError(f"{folder}: load-test artifact without meta.json")
@@ -40,7 +53,8 @@ def read_blocks(raw_root: Path) -> list[Block]:
         summary = load_summary(folder / meta["raw"])
         summary.tool_version = meta.get("tool_version")
         samples = load_samples(folder / meta["samples"], measure_only=True) if meta.get("samples") else None
-        blocks.append(Block(meta, summary, samples, f"{folder.name}/{meta['raw']}"))
+        name = folder.name if folder.parent == raw_root else f"{folder.parent.name}/{folder.name}"
+        blocks.append(Block(meta, summary, samples, f"{name}/{meta['raw']}"))
     return blocks
 
 
@@ -56,6 +70,7 @@ def summarise(
         "platform": s.platform,
         "deployment_reuse": deployment_reuse(s),
         "block_order": s.block_order(),
+        "interleave": s.interleave(),
         "order_seed": s.order_seed,
         "aa_mode": s.local.aa_mode if s.platform == "local" else False,
         "inject_delay_ms": s.local.inject_delay_ms if s.platform == "local" else None,

@@ -2,14 +2,16 @@
 
 import json
 from dataclasses import asdict
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 from hera.workflows import Parameter
 
 from orchbench.arms import ArmName, Transport
 from orchbench.manifest import load_manifest, render
-from orchbench.platform.local import LocalPlatform
 from steps.common import deployment_name, load, log, platform_for, record_path
+
+if TYPE_CHECKING:  # the cluster image never needs the local platform
+    from orchbench.platform.local import LocalPlatform
 
 
 def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str, Parameter(name="record")]:
@@ -29,7 +31,7 @@ def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str
     path = record_path(state_dir, t, cast(ArmName, arm))
     if alias:
         # A/A with a shared model: the "with" arm is the "without" endpoint itself
-        record = cast(LocalPlatform, platform).alias(manifest, path)
+        record = cast("LocalPlatform", platform).alias(manifest, path)
     else:
         record = platform.deploy(manifest, a, path)
     if aa_copy:

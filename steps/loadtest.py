@@ -1,8 +1,13 @@
-"""Step: load-test one arm for one block; the tool's raw JSON and samples are the output artifact.
+"""Steps: load-test the arms of one block; the tool's raw JSON and samples are the output artifact.
 
-`meta.json` beside them says what was measured (transport, arm, block, tool, command, payload hash,
-CPU placement, arm evidence) so the compare step never has to guess from file names or logs. It is
-written on every exit path: a failed block keeps what it measured.
+`loadtest` runs one arm (interleave `block`: the seed's way, any tool). `loadtest_pair` runs both arms
+in one k6 process that alternates them request by request (interleave `request`), so both arms meet
+the same moments of a noisy machine; its artifact holds one folder per arm (`with/`, `without/`),
+each laid out like a `loadtest` artifact, plus k6's combined files.
+
+`meta.json` beside each arm's files says what was measured (transport, arm, block, tool, command,
+payload hash, CPU placement, arm evidence) so the compare step never has to guess from file names or
+logs. It is written on every exit path: a failed block keeps what it measured.
 """
 
 import hashlib
@@ -11,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from orchbench.arms import Endpoint, Transport
+from orchbench.arms import ARMS, Endpoint, Transport
 from orchbench.errors import ConfigError, LoadTestError
 from orchbench.loadtools.base import LoadProfile, LoadRun
+from orchbench.spec import Spec
 from steps.common import load, log, out_dir, step
 
 META = "meta.json"
@@ -44,11 +50,7 @@ def _run_fields(run: LoadRun) -> dict[str, Any]:
     }
 
 
-@step
-def loadtest(spec: str, state_dir: str, endpoint: str, transport: str, arm: str, block: str) -> None:
-    from orchbench.loadtools.registry import get_tool
-
-    s = load(spec)
+def _endpoint(endpoint: str, transport: str, arm: str) -> tuple[Endpoint, dict[str, Any]]:
     target = json.loads(endpoint)
     ep = Endpoint.from_dict(target)
     if (ep.transport, ep.arm) != (transport, arm):
@@ -56,6 +58,13 @@ def loadtest(spec: str, state_dir: str, endpoint: str, transport: str, arm: str,
             f"task for {transport}/{arm} is wired to the {ep.transport}/{ep.arm} endpoint: "
             "the workflow's arguments are wrong"
         )
+    return ep, target
+
+
+def _setup(
+    spec: str, state_dir: str, transport: str
+) -> tuple[Spec, Path, bytes, LoadProfile, set[int] | None]:
+    s = load(spec)
     payload = s.resolve(s.payloads[cast(Transport, transport)])
     try:
         payload_bytes = payload.read_bytes()
@@ -71,12 +80,23 @@ def loadtest(spec: str, state_dir: str, endpoint: str, transport: str, arm: str,
         warmup_s=s.load.warmup_s,
         timeout_s=s.load.timeout_s,
     )
-    out = out_dir("raw")
-    cpus = _cpus(s.platform, state_dir)
-    meta: dict[str, Any] = {
+    return s, payload, payload_bytes, profile, _cpus(s.platform, state_dir)
+
+
+def _meta(
+    s: Spec,
+    ep: Endpoint,
+    target: dict[str, Any],
+    block: str,
+    payload: Path,
+    payload_bytes: bytes,
+    profile: LoadProfile,
+    cpus: set[int] | None,
+) -> dict[str, Any]:
+    return {
         "experiment": s.name,
-        "transport": transport,
-        "arm": arm,
+        "transport": ep.transport,
+        "arm": ep.arm,
         "block": int(block),
         "platform": s.platform,
         "endpoint": ep.to_dict(),
@@ -88,6 +108,22 @@ def loadtest(spec: str, state_dir: str, endpoint: str, transport: str, arm: str,
         "status": "running",
         "written_at_ns": time.time_ns(),
     }
+
+
+def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+
+
+@step
+def loadtest(spec: str, state_dir: str, endpoint: str, transport: str, arm: str, block: str) -> None:
+    from orchbench.loadtools.registry import get_tool
+
+    ep, target = _endpoint(endpoint, transport, arm)
+    s, payload, payload_bytes, profile, cpus = _setup(spec, state_dir, transport)
+    out = out_dir("raw")
+    meta = _meta(s, ep, target, block, payload, payload_bytes, profile, cpus)
+    meta["interleave"] = "block"
     tool = get_tool(s.load.tool, cast(Transport, transport), max_error_rate=s.load.max_error_rate)
     try:
         run = tool.run(ep, payload, profile, out, cpus)
@@ -103,4 +139,66 @@ def loadtest(spec: str, state_dir: str, endpoint: str, transport: str, arm: str,
         meta.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        (out / META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        _write_meta(out, meta)
+
+
+@step
+def loadtest_pair(
+    spec: str,
+    state_dir: str,
+    transport: str,
+    block: str,
+    first: str,
+    endpoint_with: str,
+    endpoint_without: str,
+) -> None:
+    from orchbench.loadtools.k6 import K6Tool
+
+    if first not in ARMS:
+        raise ConfigError(f"first must be one of {', '.join(ARMS)}, got {first!r}")
+    eps = {
+        "with": _endpoint(endpoint_with, transport, "with"),
+        "without": _endpoint(endpoint_without, transport, "without"),
+    }
+    s, payload, payload_bytes, profile, cpus = _setup(spec, state_dir, transport)
+    out = out_dir("raw")
+    order = [first, *(a for a in ARMS if a != first)]
+    metas = {
+        arm: {
+            **_meta(s, eps[arm][0], eps[arm][1], block, payload, payload_bytes, profile, cpus),
+            "interleave": "request",
+            "pair_order": order,
+        }
+        for arm in ARMS
+    }
+    runs: dict[str, LoadRun] = {}
+    try:
+        tool = K6Tool(max_error_rate=s.load.max_error_rate)
+        if not tool.available():
+            raise ConfigError("load.interleave 'request' needs k6, which is not installed here")
+        runs = tool.run_pair([eps[a][0] for a in order], payload, profile, out, cpus)
+        for arm in ARMS:
+            metas[arm].update(_run_fields(runs[arm]), status="ok")
+        log(f"{transport} block {block} {'/'.join(order)} (alternating): k6 done")
+    except LoadTestError as exc:
+        runs = getattr(exc, "runs", None) or {}
+        failed = getattr(exc, "run", None)
+        for arm in ARMS:
+            run = runs.get(arm)
+            if run is not None:
+                metas[arm].update(_run_fields(run))
+            elif failed is not None:  # k6 failed as a whole: its combined files sit one level up
+                fields = _run_fields(failed)
+                for key in ("raw", "samples"):
+                    fields[key] = f"../{fields[key]}" if fields[key] else None
+                metas[arm].update(fields)
+            # an arm whose own check passed still fails with its block: the pair is one measurement
+            metas[arm].update(status="failed", error=str(exc))
+        raise
+    except BaseException as exc:
+        for arm in ARMS:
+            metas[arm].update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        for arm in ARMS:
+            _write_meta(out / arm, metas[arm])

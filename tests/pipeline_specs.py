@@ -10,7 +10,12 @@ from serving.runtime import free_port
 
 
 def tiny_spec(
-    tmp_path: Path, transports=("rest", "grpc"), blocks: int = 2, duration_s: float = 2, **local
+    tmp_path: Path,
+    transports=("rest", "grpc"),
+    blocks: int = 2,
+    duration_s: float = 2,
+    interleave: str = "auto",
+    **local,
 ) -> Path:
     ports = set()
     while len(ports) < 3:
@@ -20,7 +25,13 @@ def tiny_spec(
         "name": "tiny",
         "platform": "local",
         "transports": list(transports),
-        "load": {"tool": "k6", "workers": 1, "duration_s": duration_s, "warmup_s": 1},
+        "load": {
+            "tool": "k6",
+            "workers": 1,
+            "duration_s": duration_s,
+            "warmup_s": 1,
+            "interleave": interleave,
+        },
         "blocks": blocks,
         "thresholds": {"rest_ms": 50.0, "grpc_ms": 50.0},
         "local": {

@@ -3,7 +3,9 @@
 Each case asserts what a user is promised: a non-zero exit, ONE line `orchbench: error: ...` on stderr
 and no traceback, no process left behind (recorded servers, or any server / k6 / step process naming
 this run's folder or ports), and the raw artifacts of every block that finished before the fault kept
-and readable. Runs use tiny specs (1 REST block of 2 s) on ports picked free for each test.
+and readable. Runs use tiny specs (2 REST blocks of 2 s; the default interleave, request, makes each
+block one paired load task) on ports picked free for each test; the server-death cases also run with
+interleave block (one task per block and arm).
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ class Run:
 
     tmp: Path
     transport: str = "rest"
-    blocks: int = 1
+    blocks: int = 2
+    interleave: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
     out: Path = field(init=False)
     spec_path: Path = field(init=False)
@@ -108,7 +111,13 @@ class Run:
         spec: dict[str, Any] = {
             "name": "faults",
             "transports": [self.transport],
-            "load": {"workers": 1, "duration_s": 2, "warmup_s": 1, "timeout_s": 5},
+            "load": {
+                "workers": 1,
+                "duration_s": 2,
+                "warmup_s": 1,
+                "timeout_s": 5,
+                "interleave": self.interleave,
+            },
             "blocks": self.blocks,
             "local": {"ports": self.ports, "ready_timeout_s": 60},
             **self.extra,
@@ -253,10 +262,19 @@ class Run:
         assert not left, f"processes left behind: {left}"
         return message
 
+    def arm_folders(self, task: str) -> list[Path]:
+        """The folders holding meta.json of a load task's artifact (a paired task: one per arm)."""
+        folder = self.out / "raw" / task
+        if (folder / "meta.json").exists():
+            return [folder]
+        return [folder / arm for arm in ("with", "without") if (folder / arm / "meta.json").exists()]
+
+    def metas(self, task: str) -> list[dict[str, Any]]:
+        return [json.loads((f / "meta.json").read_text()) for f in self.arm_folders(task)]
+
     def assert_raw_kept(self, finished: list[str]) -> None:
         """Every load task that reported done before the fault has readable raw artifacts in OUT/raw."""
-        for task in finished:
-            folder = self.out / "raw" / task
+        for folder in [f for task in finished for f in self.arm_folders(task)]:
             meta = json.loads((folder / "meta.json").read_text())
             assert meta["status"] == "ok", meta
             summary = load_summary(folder / meta["raw"])
@@ -288,21 +306,27 @@ def make_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
 
 
 def load_tasks(run: Run) -> list[str]:
-    """The load-test tasks in the order the runner executes them (blocks in order, arms as drawn)."""
-    spec = load_spec(run.spec_path)
-    return [f"load-{run.transport}-b{i}-{arm}" for i, arms in enumerate(spec.block_order()) for arm in arms]
+    """The load-test tasks in the order the runner executes them (blocks in order; with interleave
+    block, the arms as drawn), as the pipeline names them."""
+    from pipelines.benchmark import _load_tasks
+
+    return [
+        name for name, transport, *_ in _load_tasks(load_spec(run.spec_path)) if transport == run.transport
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
 # a server or the load tester dies mid-load
 
 
+@pytest.mark.parametrize("interleave", ["request", "block"])
 @pytest.mark.parametrize("role,arm", [("model_server", "without"), ("orchestrator", "with")])
-def test_server_killed_mid_load(make_run: Callable[..., Run], role: str, arm: str) -> None:
-    run = make_run(blocks=2)
+def test_server_killed_mid_load(make_run: Callable[..., Run], role: str, arm: str, interleave: str) -> None:
+    run = make_run(interleave=interleave)
     order = load_tasks(run)
-    # the first load task of that arm that has at least one finished block before it
-    target = next(t for t in order[1:] if t.endswith(f"-{arm}"))
+    assert len(order) == (2 if interleave == "request" else 4), order
+    # the first load task measuring that arm that has at least one finished task before it
+    target = next(t for t in order[1:] if interleave == "request" or t.endswith(f"-{arm}"))
     before = order[: order.index(target)]
     run.start()
     run.wait_started(target)
@@ -314,9 +338,12 @@ def test_server_killed_mid_load(make_run: Callable[..., Run], role: str, arm: st
     msg = run.assert_failed_cleanly(rc, (1,), f"step {target} failed", "requests failed")
     assert run.done_tasks() == before, msg
     run.assert_raw_kept(before)
-    # the failed block's own artifacts are kept too, marked failed
-    meta = json.loads((run.out / "raw" / target / "meta.json").read_text())
-    assert meta["status"] == "failed" and "requests failed" in meta["error"]
+    # the failed block's own artifacts are kept too, marked failed (a pair: both arms, the dead one named)
+    metas = run.metas(target)
+    assert len(metas) == (2 if interleave == "request" else 1)
+    assert all(m["status"] == "failed" and "requests failed" in m["error"] for m in metas)
+    if interleave == "request" and role == "orchestrator":  # only the "with" arm lost its server
+        assert "k6 (with arm)" in msg, msg
 
 
 def test_k6_killed_mid_load(make_run: Callable[..., Run]) -> None:
@@ -332,8 +359,7 @@ def test_k6_killed_mid_load(make_run: Callable[..., Run]) -> None:
     run.assert_failed_cleanly(rc, (1,), f"step {target} failed", "k6")
     assert run.done_tasks() == order[:1]
     run.assert_raw_kept(order[:1])
-    meta = json.loads((run.out / "raw" / target / "meta.json").read_text())
-    assert meta["status"] == "failed"
+    assert [m["status"] for m in run.metas(target)] == ["failed", "failed"]
 
 
 # --------------------------------------------------------------------------------------------------

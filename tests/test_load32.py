@@ -74,6 +74,7 @@ def test_32_workers_for_30_seconds(tmp_path: Path) -> None:
             "warmup_s": 1,
             "timeout_s": 20,
             "max_error_rate": 0.0,
+            "interleave": "block",  # all 32 workers on one arm at a time
         },
         "blocks": 1,
         "local": {"ports": ports},

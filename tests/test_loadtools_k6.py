@@ -3,6 +3,7 @@ and the real local serving stack; artifacts, warm-up exclusion, error accounting
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -248,3 +249,78 @@ def test_no_k6_left_behind() -> None:
         if line.split()[2] == "k6" and int(line.split()[1]) == os.getpid()
     ]
     assert mine == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# request-level interleaving: both arms in one k6 process
+
+
+def _pair_servers(transport: str, status_without: object = None) -> tuple[object, object]:
+    if transport == "rest":
+        return RestNoopServer(record=True), RestNoopServer(record=True, status=status_without or 200)
+    return GrpcNoopServer(record=True), GrpcNoopServer(record=True, status=status_without or "OK")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+@pytest.mark.parametrize("first", ["with", "without"])
+def test_k6_pair_alternates_and_splits_per_arm(
+    transport: str, first: str, payloads: tuple[Path, Path], out_dir: Path
+) -> None:
+    import dataclasses
+
+    payload = payloads[0] if transport == "rest" else payloads[1]
+    srv_with, srv_without = _pair_servers(transport)
+    with srv_with, srv_without:  # type: ignore[attr-defined]
+        eps = {
+            "with": dataclasses.replace(srv_with.endpoint(), arm="with"),  # type: ignore[attr-defined]
+            "without": dataclasses.replace(srv_without.endpoint(), arm="without"),  # type: ignore[attr-defined]
+        }
+        order = [first, "without" if first == "with" else "with"]
+        runs = K6Tool().run_pair([eps[a] for a in order], payload, PROFILE, out_dir, cpus=CPUS)
+    servers = {"with": srv_with, "without": srv_without}
+    frames = {}
+    for arm in ("with", "without"):
+        run = runs[arm]
+        assert run.raw_path == out_dir.resolve() / arm / "k6-summary.json"
+        parsed = k6_summary.parse(json.loads(run.raw_path.read_text()), str(run.raw_path))
+        assert run.samples_path is not None
+        df = load_samples(run.samples_path, "k6")
+        measured = df[df["phase"] == "measure"]
+        assert df.attrs["checks"] == "joined" and measured["ok"].all()
+        # k6's own per-arm count, the split CSV and the arm's server agree
+        assert parsed.requests == len(measured) == run.extra["counts"]["requests"] > 0
+        assert len(servers[arm].received) == len(df)  # type: ignore[attr-defined]
+        assert parsed.latency_ns["p50"] == pytest.approx(measured["latency_ns"].median(), rel=0.02)
+        frames[arm] = df.assign(arm=arm)
+    import pandas as pd
+
+    both = pd.concat(frames.values()).sort_values("ts_ns")
+    arms = both["arm"].tolist()
+    assert arms[0] == first  # the block's first arm opens, then strict alternation (one VU)
+    assert all(a != b for a, b in itertools.pairwise(arms)), arms[:20]
+    assert abs(len(frames["with"]) - len(frames["without"])) <= 1
+    # the combined files stay beside the split ones
+    assert (out_dir / "k6-summary.json").exists() and (out_dir / "k6-samples.csv").exists()
+
+
+@pytest.mark.slow
+def test_k6_pair_fails_on_the_failing_arm_and_keeps_both(payloads: tuple[Path, Path], out_dir: Path) -> None:
+    import dataclasses
+
+    srv_with, srv_without = _pair_servers("rest", status_without=503)
+    with srv_with, srv_without:  # type: ignore[attr-defined]
+        pair = [
+            dataclasses.replace(srv_with.endpoint(), arm="with"),
+            dataclasses.replace(srv_without.endpoint(), arm="without"),
+        ]  # type: ignore[attr-defined]
+        with pytest.raises(
+            LoadTestError, match=r"^k6 \(without arm\): \d+ of \d+ requests failed \(status 503\)"
+        ):
+            try:
+                K6Tool().run_pair(pair, payloads[0], PROFILE, out_dir, cpus=CPUS)
+            except LoadTestError as exc:
+                runs = exc.runs  # type: ignore[attr-defined]
+                assert set(runs) == {"with", "without"}
+                assert runs["with"].extra["counts"]["failed"] == 0
+                raise

@@ -37,12 +37,16 @@ def test_run_produces_raw_parquet_summary_report(tmp_path):
     dag = next(t for t in wf["spec"]["templates"] if t["name"] == "benchmark")["dag"]["tasks"]
     load_tasks = sorted(t["name"] for t in dag if t["name"].startswith("load-"))
     assert sorted(p.name for p in (out / "raw").iterdir()) == load_tasks
+    assert len(load_tasks) == 2 * 2  # interleave request (k6's default): one paired task per block
     for task in load_tasks:
-        meta = json.loads((out / "raw" / task / "meta.json").read_text())
-        assert load_summary(out / "raw" / task / meta["raw"]).requests > 0
+        for arm in ("with", "without"):
+            meta = json.loads((out / "raw" / task / arm / "meta.json").read_text())
+            assert meta["arm"] == arm and meta["interleave"] == "request"
+            assert load_summary(out / "raw" / task / arm / meta["raw"]).requests > 0
+    assert summary["interleave"] == "request"
     runs = read_table(out / "results.parquet", "runs").to_pandas()
     samples = read_table(out / "samples.parquet", "samples").to_pandas()
-    assert len(runs) == len(load_tasks) == 2 * 2 * 2
+    assert len(runs) == 2 * len(load_tasks) == 2 * 2 * 2
     assert set(runs["arm"]) == {"with", "without"} and runs["arm_verified"].all()
     # the runs' request counts are the tool's own and equal the stored samples
     counts = samples.groupby(["transport", "arm", "block"]).size()
@@ -54,13 +58,17 @@ def test_run_produces_raw_parquet_summary_report(tmp_path):
 
 
 @pytest.mark.slow
-def test_local_runner_runs_exactly_the_compiled_workflow(tmp_path):
+@pytest.mark.parametrize("interleave", ["block", "request"])
+def test_local_runner_runs_exactly_the_compiled_workflow(tmp_path, interleave):
     """Wire one load-test block to the other arm's endpoint in the compiled dict: the run refuses it."""
-    spec = load_spec(tiny_spec(tmp_path, transports=("rest",), blocks=1, duration_s=1))
+    spec = load_spec(tiny_spec(tmp_path, transports=("rest",), blocks=1, duration_s=1, interleave=interleave))
     wf = compiled(spec, "workflow")
     dag = next(t for t in wf["spec"]["templates"] if t["name"] == "benchmark")["dag"]["tasks"]
-    task = next(t for t in dag if t["name"] == "load-rest-b0-with")
-    param = next(p for p in task["arguments"]["parameters"] if p["name"] == "endpoint")
+    name, key = (
+        ("load-rest-b0-with", "endpoint") if interleave == "block" else ("load-rest-b0", "endpoint_with")
+    )
+    task = next(t for t in dag if t["name"] == name)
+    param = next(p for p in task["arguments"]["parameters"] if p["name"] == key)
     assert param["value"] == "{{tasks.wait-rest-with.outputs.parameters.endpoint}}"
     param["value"] = "{{tasks.wait-rest-without.outputs.parameters.endpoint}}"
     out = tmp_path / "out"

@@ -89,25 +89,50 @@ def test_schema_check_can_fail():
         jsonschema.Draft202012Validator(sub).validate(bad)
 
 
-def test_dag_shape_interleaves_arms_and_cleans_up_on_exit():
+def _dag_tasks(d: dict) -> list[dict]:
+    spec_ = d["spec"].get("workflowSpec", d["spec"])
+    return next(t for t in spec_["templates"] if t["name"] == "benchmark")["dag"]["tasks"]
+
+
+def test_dag_shape_pairs_arms_per_block_and_cleans_up_on_exit():
+    """The local default (k6): one paired task per block, taking the block's drawn arm first."""
     d = _compiled("default", "workflow")
     spec = load_spec(ROOT / "specs" / "default.yaml")
-    dag = next(t for t in d["spec"]["templates"] if t["name"] == "benchmark")["dag"]["tasks"]
+    assert spec.interleave() == "request"
+    dag = _dag_tasks(d)
     names = [t["name"] for t in dag]
-    loads = [n for n in names if n.startswith("load-rest-")]
-    assert len(loads) == 2 * spec.blocks
-    expected = [f"load-rest-b{b}-{arm}" for b, arms in enumerate(spec.block_order()) for arm in arms]
-    # the chain of `depends` follows the recorded random order, block by block
+    loads = [t for t in dag if t["name"].startswith("load-rest-")]
+    assert [t["name"] for t in loads] == [f"load-rest-b{b}" for b in range(spec.blocks)]
+    for t, arms in zip(loads, spec.block_order(), strict=True):
+        args = {p["name"]: p["value"] for p in t["arguments"]["parameters"]}
+        assert t["template"] == "loadtest-pair" and args["first"] == arms[0]
+        assert args["endpoint_with"] == "{{tasks.wait-rest-with.outputs.parameters.endpoint}}"
+        assert args["endpoint_without"] == "{{tasks.wait-rest-without.outputs.parameters.endpoint}}"
+    assert {a[0] for a in spec.block_order()} == {"with", "without"}  # both arms get to go first
     chain = {t["name"]: t.get("depends") for t in dag}
-    for prev, nxt in itertools.pairwise(expected):
+    for prev, nxt in itertools.pairwise([t["name"] for t in loads]):
         assert chain[nxt] == prev
-    assert {tuple(sorted(a)) for a in spec.block_order()} == {("with", "without")}
     assert d["spec"]["onExit"] == "exit-handler"
     exit_tasks = next(t for t in d["spec"]["templates"] if t["name"] == "exit-handler")["dag"]["tasks"]
     assert [t["template"] for t in exit_tasks] == ["cleanup"]
     compare = next(t for t in dag if t["name"] == "compare")
     froms = {a["from"] for a in compare["arguments"]["artifacts"]}
     assert {f"{{{{tasks.{n}.outputs.artifacts.raw}}}}" for n in names if n.startswith("load-")} <= froms
+
+
+def test_dag_shape_interleaves_arm_runs_in_block_mode():
+    """The seed on a cluster (vegeta / ghz): one task per block and arm, in the recorded random order."""
+    d = _compiled("seed", "workflow")
+    spec = load_spec(ROOT / "specs" / "seed.yaml")
+    assert spec.interleave() == "block"
+    dag = _dag_tasks(d)
+    loads = [t["name"] for t in dag if t["name"].startswith("load-rest-")]
+    expected = [f"load-rest-b{b}-{arm}" for b, arms in enumerate(spec.block_order()) for arm in arms]
+    assert loads == expected
+    chain = {t["name"]: t.get("depends") for t in dag}
+    for prev, nxt in itertools.pairwise(expected):
+        assert chain[nxt] == prev
+    assert {tuple(sorted(a)) for a in spec.block_order()} == {("with", "without")}
 
 
 def test_cron_has_schedule_and_gate_last():

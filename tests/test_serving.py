@@ -206,6 +206,35 @@ def test_grpc_errors_direct_and_passed_through(stack: Stack, body: bytes, code: 
     assert via.details == direct.details and direct.details
 
 
+@pytest.fixture(scope="module")
+def grpcio_model() -> Iterator[int]:
+    """The same model server with grpcio's server on its gRPC port instead of serving.h2_grpc."""
+    rest, port = free_port(), free_port()
+    proc = _start(
+        "model_server", "--rest-port", str(rest), "--grpc-port", str(port), "--grpc-server", "grpcio"
+    )
+    try:
+        _wait_rest(rest, proc)
+        yield port
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "body",
+    [GRPC_BODY, b"\xff\xff\xff garbage", _with_name("tulips"), _not_an_image()],
+    ids=["ok", "garbage", "name", "image"],
+)
+def test_grpc_answers_alike_from_h2_and_grpcio_servers(stack: Stack, grpcio_model: int, body: bytes) -> None:
+    """serving.h2_grpc (the default) and grpcio's server give the same status, details and bytes."""
+    with GrpcClient(f"127.0.0.1:{stack.model_grpc}") as c:
+        h2 = c.predict(body)
+    with GrpcClient(f"127.0.0.1:{grpcio_model}") as c:
+        ref = c.predict(body)
+    assert (h2.code, h2.details, h2.body) == (ref.code, ref.details, ref.body)
+
+
 @pytest.mark.slow
 def test_servers_survive_bad_input(stack: Stack) -> None:
     with socket.create_connection(("127.0.0.1", stack.model_rest)) as s:

@@ -29,6 +29,21 @@ def test_block_order_is_random_but_reproducible_from_the_seed():
 
 
 @pytest.mark.parametrize(
+    ("load", "platform", "resolved"),
+    [
+        ({}, "local", "request"),  # auto: k6 locally
+        ({"tool": "k6"}, "kubernetes", "request"),
+        ({}, "kubernetes", "block"),  # auto tool on a cluster: vegeta / ghz in the step image
+        ({"tool": "vegeta"}, "local", "block"),
+        ({"interleave": "block"}, "local", "block"),
+        ({"interleave": "request"}, "kubernetes", "request"),
+    ],
+)
+def test_interleave_resolution(load, platform, resolved):
+    assert parse_spec({"name": "x", "platform": platform, "load": load}).interleave() == resolved
+
+
+@pytest.mark.parametrize(
     ("data", "message"),
     [
         ({"name": "x", "blokcs": 3}, "blokcs: unknown key"),
@@ -37,6 +52,8 @@ def test_block_order_is_random_but_reproducible_from_the_seed():
         ({"name": "x", "transports": ["rest", "rest"]}, "without repeats"),
         ({"name": "Bad Name"}, "name: String should match pattern"),
         ({"name": "x", "local": {"ports": {"with": 9000, "without": 9000}}}, "three different ports"),
+        ({"name": "x", "load": {"tool": "ghz", "interleave": "request"}}, "'request' needs k6; ghz drives"),
+        ({"name": "x", "load": {"interleave": "requests"}}, "load.interleave: Input should be"),
     ],
 )
 def test_bad_values_one_clear_error(data, message):

@@ -142,7 +142,13 @@ def measure_counts(samples_path: Path, tool: str) -> dict[str, Any]:
 
 
 def judge(
-    run: LoadRun, samples_path: Path, tool: str, timed_out: bool, budget_s: float, max_error_rate: float
+    run: LoadRun,
+    samples_path: Path,
+    tool: str,
+    timed_out: bool,
+    budget_s: float,
+    max_error_rate: float,
+    label: str | None = None,
 ) -> None:
     """Called once the artifacts are on disk. Records the measure-phase counts in run.extra["counts"];
     raises LoadTestError (with the LoadRun as `.run`) when the tool timed out, failed, left no
@@ -150,7 +156,7 @@ def judge(
 
     def fail(message: str) -> None:
         run.extra["error"] = message
-        exc = LoadTestError(f"{tool}: {message}")
+        exc = LoadTestError(f"{label or tool}: {message}")
         exc.run = run  # type: ignore[attr-defined]
         raise exc
 

@@ -6,6 +6,12 @@ VUs and connections carry on). Thresholds on the `{scenario:measure}` submetrics
 the handleSummary JSON (the raw artifact, nested `values` format), so warm-up never enters the result.
 Per-request samples: `--out csv` with nanosecond timestamps plus the `vu` and `iter` system tags, so
 each request row can be joined with its check row (results_schema/samples.py).
+
+`run_pair` measures both arms in one process, alternating request by request (`load.interleave:
+request`, the default for k6): every metric of an iteration carries the tag `arm`, thresholds on
+`{scenario:measure,arm:<arm>}` submetrics put each arm's figures in the summary, and the adapter
+splits k6's summary and CSV into one folder per arm (`split_summary`, `split_samples`), each read
+exactly like a single-arm run. The combined files stay beside them.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from orchbench.arms import GRPC_METHOD, Endpoint
-from orchbench.errors import ConfigError
+from orchbench.errors import ConfigError, LoadTestError
 from orchbench.loadtools._process import find_binary, judge, pin_command, run_bounded, seconds, tool_version
 from orchbench.loadtools.base import LoadProfile, LoadRun
 from orchbench.loadtools.protoset import PROTOSET_NAME, request_json, write_protoset
@@ -82,8 +88,11 @@ def _executor(profile: LoadProfile, duration_s: float, iterations: int | None) -
     }
 
 
-def build_options(profile: LoadProfile, transport: str, iterations: int | None = None) -> dict[str, Any]:
-    """The k6 `options` object: scenarios, thresholds naming the measure submetrics, trend stats."""
+def build_options(
+    profile: LoadProfile, transport: str, iterations: int | None = None, arms: list[str] | None = None
+) -> dict[str, Any]:
+    """The k6 `options` object: scenarios, thresholds naming the measure submetrics, trend stats.
+    With `arms` (request-level interleaving) the submetrics are per arm: `{scenario:measure,arm:a}`."""
     if profile.duration_s < 1 and iterations is None:
         raise ConfigError(f"k6 needs a duration of at least 1 s, got {profile.duration_s}")
     if 0 < profile.warmup_s < 1:
@@ -108,15 +117,9 @@ def build_options(profile: LoadProfile, transport: str, iterations: int | None =
     if profile.warmup_s > 0:
         measure["startTime"] = seconds(profile.warmup_s)
     scenarios["measure"] = measure
-    trend = "http_req_duration" if transport == "rest" else "grpc_req_duration"
-    thresholds = {
-        f"{trend}{{scenario:measure}}": ["max>=0"],
-        "checks{scenario:measure}": ["rate>=0"],
-        "iterations{scenario:measure}": ["count>=0"],
-    }
-    if transport == "rest":
-        thresholds["http_reqs{scenario:measure}"] = ["count>=0"]
-        thresholds["http_req_failed{scenario:measure}"] = ["rate>=0"]
+    thresholds: dict[str, list[str]] = {}
+    for sel in [f"scenario:measure,arm:{a}" for a in arms] if arms else ["scenario:measure"]:
+        thresholds.update(_thresholds(transport, sel, per_arm=bool(arms)))
     return {
         "scenarios": scenarios,
         "thresholds": thresholds,
@@ -126,6 +129,77 @@ def build_options(profile: LoadProfile, transport: str, iterations: int | None =
         "setupTimeout": "10s",
         "teardownTimeout": "10s",
     }
+
+
+def _thresholds(transport: str, selector: str, per_arm: bool) -> dict[str, list[str]]:
+    trend = "http_req_duration" if transport == "rest" else "grpc_req_duration"
+    out = {
+        f"{trend}{{{selector}}}": ["max>=0"],
+        f"checks{{{selector}}}": ["rate>=0"],
+        f"iterations{{{selector}}}": ["count>=0"],
+    }
+    if transport == "rest":
+        out[f"http_reqs{{{selector}}}"] = ["count>=0"]
+        out[f"http_req_failed{{{selector}}}"] = ["rate>=0"]
+    if per_arm:  # a single-arm run reads these from the untagged metrics
+        out[f"data_sent{{{selector}}}"] = ["count>=0"]
+        out[f"data_received{{{selector}}}"] = ["count>=0"]
+    return out
+
+
+def split_summary(data: dict[str, Any], arm: str) -> dict[str, Any]:
+    """One arm's view of a paired run's handleSummary JSON: its `{scenario:measure,arm:<arm>}`
+    submetrics renamed to `{scenario:measure}`, metrics mixing both arms dropped, so that
+    results_schema.k6 reads it as a single-arm run."""
+    metrics = data.get("metrics")
+    if not isinstance(metrics, dict):
+        return dict(data)
+    suffix = f"{{scenario:measure,arm:{arm}}}"
+    mine = {k[: -len(suffix)]: v for k, v in metrics.items() if k.endswith(suffix)}
+    out_metrics: dict[str, Any] = {f"{base}{{scenario:measure}}": v for base, v in mine.items()}
+    for key in ("vus", "vus_max"):  # the process's, not an arm's; harmless context
+        if key in metrics:
+            out_metrics[key] = metrics[key]
+    out = {k: v for k, v in data.items() if k != "metrics"}
+    out["metrics"] = out_metrics
+    out["orchbench_split"] = {"arm": arm, "from": "../k6-summary.json"}
+    return out
+
+
+def _row_arm(row: list[str], tag_cols: list[int]) -> str | None:
+    for i in tag_cols:
+        if i < len(row) and row[i]:
+            for part in row[i].split("&"):
+                if part.startswith("arm="):
+                    return part[4:]
+    return None
+
+
+def split_samples(path: Path, outputs: dict[str, Path]) -> dict[str, int]:
+    """Split a paired run's `--out csv` by the `arm` tag into one CSV per arm (same header); rows
+    without the tag (process-wide metrics such as vus) go to every file. Returns rows per arm."""
+    import contextlib
+    import csv
+
+    rows = dict.fromkeys(outputs, 0)
+    with contextlib.ExitStack() as stack, open(path, newline="") as src:
+        writers = {
+            arm: csv.writer(stack.enter_context(open(p, "w", newline="")), lineterminator="\n")
+            for arm, p in outputs.items()
+        }
+        reader = csv.reader(src)
+        header = next(reader, None)
+        if header is None:
+            return rows
+        for w in writers.values():
+            w.writerow(header)
+        tag_cols = [header.index(c) for c in ("extra_tags", "metadata") if c in header]
+        for row in reader:
+            arm = _row_arm(row, tag_cols)
+            for name in [arm] if arm in writers else ([] if arm else list(writers)):
+                writers[name].writerow(row)
+                rows[name] += 1
+    return rows
 
 
 def script_path(transport: str) -> Path:
@@ -165,23 +239,30 @@ class K6Tool:
         profile: LoadProfile,
         out_dir: Path,
         iterations: int | None = None,
+        pair: list[Endpoint] | None = None,
     ) -> tuple[list[str], dict[str, str], dict[str, Any]]:
         """Write the config (and, for gRPC, the protoset and request JSON) into out_dir; return
-        (command, environment additions, config)."""
+        (command, environment additions, config). `pair`: both arms' endpoints, in the order the
+        first VU takes them (then `endpoint` is ignored)."""
         out_dir = out_dir.resolve()
         out_dir.mkdir(parents=True, exist_ok=True)
         payload = Path(payload).resolve()
         if not payload.is_file():
             raise ConfigError(f"payload not found: {payload}")
+        if pair is not None:
+            if len(pair) != 2 or len({e.arm for e in pair}) != 2 or len({e.transport for e in pair}) != 1:
+                raise ConfigError("a paired k6 run needs the two arms' endpoints of one transport")
+            endpoint = pair[0]
+        transport = endpoint.transport
         cfg: dict[str, Any] = {
-            "transport": endpoint.transport,
-            "options": build_options(profile, endpoint.transport, iterations),
+            "transport": transport,
+            "options": build_options(profile, transport, iterations, [e.arm for e in pair] if pair else None),
             "warmup_ms": round(profile.warmup_s * 1000),
             "timeout": seconds(profile.timeout_s),
             "summary_path": str(out_dir / "k6-summary.json"),
             "check_name": CHECK_NAME,
         }
-        if endpoint.transport == "rest":
+        if transport == "rest":
             cfg.update(url=endpoint.url, payload=str(payload))
         else:
             req_path = out_dir / "grpc-request.json"
@@ -192,6 +273,12 @@ class K6Tool:
                 request_json=str(req_path),
                 protoset=str(write_protoset(out_dir / PROTOSET_NAME)),
             )
+        if pair is not None:
+            key = "url" if transport == "rest" else "target"
+            cfg["targets"] = [
+                {"arm": e.arm, key: e.url if transport == "rest" else e.grpc_target} for e in pair
+            ]
+            del cfg[key]
         config_path = out_dir / "k6-config.json"
         config_path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
         cmd = [
@@ -202,7 +289,7 @@ class K6Tool:
             "--no-usage-report",
             "--out",
             f"csv={out_dir / 'k6-samples.csv'}",
-            str(script_path(endpoint.transport)),
+            str(script_path(transport)),
         ]
         env = {
             "ORCHBENCH_CONFIG": str(config_path),
@@ -212,16 +299,15 @@ class K6Tool:
         }
         return cmd, env, cfg
 
-    def run(
+    def _execute(
         self,
-        endpoint: Endpoint,
-        payload: Path,
+        cmd: list[str],
+        env_add: dict[str, str],
         profile: LoadProfile,
         out_dir: Path,
-        cpus: set[int] | None = None,
-        iterations: int | None = None,
-    ) -> LoadRun:
-        cmd, env_add, _cfg = self.build(endpoint, payload, profile, out_dir, iterations)
+        cpus: set[int] | None,
+    ) -> tuple[LoadRun, bool, float]:
+        """Run the built command (bounded); a LoadRun for the combined files, timed out?, budget."""
         out_dir = out_dir.resolve()
         raw_path, samples_path = out_dir / "k6-summary.json", out_dir / "k6-samples.csv"
         for stale in (raw_path, samples_path):
@@ -244,12 +330,103 @@ class K6Tool:
                 "env": env_add,
                 "cpus": sorted(cpus or []),
                 "profile": profile.to_dict(),
-                "transport": endpoint.transport,
-                "endpoint": endpoint.to_dict(),
-                "iterations": iterations,
                 "max_error_rate": self.max_error_rate,
                 "stderr_path": str(out_dir / "k6.stderr.log"),
             },
         )
-        judge(run, samples_path, "k6", done.timed_out, budget_s, self.max_error_rate)
+        return run, done.timed_out, budget_s
+
+    def run(
+        self,
+        endpoint: Endpoint,
+        payload: Path,
+        profile: LoadProfile,
+        out_dir: Path,
+        cpus: set[int] | None = None,
+        iterations: int | None = None,
+    ) -> LoadRun:
+        cmd, env_add, _cfg = self.build(endpoint, payload, profile, out_dir, iterations)
+        run, timed_out, budget_s = self._execute(cmd, env_add, profile, out_dir, cpus)
+        run.extra.update(transport=endpoint.transport, endpoint=endpoint.to_dict(), iterations=iterations)
+        judge(run, run.raw_path.parent / "k6-samples.csv", "k6", timed_out, budget_s, self.max_error_rate)
         return run
+
+    def run_pair(
+        self,
+        pair: list[Endpoint],
+        payload: Path,
+        profile: LoadProfile,
+        out_dir: Path,
+        cpus: set[int] | None = None,
+    ) -> dict[str, LoadRun]:
+        """Both arms in one k6 process, alternating request by request; `pair[0]` goes first.
+        `profile.duration_s` stays what each arm gets: the measure phase lasts that times two (the
+        warm-up, which only has to warm both connections, is not stretched).
+
+        Returns one LoadRun per arm whose files (k6-summary.json, k6-samples.csv) are in
+        out_dir/<arm>/. Raises LoadTestError (with `.run` the failing arm's LoadRun, or the combined
+        one when k6 itself failed) only after every file is on disk; `.runs` holds the arms' runs
+        that were split off, so a caller can keep what they measured."""
+        import dataclasses
+
+        profile = dataclasses.replace(profile, duration_s=profile.duration_s * len(pair))
+        cmd, env_add, _cfg = self.build(pair[0], payload, profile, out_dir, pair=pair)
+        combined, timed_out, budget_s = self._execute(cmd, env_add, profile, out_dir, cpus)
+        combined.extra.update(transport=pair[0].transport, pair=[e.to_dict() for e in pair])
+        out_dir = out_dir.resolve()
+        runs: dict[str, LoadRun] = {}
+        if combined.raw_path.exists() and combined.samples_path is not None:
+            runs = self._split(combined, pair, out_dir)
+        try:
+            if not runs:  # nothing to split: judge the process (timeout, exit code, no files)
+                judge(combined, out_dir / "k6-samples.csv", "k6", timed_out, budget_s, self.max_error_rate)
+            for e in pair:
+                run = runs[e.arm]
+                assert run.samples_path is not None
+                judge(
+                    run,
+                    run.samples_path,
+                    "k6",
+                    timed_out,
+                    budget_s,
+                    self.max_error_rate,
+                    label=f"k6 ({e.arm} arm)",
+                )
+        except LoadTestError as exc:
+            exc.runs = runs  # type: ignore[attr-defined]
+            raise
+        return runs
+
+    def _split(self, combined: LoadRun, pair: list[Endpoint], out_dir: Path) -> dict[str, LoadRun]:
+        try:
+            data = json.loads(combined.raw_path.read_text())
+        except (OSError, ValueError):
+            return {}  # unreadable: judge() says so for the combined run
+        dirs = {e.arm: out_dir / e.arm for e in pair}
+        for d in dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+        assert combined.samples_path is not None
+        rows = split_samples(combined.samples_path, {a: d / "k6-samples.csv" for a, d in dirs.items()})
+        runs = {}
+        for i, e in enumerate(pair):
+            raw = dirs[e.arm] / "k6-summary.json"
+            raw.write_text(json.dumps(split_summary(data, e.arm)))
+            runs[e.arm] = LoadRun(
+                tool=combined.tool,
+                tool_version=combined.tool_version,
+                raw_path=raw,
+                samples_path=dirs[e.arm] / "k6-samples.csv",
+                command=combined.command,
+                exit_code=combined.exit_code,
+                started_at_ns=combined.started_at_ns,
+                ended_at_ns=combined.ended_at_ns,
+                extra={
+                    **combined.extra,
+                    "transport": e.transport,
+                    "endpoint": e.to_dict(),
+                    "interleave": "request",
+                    "position_in_pair": i,
+                    "csv_rows": rows[e.arm],
+                },
+            )
+        return runs

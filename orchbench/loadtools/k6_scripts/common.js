@@ -1,6 +1,6 @@
 // Shared by rest.js and grpc.js. The Python adapter (orchbench/loadtools/k6.py) writes the config
 // JSON named by ORCHBENCH_CONFIG: the k6 `options` (scenarios `warmup` then `measure`, thresholds on
-// the `{scenario:measure}` submetrics), the target, the payload paths and where the summary goes.
+// the `{scenario:measure}` submetrics), the target(s), the payload paths and where the summary goes.
 import { sleep } from 'k6';
 import exec from 'k6/execution';
 
@@ -20,6 +20,22 @@ export function warmupIteration(request) {
   const t0 = Date.now();
   request();
   lastMs = Date.now() - t0;
+}
+
+// Request-level interleaving (cfg.targets, both arms in one process): each VU alternates between
+// the targets iteration by iteration, VU n starting with target (n - 1) mod count, so both arms
+// see the same moments of the machine. The iteration's arm is set as a VU tag: every metric the
+// iteration emits (request, check, iteration, data) carries `arm`, and the adapter splits on it.
+export const targets = cfg.targets || null;
+let turn = -1;
+
+export function nextTarget() {
+  if (!targets) return 0;
+  if (turn < 0) turn = exec.vu.idInTest - 1;
+  const i = turn % targets.length;
+  turn += 1;
+  exec.vu.metrics.tags.arm = targets[i].arm;
+  return i;
 }
 
 export function summaryFiles(data) {

@@ -1,25 +1,33 @@
 // gRPC: tensorflow.serving.PredictionService/Predict with the PredictRequest decoded (in Python,
 // protobuf's JSON mapping) from the binary payload; check StatusOK + outputs.scores.
+// One target (cfg.target), or the two arms alternating call by call (cfg.targets, see common.js),
+// each on its own client and connection.
 // A failed connect leaves no grpc_req_duration sample, so it is recorded in `orchbench_connect_errors`.
 import grpc from 'k6/net/grpc';
 import { check } from 'k6';
 import { Trend } from 'k6/metrics';
-import { cfg, summaryFiles, warmupIteration } from './common.js';
+import { cfg, nextTarget, summaryFiles, targets, warmupIteration } from './common.js';
 
-const client = new grpc.Client();
-client.loadProtoset(cfg.protoset);
+const addresses = targets ? targets.map((t) => t.target) : [cfg.target];
+const clients = addresses.map(() => {
+  const c = new grpc.Client();
+  c.loadProtoset(cfg.protoset);
+  return c;
+});
+const connected = addresses.map(() => false);
 const message = JSON.parse(open(cfg.request_json));
 const connectErrors = new Trend('orchbench_connect_errors', true);
-let connected = false;
 
 export const options = cfg.options;
 
 function request() {
-  if (!connected) {
+  const i = nextTarget();
+  const client = clients[i];
+  if (!connected[i]) {
     const t0 = Date.now();
     try {
-      client.connect(cfg.target, { plaintext: true, timeout: cfg.timeout });
-      connected = true;
+      client.connect(addresses[i], { plaintext: true, timeout: cfg.timeout });
+      connected[i] = true;
     } catch (e) {
       connectErrors.add(Date.now() - t0, { error: String(e).slice(0, 200) });
       return;
