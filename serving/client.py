@@ -9,6 +9,7 @@ the gRPC counterpart of `HttpClient`: unary calls over one HTTP/2 connection on 
 from __future__ import annotations
 
 import socket
+import struct
 from dataclasses import dataclass, field
 
 import grpc
@@ -154,7 +155,7 @@ class H2GrpcClient:
     def __init__(self, host: str, port: int, path: str = GRPC_METHOD, timeout_s: float = 10.0) -> None:
         import hpack
 
-        from serving import h2_grpc as h2
+        from serving import h2wire as h2
 
         self._h2 = h2
         self.sock = socket.create_connection((host, port), timeout=timeout_s)
@@ -173,21 +174,17 @@ class H2GrpcClient:
                 h2.SETTINGS,
                 0,
                 0,
-                h2.struct.pack(">HIHI", h2.S_ENABLE_PUSH, 0, h2.S_INITIAL_WINDOW_SIZE, window),
+                struct.pack(">HIHI", h2.S_ENABLE_PUSH, 0, h2.S_INITIAL_WINDOW_SIZE, window),
             )
-            + h2.frame(h2.WINDOW_UPDATE, 0, 0, h2.struct.pack(">I", window - h2.DEFAULT_WINDOW))
+            + h2.frame(h2.WINDOW_UPDATE, 0, 0, struct.pack(">I", window - h2.DEFAULT_WINDOW))
         )
         authority = f"{host}:{port}".encode()
         self.header_block = (
             b"\x83\x86"  # :method POST, :scheme http (static table 3 and 6)
-            + h2._hpack_int(4, 4)
-            + h2._hpack_int(len(path), 7)
-            + path.encode()  # :path (name: static 4)
-            + h2._hpack_int(1, 4)
-            + h2._hpack_int(len(authority), 7)
-            + authority  # :authority (static 1)
-            + h2._content_type(b"application/grpc")
-            + h2._literal(b"te", b"trailers")
+            + h2.literal_indexed_name(4, path.encode())  # :path (static 4)
+            + h2.literal_indexed_name(1, authority)  # :authority (static 1)
+            + h2.literal_indexed_name(31, b"application/grpc")  # content-type (static 31)
+            + h2.literal_header(b"te", b"trailers")
         )
 
     def close(self) -> None:
@@ -216,7 +213,7 @@ class H2GrpcClient:
         h2 = self._h2
         if ftype == h2.SETTINGS and not flags & h2.ACK:
             for i in range(0, len(payload) - 5, 6):
-                ident, value = h2.struct.unpack_from(">HI", payload, i)
+                ident, value = struct.unpack_from(">HI", payload, i)
                 if ident == h2.S_INITIAL_WINDOW_SIZE:
                     self.stream_window += value - self.stream_initial
                     self.stream_initial = value
@@ -266,8 +263,7 @@ class H2GrpcClient:
             ftype, flags, fsid, payload = self._frame()
             if fsid in (0, sid) and ftype in (h2.HEADERS, h2.CONTINUATION):
                 if ftype == h2.HEADERS:
-                    payload = h2.GrpcH2Protocol._unpad(flags, payload)
-                    payload = payload[5:] if flags & h2.PRIORITY_FLAG else payload
+                    payload = h2.header_fragment(flags, payload)
                     ended = bool(flags & h2.END_STREAM)
                 block += payload
                 if flags & h2.END_HEADERS:
@@ -276,10 +272,10 @@ class H2GrpcClient:
                     if ended:
                         break
             elif fsid == sid and ftype == h2.DATA:
-                body += h2.GrpcH2Protocol._unpad(flags, payload)
+                body += h2.unpad(flags, payload)
                 self.unacked += len(payload)
                 if self.unacked >= 1024 * 1024:  # the connection window (16 MiB) never runs dry
-                    self.sock.sendall(h2.frame(h2.WINDOW_UPDATE, 0, 0, h2.struct.pack(">I", self.unacked)))
+                    self.sock.sendall(h2.frame(h2.WINDOW_UPDATE, 0, 0, struct.pack(">I", self.unacked)))
                     self.unacked = 0
                 if flags & h2.END_STREAM:
                     break

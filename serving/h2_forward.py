@@ -22,33 +22,18 @@ import asyncio
 import struct
 import time
 
+from serving.h2wire import (
+    CONTINUATION,
+    END_HEADERS,
+    END_STREAM,
+    FRAME_HEADER,
+    HEADERS,
+    MIN_MAX_FRAME_SIZE,
+    PADDED,
+    PREFACE,
+    literal_header,
+)
 from serving.runtime import after_delay
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-FRAME_HEADER = 9
-MIN_MAX_FRAME_SIZE = 16_384  # RFC 9113 §4.2: every peer accepts frames this large
-HEADERS, CONTINUATION = 0x1, 0x9
-END_STREAM, END_HEADERS, PADDED, PRIORITY = 0x1, 0x4, 0x8, 0x20
-
-
-def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
-    """HPACK integer representation (RFC 7541 §5.1)."""
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes([first | value])
-    out = bytearray([first | limit])
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def literal_header(name: str, value: str) -> bytes:
-    """A header field as an HPACK literal without indexing, new name, no Huffman (RFC 7541 §6.2.2)."""
-    n, v = name.encode("ascii"), value.encode("ascii")
-    return b"\x00" + _hpack_int(len(n), 7) + n + _hpack_int(len(v), 7) + v
 
 
 def add_to_header_block(frame: bytes, extra: bytes) -> bytes:

@@ -30,22 +30,45 @@ import asyncio
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import hpack
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-FRAME_HEADER = 9
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS = 0x0, 0x1, 0x2, 0x3, 0x4
-PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0x5, 0x6, 0x7, 0x8, 0x9
-END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
-# SETTINGS identifiers
-S_HEADER_TABLE_SIZE, S_ENABLE_PUSH, S_MAX_CONCURRENT_STREAMS = 0x1, 0x2, 0x3
-S_INITIAL_WINDOW_SIZE, S_MAX_FRAME_SIZE, S_MAX_HEADER_LIST_SIZE = 0x4, 0x5, 0x6
-# error codes
-NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR = 0x0, 0x1, 0x3, 0x6
-COMPRESSION_ERROR, REFUSED_STREAM = 0x9, 0x7
-DEFAULT_WINDOW = 65_535
-MAX_WINDOW = 2**31 - 1
+from serving.h2wire import (
+    ACK,
+    COMPRESSION_ERROR,
+    CONTINUATION,
+    DATA,
+    DEFAULT_WINDOW,
+    END_HEADERS,
+    END_STREAM,
+    FLOW_CONTROL_ERROR,
+    FRAME_HEADER,
+    FRAME_SIZE_ERROR,
+    GOAWAY,
+    HEADERS,
+    MAX_WINDOW,
+    NO_ERROR,
+    PING,
+    PREFACE,
+    PROTOCOL_ERROR,
+    PUSH_PROMISE,
+    REFUSED_STREAM,
+    RST_STREAM,
+    S_ENABLE_PUSH,
+    S_INITIAL_WINDOW_SIZE,
+    S_MAX_CONCURRENT_STREAMS,
+    S_MAX_FRAME_SIZE,
+    SETTINGS,
+    WINDOW_UPDATE,
+    FrameError,
+    frame,
+    header_fragment,
+    literal_header,
+    literal_indexed_name,
+    unpad,
+)
+
 #: The receive window this server announces (stream and connection): a 16 KB request never waits.
 RECV_WINDOW = 4 * 1024 * 1024
 MAX_FRAME_SIZE = 16_384  # what this server accepts (the protocol's default; it never raises it)
@@ -56,38 +79,8 @@ OK, INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED = 0, 3, 5, 8
 INTERNAL, UNIMPLEMENTED = 13, 12
 
 # Answer header blocks: HPACK static index 8 is ":status: 200"; index 31 names content-type.
-_STATUS_200 = b"\x88"
-
-
-def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes([first | value])
-    out = bytearray([first | limit])
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _literal(name: bytes, value: bytes) -> bytes:
-    """Literal header field without indexing, new name, no Huffman (RFC 7541 §6.2.2)."""
-    return b"\x00" + _hpack_int(len(name), 7) + name + _hpack_int(len(value), 7) + value
-
-
-def _content_type(value: bytes) -> bytes:
-    """content-type (static index 31) as a literal without indexing, indexed name."""
-    return _hpack_int(31, 4) + _hpack_int(len(value), 7) + value
-
-
-RESPONSE_HEADERS = _STATUS_200 + _content_type(b"application/grpc")
-OK_TRAILERS = _literal(b"grpc-status", b"0")
-
-
-def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream_id.to_bytes(4, "big") + payload
+RESPONSE_HEADERS = b"\x88" + literal_indexed_name(31, b"application/grpc")
+OK_TRAILERS = literal_header(b"grpc-status", b"0")
 
 
 def grpc_message(text: str) -> bytes:
@@ -176,6 +169,8 @@ class GrpcH2Protocol(asyncio.Protocol):
             self._process()
         except ConnectionError_ as exc:
             self._goaway(exc.code, str(exc))
+        except FrameError as exc:
+            self._goaway(PROTOCOL_ERROR, str(exc))
         finally:
             if self.out and self.transport is not None:
                 self.transport.write(bytes(self.out))
@@ -261,14 +256,6 @@ class GrpcH2Protocol(asyncio.Protocol):
             raise ConnectionError_(PROTOCOL_ERROR, "PUSH_PROMISE from a client")
         # PRIORITY and unknown types: nothing to do
 
-    @staticmethod
-    def _unpad(flags: int, payload: bytes) -> bytes:
-        if flags & PADDED:
-            if not payload or payload[0] >= len(payload):
-                raise ConnectionError_(PROTOCOL_ERROR, "bad padding")
-            return payload[1 : len(payload) - payload[0]]
-        return payload
-
     def _settings(self, flags: int, sid: int, payload: bytes) -> None:
         if sid:
             raise ConnectionError_(PROTOCOL_ERROR, "SETTINGS on a stream")
@@ -305,9 +292,7 @@ class GrpcH2Protocol(asyncio.Protocol):
     def _headers(self, flags: int, sid: int, payload: bytes) -> None:
         if sid == 0 or sid % 2 == 0:
             raise ConnectionError_(PROTOCOL_ERROR, f"HEADERS on stream {sid}")
-        payload = self._unpad(flags, payload)
-        if flags & PRIORITY_FLAG:
-            payload = payload[5:]
+        payload = header_fragment(flags, payload)
         self.header_sid = sid
         self.header_frag = bytearray(payload)
         self.header_end_stream = bool(flags & END_STREAM)
@@ -318,7 +303,8 @@ class GrpcH2Protocol(asyncio.Protocol):
         sid, end_stream = self.header_sid, self.header_end_stream
         self.header_sid = 0
         try:
-            headers = self.decoder.decode(bytes(self.header_frag), raw=True)
+            decoded = self.decoder.decode(bytes(self.header_frag), raw=True)  # (bytes, bytes) pairs
+            headers = cast(list[tuple[bytes, bytes]], decoded)
         except hpack.HPACKError as exc:  # the table is out of step: the connection is lost
             raise ConnectionError_(COMPRESSION_ERROR, f"HPACK: {exc}") from None
         self.header_frag = bytearray()
@@ -368,7 +354,7 @@ class GrpcH2Protocol(asyncio.Protocol):
             return  # a reset or answered stream: the data is dropped (its window was refilled)
         if size and not flags & END_STREAM:
             self.out += frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", size))
-        st.body += self._unpad(flags, payload)
+        st.body += unpad(flags, payload)
         if len(st.body) > MAX_MESSAGE + 5:
             self._finish(st, RESOURCE_EXHAUSTED, f"request larger than {MAX_MESSAGE} bytes")
             st.body.clear()
@@ -413,9 +399,9 @@ class GrpcH2Protocol(asyncio.Protocol):
 
     def _finish(self, st: _Stream, code: int, message: str) -> None:
         """A Trailers-Only answer: the status in the one and only header block."""
-        block = RESPONSE_HEADERS + _literal(b"grpc-status", str(code).encode())
+        block = RESPONSE_HEADERS + literal_header(b"grpc-status", str(code).encode())
         if message:
-            block += _literal(b"grpc-message", grpc_message(message))
+            block += literal_header(b"grpc-message", grpc_message(message))
         self.out += frame(HEADERS, END_HEADERS | END_STREAM, st.sid, block)
         st.done = True
         self._close_stream(st)

@@ -120,4 +120,4 @@ def make_predict_response(pred: Prediction, key: str | None, model_name: str, ve
     p.tensor_shape.CopyFrom(_shape(1))
     p.int64_val.append(pred.prediction)
     resp.outputs["key"].CopyFrom(string_tensor((key or "").encode()))
-    return resp.SerializeToString()
+    return resp.SerializeToString(deterministic=True)  # map entries sorted: the same bytes every time

@@ -13,15 +13,9 @@ import pytest
 import pytest_asyncio
 
 from serving import runtime
-from serving.h2_forward import (
-    END_HEADERS,
-    HEADERS,
-    PADDED,
-    H2Forwarder,
-    _hpack_int,
-    add_to_header_block,
-    literal_header,
-)
+from serving.h2_forward import H2Forwarder, add_to_header_block
+from serving.h2wire import END_HEADERS, HEADERS, PADDED, literal_header
+from serving.h2wire import hpack_int as _hpack_int
 
 MARKER = ("x-orchbench-orchestrator", "executor")
 METHOD = "/tensorflow.serving.PredictionService/Predict"

@@ -16,7 +16,8 @@ import pytest
 import pytest_asyncio
 
 from serving import runtime
-from serving.h2_grpc import (
+from serving.h2_grpc import INVALID_ARGUMENT, GrpcError, GrpcH2Server, grpc_message
+from serving.h2wire import (
     ACK,
     CONTINUATION,
     DATA,
@@ -24,17 +25,13 @@ from serving.h2_grpc import (
     END_STREAM,
     GOAWAY,
     HEADERS,
-    INVALID_ARGUMENT,
     PADDED,
     PING,
     PREFACE,
     RST_STREAM,
     SETTINGS,
     WINDOW_UPDATE,
-    GrpcError,
-    GrpcH2Server,
     frame,
-    grpc_message,
 )
 
 METHOD = "/test.Echo/Call"

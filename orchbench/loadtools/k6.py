@@ -407,7 +407,7 @@ class K6Tool:
             d.mkdir(parents=True, exist_ok=True)
         assert combined.samples_path is not None
         rows = split_samples(combined.samples_path, {a: d / "k6-samples.csv" for a, d in dirs.items()})
-        runs = {}
+        runs: dict[str, LoadRun] = {}
         for i, e in enumerate(pair):
             raw = dirs[e.arm] / "k6-summary.json"
             raw.write_text(json.dumps(split_summary(data, e.arm)))
