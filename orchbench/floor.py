@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,40 @@ def http_response(status: int, body: bytes) -> bytes:
     return head.encode() + body
 
 
+def _serve_in_thread(
+    protocol: Callable[[], asyncio.Protocol], port: int, name: str, on_stop: Callable[[], None] | None = None
+) -> tuple[asyncio.AbstractEventLoop, threading.Thread, int]:
+    """An asyncio server on 127.0.0.1:`port` (0: any) on its own event loop in a daemon thread;
+    returns (loop, thread, bound port). `_stop_thread` ends it (`on_stop` runs first, on the loop)."""
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+    bound: list[int] = []
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        server = loop.run_until_complete(loop.create_server(protocol, "127.0.0.1", port))
+        bound.append(server.sockets[0].getsockname()[1])
+        ready.set()
+        loop.run_forever()
+        if on_stop is not None:
+            on_stop()
+        server.close()
+        loop.run_until_complete(server.wait_closed())
+        loop.close()
+
+    thread = threading.Thread(target=serve, name=name, daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise LoadTestError(f"{name}: the no-op server did not start")
+    return loop, thread, bound[0]
+
+
+def _stop_thread(loop: asyncio.AbstractEventLoop | None, thread: threading.Thread | None) -> None:
+    if loop is not None and thread is not None:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
 @dataclass
 class RestNoopServer:
     """Answers every POST with `status` and `body` (default: a 218-byte prediction) on 127.0.0.1."""
@@ -173,34 +207,16 @@ class RestNoopServer:
     _thread: threading.Thread | None = None
 
     def start(self) -> RestNoopServer:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
         response = http_response(self.status, self.body)
         received = self.received if self.record else None
-
-        def serve() -> None:
-            assert self._loop is not None
-            asyncio.set_event_loop(self._loop)
-            server = self._loop.run_until_complete(
-                self._loop.create_server(lambda: _HttpNoop(response, received), "127.0.0.1", self.port)
-            )
-            self.port = server.sockets[0].getsockname()[1]
-            ready.set()
-            self._loop.run_forever()
-            server.close()
-            self._loop.run_until_complete(server.wait_closed())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=serve, name="rest-noop", daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self._loop, self._thread, self.port = _serve_in_thread(
+            lambda: _HttpNoop(response, received), self.port, "rest-noop"
+        )
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._thread = None
+        _stop_thread(self._loop, self._thread)
+        self._thread = None
 
     def endpoint(self, arm: str = "without") -> Endpoint:
         return Endpoint("rest", arm, "127.0.0.1", self.port, MODEL_NAME)  # type: ignore[arg-type]
@@ -242,33 +258,14 @@ class GrpcNoopServer:
             return self.answer
 
         h2 = GrpcH2Server({f"/{_SERVICE}/{_METHOD}": predict})
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        def serve() -> None:
-            assert self._loop is not None
-            asyncio.set_event_loop(self._loop)
-            server = self._loop.run_until_complete(
-                self._loop.create_server(h2.protocol, "127.0.0.1", self.port)
-            )
-            self.port = server.sockets[0].getsockname()[1]
-            ready.set()
-            self._loop.run_forever()
-            h2.goaway_all()
-            server.close()
-            self._loop.run_until_complete(server.wait_closed())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=serve, name="grpc-noop", daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self._loop, self._thread, self.port = _serve_in_thread(
+            h2.protocol, self.port, "grpc-noop", h2.goaway_all
+        )
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._thread = None
+        _stop_thread(self._loop, self._thread)
+        self._thread = None
 
     def endpoint(self, arm: str = "without") -> Endpoint:
         return Endpoint("grpc", arm, "127.0.0.1", self.port, MODEL_NAME)  # type: ignore[arg-type]

@@ -98,7 +98,7 @@ class GrpcError(Exception):
         self.code, self.message = code, message
 
 
-class ConnectionError_(Exception):
+class ConnectionError_(FrameError):
     """A connection-level protocol error: GOAWAY with this code, then close."""
 
     def __init__(self, code: int, why: str) -> None:
@@ -167,10 +167,8 @@ class GrpcH2Protocol(asyncio.Protocol):
         self.buf += data
         try:
             self._process()
-        except ConnectionError_ as exc:
-            self._goaway(exc.code, str(exc))
         except FrameError as exc:
-            self._goaway(PROTOCOL_ERROR, str(exc))
+            self._goaway(exc.code, str(exc))
         finally:
             if self.out and self.transport is not None:
                 self.transport.write(bytes(self.out))

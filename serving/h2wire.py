@@ -25,7 +25,9 @@ REFUSED_STREAM, COMPRESSION_ERROR = 0x7, 0x9
 
 
 class FrameError(ValueError):
-    """A frame that breaks the protocol (the caller decides what that costs the connection)."""
+    """A frame that breaks the protocol; `code` is the HTTP/2 error code a GOAWAY would carry."""
+
+    code = PROTOCOL_ERROR
 
 
 def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
