@@ -87,8 +87,13 @@ def _context(b: Block, run_id: str, floor_p50_ns: int | None, reuse: str) -> Run
 
 
 def _fill_from_samples(summary: ToolSummary, measured: pd.DataFrame | None) -> ToolSummary:
+    """What the tool's summary lacks (k6's has no status codes and no timestamps), from the samples:
+    the measured window runs from the first request's start to the last answer's end."""
     if measured is None or not len(measured):
         return summary
+    if summary.started_at_ns is None:
+        summary.started_at_ns = int(measured["ts_ns"].min())
+        summary.ended_at_ns = int((measured["ts_ns"] + measured["latency_ns"]).max())
     if not summary.status_codes:
         summary.status_codes = {str(k): int(v) for k, v in measured["status"].value_counts().items()}
     if summary.successes is None:

@@ -48,6 +48,13 @@ def test_run_produces_raw_parquet_summary_report(tmp_path):
     samples = read_table(out / "samples.parquet", "samples").to_pandas()
     assert len(runs) == 2 * len(load_tasks) == 2 * 2 * 2
     assert set(runs["arm"]) == {"with", "without"} and runs["arm_verified"].all()
+    # each block's measured window, from its samples (k6's summary has no timestamps)
+    assert runs["started_at"].notna().all() and (runs["started_at"] < runs["ended_at"]).all()
+    # interleaved request by request: in every block the two arms' windows overlap
+    windows = runs.groupby(["transport", "block"]).agg(
+        last_start=("started_at", "max"), first_end=("ended_at", "min")
+    )
+    assert (windows["last_start"] < windows["first_end"]).all(), windows
     # the runs' request counts are the tool's own and equal the stored samples
     counts = samples.groupby(["transport", "arm", "block"]).size()
     for row in runs.itertuples():
