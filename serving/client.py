@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import urllib.parse
 from dataclasses import dataclass, field
 
 import grpc
@@ -254,7 +255,10 @@ class H2GrpcClient:
             self.sock.sendall(out)
             out.clear()
             if n <= 0:  # blocked by flow control: read until a WINDOW_UPDATE
-                self._control(*self._frame())
+                ftype, flags, fsid, payload = self._frame()
+                if fsid == sid and ftype != h2.WINDOW_UPDATE:  # an answer before the whole request
+                    raise ConnectionError("the server answered before the request was sent")
+                self._control(ftype, flags, fsid, payload)
         headers: dict[bytes, bytes] = {}
         body = bytearray()
         block = bytearray()
@@ -284,7 +288,5 @@ class H2GrpcClient:
             elif fsid == 0:
                 self._control(ftype, flags, fsid, payload)
         status = int(headers.get(b"grpc-status", b"2"))
-        import urllib.parse
-
         text = urllib.parse.unquote(headers.get(b"grpc-message", b"").decode("ascii", "replace"))
         return status, text, bytes(body[5:]) if len(body) >= 5 else b""

@@ -17,7 +17,7 @@ import pytest
 from tensorflow_serving.apis import predict_pb2
 
 from orchbench.paths import PAYLOADS, REPO_ROOT
-from serving.client import GrpcClient, HttpClient
+from serving.client import GrpcClient, H2GrpcClient, HttpClient
 from serving.orchestrator import rewrite_path
 from serving.runtime import EXIT_BIND, after_delay, free_port
 
@@ -233,6 +233,21 @@ def test_grpc_answers_alike_from_h2_and_grpcio_servers(stack: Stack, grpcio_mode
     with GrpcClient(f"127.0.0.1:{grpcio_model}") as c:
         ref = c.predict(body)
     assert (h2.code, h2.details, h2.body) == (ref.code, ref.details, ref.body)
+
+
+@pytest.mark.slow
+def test_thin_grpc_client_agrees_with_grpcio_client(stack: Stack, grpcio_model: int) -> None:
+    """The serving benchmark's H2GrpcClient, against both gRPC servers and through the orchestrator:
+    the same status, details and answer bytes as grpcio's client, over many calls on one connection."""
+    for port in (stack.model_grpc, grpcio_model, stack.orch_grpc):
+        with GrpcClient(f"127.0.0.1:{port}") as ref, H2GrpcClient("127.0.0.1", port) as thin:
+            want = ref.predict(GRPC_BODY)
+            for _ in range(20):
+                assert thin.call(GRPC_BODY) == (0, "", want.body), port
+            bad = ref.predict(b"\xff\xff\xff garbage")
+            status, details, body = thin.call(b"\xff\xff\xff garbage")
+            assert (status, details, body) == (bad.code.value[0], bad.details, b""), port
+            assert thin.call(GRPC_BODY)[0] == 0  # the connection is still good
 
 
 @pytest.mark.slow
