@@ -11,7 +11,7 @@ import json
 import statistics
 from pathlib import Path
 
-from orchbench.floor import format_table, measure_floor
+from orchbench.core.floor import format_table, measure_floor
 
 
 def main() -> None:

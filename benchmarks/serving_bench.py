@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchbench.paths import PAYLOADS, REPO_ROOT
+from orchbench.core.paths import PAYLOADS
 from serving.client import GrpcClient, H2GrpcClient, HttpClient
 from serving.model import Classifier
 from serving.runtime import free_port
@@ -42,7 +42,6 @@ MAX_REQUESTS = 20_000
 def _start(module: str, args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", f"serving.{module}", *args],
-        cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

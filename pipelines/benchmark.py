@@ -10,6 +10,7 @@ The exit handler tears everything down and untaints whatever happened.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from hera.workflows import (
     CronWorkflow,
     NoneArchiveStrategy,
     Parameter,
+    RawArtifact,
     S3Artifact,
     Script,
     Task,
@@ -26,8 +28,9 @@ from hera.workflows import (
     WorkflowTemplate,
 )
 
-from orchbench.spec import Spec
-from steps.common import ARTIFACT_ROOT
+from orchbench.core.errors import ConfigError
+from orchbench.core.spec import Spec
+from steps.common import ARTIFACT_ROOT, payload_artifact
 from steps.compare import compare
 from steps.deploy import deploy
 from steps.floor import floor
@@ -44,6 +47,45 @@ SPEC = "{{workflow.parameters.spec}}"
 STATE = "{{workflow.parameters.state-dir}}"
 
 
+#: Payload bytes the compiled workflow may carry, all transports together. The payloads travel inline
+#: (base64 raw artifacts), and a Workflow is one Kubernetes object stored in etcd, whose default
+#: request limit is 1.5 MiB (etcd --max-request-bytes); this leaves room for the rest of the object.
+MAX_EMBEDDED_PAYLOAD_BYTES = 512 * 1024
+
+
+def _payload_artifacts(spec: Spec) -> list[RawArtifact]:
+    """Each transport's payload, read from the user's file now, carried inline as base64 so no step
+    reads the submitting machine's files (base64: raw artifact data is text, gRPC payloads binary)."""
+    out, total = [], 0
+    for transport in spec.transports:
+        path = spec.resolve(spec.payloads[transport])
+        data = path.read_bytes()
+        total += len(data)
+        if total > MAX_EMBEDDED_PAYLOAD_BYTES:
+            raise ConfigError(
+                f"payloads.{transport}: {path} makes {total:,} payload bytes, more than the "
+                f"{MAX_EMBEDDED_PAYLOAD_BYTES:,} a workflow can carry inline (the Workflow object is "
+                "stored in etcd, whose default request limit is 1.5 MiB)"
+            )
+        out.append(
+            RawArtifact(
+                name=f"payload-{transport}",
+                path=str(payload_artifact(transport, root=ARTIFACT_ROOT)),
+                data=base64.b64encode(data).decode("ascii"),
+            )
+        )
+    return out
+
+
+_COMPACT: dict[str, Any] = {"sort_keys": True, "separators": (",", ":")}
+
+
+def embedded(spec: Spec) -> Spec:
+    """The spec as the workflow carries it: the manifest document inline instead of a path on the
+    submitting machine (payloads travel as raw artifacts; their paths stay, for provenance)."""
+    return spec.model_copy(update={"manifest": spec.manifest_document()})
+
+
 def _art(direction: str, name: str) -> str:
     return f"{ARTIFACT_ROOT}/{direction}/{name}"
 
@@ -52,7 +94,7 @@ def _placement(spec: Spec, role: str) -> dict[str, Any]:
     """Tolerations and node selection for pods on a cluster (load tester on its own tainted node)."""
     if spec.platform != "kubernetes":
         return {}
-    from orchbench.platform.kubernetes import loadtester_placement, steps_placement
+    from orchbench.core.platform.kubernetes import loadtester_placement, steps_placement
 
     return dict(loadtester_placement(spec) if role == "loadtester" else steps_placement(spec))
 
@@ -86,6 +128,7 @@ def _load_tasks(spec: Spec) -> list[tuple[str, str, int, list[str]]]:
 
 def _templates(spec: Spec, kind: Kind) -> dict[str, Script]:
     loads = _load_tasks(spec)
+    payloads = _payload_artifacts(spec)
     templates = {
         "taint": _script(spec, taint, "taint"),
         "floor": _script(
@@ -93,6 +136,7 @@ def _templates(spec: Spec, kind: Kind) -> dict[str, Script]:
             floor,
             "floor",
             role="loadtester",
+            inputs=[p for p in payloads if p.name == "payload-rest"],
             outputs=[Artifact(name="floor", path=_art("out", "floor"))],
         ),
         "deploy": _script(spec, deploy, "deploy"),
@@ -102,6 +146,7 @@ def _templates(spec: Spec, kind: Kind) -> dict[str, Script]:
             loadtest_pair if spec.interleave() == "request" else loadtest,
             "loadtest-pair" if spec.interleave() == "request" else "loadtest",
             role="loadtester",
+            inputs=list(payloads),
             outputs=[Artifact(name="raw", path=_art("out", "raw"))],
         ),
         "teardown": _script(spec, teardown, "teardown"),
@@ -262,7 +307,10 @@ def build(spec: Spec, kind: Kind = "workflow") -> Workflow:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     params = [
-        Parameter(name="spec", value=json.dumps(spec.to_json_dict(), sort_keys=True, separators=(",", ":"))),
+        Parameter(
+            name="spec",
+            value=json.dumps(embedded(spec).to_json_dict(), **_COMPACT),
+        ),
         Parameter(name="state-dir", value=STATE_DIR),
         Parameter(name="results-dir", value=""),
         Parameter(name="dataset-key", value=spec.argo.dataset_key),

@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from orchbench.errors import ParseError
+from results_schema.errors import ParseError
 
 
 def obj(data: Any, key: str, path: str, where: str = "") -> dict[str, Any]:

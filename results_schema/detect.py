@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from orchbench.errors import ParseError
 from results_schema import ghz, k6, vegeta
+from results_schema.errors import ParseError
 from results_schema.summary import ToolSummary
 
 PARSERS = {"vegeta": vegeta, "ghz": ghz, "k6": k6}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchbench.errors import ParseError
 from results_schema._util import count, counts, ns, num, timestamp_ns
+from results_schema.errors import ParseError
 from results_schema.summary import ToolSummary
 
 _PERCENTILES = {50: "p50", 90: "p90", 95: "p95", 99: "p99"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchbench.errors import ConfigError, SchemaVersionError
+from results_schema.errors import ResultsFileError, SchemaVersionError
 from results_schema.schema import KNOWN_VERSIONS, SCHEMA_VERSION, SCHEMAS
 
 META_VERSION = b"orchbench.schema_version"
@@ -31,7 +31,7 @@ def write_table(table: pa.Table, path: str | Path, kind: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise ConfigError(f"{path.parent}: cannot write results there ({exc.strerror})") from None
+        raise ResultsFileError(f"{path.parent}: cannot write results there ({exc.strerror})") from None
     os.close(fd)
     try:
         pq.write_table(table, tmp)
@@ -48,9 +48,9 @@ def read_table(path: str | Path, kind: str) -> pa.Table:
     try:
         meta = pq.read_schema(path).metadata or {}
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such results file") from None
+        raise ResultsFileError(f"{path}: no such results file") from None
     except (pa.ArrowInvalid, OSError) as exc:
-        raise ConfigError(f"{path}: not a Parquet file ({exc})") from None
+        raise ResultsFileError(f"{path}: not a Parquet file ({exc})") from None
     raw = meta.get(META_VERSION)
     if raw is None:
         raise SchemaVersionError(
@@ -67,5 +67,5 @@ def read_table(path: str | Path, kind: str) -> pa.Table:
         )
     table_kind = meta.get(META_TABLE, b"").decode()
     if table_kind != kind:
-        raise ConfigError(f"{path}: holds the {table_kind!r} table, expected {kind!r}")
+        raise ResultsFileError(f"{path}: holds the {table_kind!r} table, expected {kind!r}")
     return pq.read_table(path)

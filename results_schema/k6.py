@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchbench.errors import ParseError
 from results_schema._util import count, ns, num
+from results_schema.errors import ParseError
 from results_schema.summary import ToolSummary
 
 MEASURE_SCENARIO = "measure"

@@ -35,8 +35,8 @@ from urllib.parse import parse_qsl
 import numpy as np
 import pandas as pd
 
-from orchbench.errors import ParseError
 from results_schema._util import timestamp_ns
+from results_schema.errors import ParseError
 
 Tool = Literal["k6", "ghz", "vegeta"]
 COLUMNS = ["seq", "ts_ns", "latency_ns", "status", "ok", "phase", "error"]

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from orchbench.errors import ConfigError
+from serving.errors import ServingConfigError
 
 CONVERTER_VERSION = 1
 IMAGE_SIZE = 224
@@ -95,7 +95,7 @@ def check_architecture(state: dict[str, np.ndarray]) -> list[BlockSpec]:
 
     def shape(key: str) -> tuple[int, ...]:
         if key not in state:
-            raise ConfigError(f"weights are not EfficientNet-Lite0: missing {key}")
+            raise ServingConfigError(f"weights are not EfficientNet-Lite0: missing {key}")
         return tuple(state[key].shape)
 
     problems: list[str] = []
@@ -123,7 +123,7 @@ def check_architecture(state: dict[str, np.ndarray]) -> list[BlockSpec]:
     expect("_fc.weight", (NUM_CLASSES, HEAD_CHANNELS))
     expect("_fc.bias", (NUM_CLASSES,))
     if problems:
-        raise ConfigError("weights are not EfficientNet-Lite0: " + "; ".join(problems[:5]))
+        raise ServingConfigError("weights are not EfficientNet-Lite0: " + "; ".join(problems[:5]))
     return blocks
 
 

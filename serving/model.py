@@ -1,7 +1,7 @@
 """The classifier the model server serves: a cached, verified ONNX EfficientNet-Lite0 on onnxruntime.
 
 `ensure_model()` builds the ONNX file once per (weights file hash, converter version) into
-`orchbench.paths.cache_dir()`, checks it against the numpy reference on sklearn's flower photo, and
+`serving.cache.cache_dir()`, checks it against the numpy reference on sklearn's flower photo, and
 writes a sidecar JSON with the checksum; later calls only re-check the checksum.
 """
 
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from orchbench.errors import ConfigError, PlatformError
-from orchbench.paths import cache_dir
 from serving import convert
+from serving.cache import cache_dir
+from serving.errors import ModelCheckError, ServingConfigError
 
 TOP_K = 5
 #: The numpy reference and onnxruntime must agree on the flower photo's probabilities to this.
@@ -109,7 +109,7 @@ def build_model(weights: Path | None = None, force: bool = False) -> Path:
     got = _session(model_bytes, 1).run(None, {"image": image})[0]
     diff = float(np.abs(got - reference).max())
     if diff > VERIFY_ATOL or int(got.argmax()) != int(reference.argmax()):
-        raise PlatformError(f"ONNX conversion check failed: max |onnx - numpy| = {diff:.2e} on flower.jpg")
+        raise ModelCheckError(f"ONNX conversion check failed: max |onnx - numpy| = {diff:.2e} on flower.jpg")
     meta = {
         "converter_version": convert.CONVERTER_VERSION,
         "weights": str(weights),
@@ -178,7 +178,7 @@ class Classifier:
 
     def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
         if threads < 1:
-            raise ConfigError(f"model threads must be >= 1, got {threads}")
+            raise ServingConfigError(f"model threads must be >= 1, got {threads}")
         self.model_path = model_path or build_model()
         self.threads = threads
         self._session = _session(str(self.model_path), threads)

@@ -16,8 +16,6 @@ import io
 import json
 from pathlib import Path
 
-from orchbench.paths import PAYLOADS
-
 MODEL_NAME = "flowers"
 KEY = "1"
 JPEG_QUALITY = 87
@@ -69,7 +67,7 @@ def write(out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m serving.payloads", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=PAYLOADS, help="directory (default: the repo's payloads/)")
+    ap.add_argument("--out", type=Path, required=True, help="folder for flowers.json and flowers.bin")
     args = ap.parse_args(argv)
     for path in write(args.out):
         print(f"{path}  {path.stat().st_size} bytes")

@@ -1,6 +1,6 @@
 """TF Serving request and answer formats for the flowers signature: the REST predict body and the
 gRPC PredictRequest/PredictResponse. Parsers raise BadRequestError; the model server and the
-payload check (`orchbench.payload_check`) use the same ones, so a payload passes the check exactly
+payload check (`orchbench.core.payload_check`) use the same ones, so a payload passes the check exactly
 when the server would take it.
 
 Request inputs: `image_bytes` (DT_STRING, shape [1]) and `key` (DT_STRING, shape [1]).

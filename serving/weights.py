@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from orchbench.errors import ConfigError
+from serving.errors import ServingConfigError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _STORAGE_DTYPES: dict[str, np.dtype[Any]] = {
@@ -97,11 +97,11 @@ def _load_legacy(data: bytes) -> dict[str, np.ndarray]:
     f = io.BytesIO(data)
     magic = pickle.load(f)  # noqa: S301 - plain ints/dicts, written by torch.save
     if magic != LEGACY_MAGIC:
-        raise ConfigError("not a torch legacy checkpoint (bad magic number)")
+        raise ServingConfigError("not a torch legacy checkpoint (bad magic number)")
     pickle.load(f)  # noqa: S301 - protocol version
     sys_info = pickle.load(f)  # noqa: S301
     if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
-        raise ConfigError("big-endian torch checkpoints are not supported")
+        raise ServingConfigError("big-endian torch checkpoints are not supported")
     state = _StateDictUnpickler(f).load()
     keys = pickle.load(f)  # noqa: S301 - a list of strings
     refs = {k: v for k, v in state.items() if isinstance(v, _TensorRef)}
@@ -120,7 +120,7 @@ def _load_zip(path: Path) -> dict[str, np.ndarray]:
         names = z.namelist()
         pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
         if pkl is None:
-            raise ConfigError(f"{path}: zip checkpoint without data.pkl")
+            raise ServingConfigError(f"{path}: zip checkpoint without data.pkl")
         root = pkl[: -len("data.pkl")]
         state = _StateDictUnpickler(io.BytesIO(z.read(pkl))).load()
         refs = {k: v for k, v in state.items() if isinstance(v, _TensorRef)}
@@ -140,6 +140,6 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             return _load_zip(path)
         return _load_legacy(path.read_bytes())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: weights file not found") from None
+        raise ServingConfigError(f"{path}: weights file not found") from None
     except (pickle.UnpicklingError, EOFError, KeyError, struct.error) as exc:
-        raise ConfigError(f"{path}: cannot read torch checkpoint ({exc})") from None
+        raise ServingConfigError(f"{path}: cannot read torch checkpoint ({exc})") from None

@@ -8,15 +8,19 @@ Steps print nothing to stdout: their outputs are files (output parameters and ar
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from orchbench.arms import ArmName, Transport
-from orchbench.platform.base import DeploymentRecord, Platform
-from orchbench.spec import Spec, spec_from_json
+from orchbench.core.arms import ArmName, Transport
+from orchbench.core.errors import ConfigError
+from orchbench.core.manifest import inspect
+from orchbench.core.platform.base import DeploymentRecord, Platform
+from orchbench.core.spec import Spec, spec_from_json
 
 ARTIFACT_ROOT = "/tmp/orchbench"
 
@@ -35,6 +39,36 @@ def out_dir(name: str) -> Path:
     return path
 
 
+def payload_artifact(transport: str, root: str | Path | None = None) -> Path:
+    """Where a step finds its transport's payload: the compiled workflow's raw input artifact
+    `payload-<transport>` (base64 of the bytes of the spec's payload file)."""
+    return Path(root or artifact_root()) / "in" / "payloads" / f"{transport}.b64"
+
+
+def payload_file(spec: Spec, transport: str) -> tuple[Path, bytes]:
+    """The transport's payload from the step's input artifact, decoded into a file of the spec's name
+    (load testers read a file), and its bytes."""
+    name, data = payload_bytes(spec, transport)
+    path = artifact_root() / "work" / "payloads" / transport / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path, data
+
+
+def payload_bytes(spec: Spec, transport: str) -> tuple[str, bytes]:
+    """(the spec's name for the payload, its bytes) from the step's input artifact."""
+    path = payload_artifact(transport)
+    try:
+        data = base64.b64decode(path.read_bytes(), validate=True)
+    except FileNotFoundError:
+        raise ConfigError(f"input artifact payload-{transport} missing at {path}") from None
+    except binascii.Error:
+        raise ConfigError(f"input artifact payload-{transport} at {path} is not base64") from None
+    if not data:
+        raise ConfigError(f"payload {spec.payloads.get(transport)} is empty")  # type: ignore[call-overload]
+    return Path(spec.payloads.get(transport, f"{transport}.bin")).name, data  # type: ignore[call-overload]
+
+
 def log(message: str) -> None:
     print(f"[orchbench] {message}", file=sys.stderr, flush=True)
 
@@ -45,7 +79,7 @@ def load(spec_json: str) -> Spec:
 
 def platform_for(spec: Spec, state_dir: str, aa_copy: bool = False) -> Platform:
     if spec.platform == "local":
-        from orchbench.platform.local import LocalPlatform
+        from orchbench.core.platform.local import LocalPlatform
 
         local = spec.local
         return LocalPlatform(
@@ -56,13 +90,13 @@ def platform_for(spec: Spec, state_dir: str, aa_copy: bool = False) -> Platform:
             model_threads=local.model_threads,
             shared_model=local.shared_model,
         )
-    from orchbench.platform.kubernetes import platform_from_spec
+    from orchbench.core.platform.kubernetes import platform_from_spec
 
     return platform_from_spec(spec)
 
 
 def local_ports(spec: Spec, aa_copy: bool = False) -> Any:
-    from orchbench.platform.local import LocalPorts
+    from orchbench.core.platform.local import LocalPorts
 
     p = spec.local.ports
     if aa_copy:  # the A/A copy of "without" listens where "with" would
@@ -83,9 +117,7 @@ def record_from_json(text: str) -> DeploymentRecord:
 
 
 def deployment_name(spec: Spec, transport: Transport, arm: ArmName) -> str:
-    from orchbench.manifest import inspect, load_manifest
-
-    base = inspect(load_manifest(spec.resolve(spec.manifest))).name
+    base = inspect(spec.manifest_document()).name
     return f"{base}-{transport}-{arm}"
 
 
@@ -93,14 +125,14 @@ def step(fn: Any) -> Any:
     """Run a step function with one clear line on stderr and a meaningful exit code for expected errors."""
     import functools
 
-    from orchbench.errors import OrchbenchError
+    from orchbench.core.errors import USER_FACING
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except OrchbenchError as exc:
+        except USER_FACING as exc:
             print(f"[orchbench] error: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(exc.exit_code) from None
+            raise SystemExit(getattr(exc, "exit_code", 1)) from None
 
     return wrapper

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchbench import provenance
-from orchbench.analysis import SEED_OVERHEAD_MS, Block, build_tables, overheads_table, transport_result
-from orchbench.errors import ConfigError
+from orchbench.core import provenance
+from orchbench.core.analysis import SEED_OVERHEAD_MS, Block, build_tables, overheads_table, transport_result
+from orchbench.core.errors import ConfigError
 from results_schema import load_summary, write_table
 from steps.common import in_dir, load, log, out_dir, step
 

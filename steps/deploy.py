@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 from hera.workflows import Parameter
 
-from orchbench.arms import ArmName, Transport
-from orchbench.manifest import load_manifest, render
+from orchbench.core.arms import ArmName, Transport
+from orchbench.core.manifest import render
 from steps.common import deployment_name, load, log, platform_for, record_path
 
 if TYPE_CHECKING:  # the cluster image never needs the local platform
-    from orchbench.platform.local import LocalPlatform
+    from orchbench.core.platform.local import LocalPlatform
 
 
 def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str, Parameter(name="record")]:
@@ -25,9 +25,7 @@ def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str
         # otherwise a second, identical deployment on the "with" port)
         a = "without"
         platform = platform_for(s, state_dir, aa_copy=True)
-    manifest = render(
-        load_manifest(s.resolve(s.manifest)), t, a, name=deployment_name(s, t, cast(ArmName, arm))
-    )
+    manifest = render(s.manifest_document(), t, a, name=deployment_name(s, t, cast(ArmName, arm)))
     path = record_path(state_dir, t, cast(ArmName, arm))
     if alias:
         # A/A with a shared model: the "with" arm is the "without" endpoint itself

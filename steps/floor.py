@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from steps.common import load, log, out_dir, step
+from orchbench.core.spec import SHIPPED_PAYLOADS
+from steps.common import load, log, out_dir, payload_file, step
 
 
 def model_latency(payload_json: Path, requests: int, threads: int, cpus: list[int] | None) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def model_latency(payload_json: Path, requests: int, threads: int, cpus: list[in
 
 @step
 def floor(spec: str, state_dir: str) -> None:
-    from orchbench.floor import measure_floor
+    from orchbench.core.floor import measure_floor
 
     s = load(spec)
     out = out_dir("floor")
@@ -54,11 +55,12 @@ def floor(spec: str, state_dir: str) -> None:
             k: v for k, v in row.items() if k not in ("tool", "transport")
         }
     if s.platform == "local":
-        from orchbench.platform.local import read_cpu_plan
+        from orchbench.core.platform.local import read_cpu_plan
 
         plan = read_cpu_plan(Path(state_dir)) or {}
+        rest = payload_file(s, "rest")[0] if "rest" in s.transports else SHIPPED_PAYLOADS["rest"]
         result["model"] = model_latency(
-            s.resolve(s.payloads["rest"]),
+            rest,
             100,
             s.local.model_threads,
             plan.get("serving_cpus") if plan.get("pinned") else None,

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from orchbench.arms import ARMS, Endpoint, Transport
-from orchbench.errors import ConfigError, LoadTestError
-from orchbench.loadtools.base import LoadProfile, LoadRun
-from orchbench.spec import Spec
-from steps.common import load, log, out_dir, step
+from orchbench.core.arms import ARMS, Endpoint, Transport
+from orchbench.core.errors import ConfigError, LoadTestError
+from orchbench.core.loadtools.base import LoadProfile, LoadRun
+from orchbench.core.spec import Spec
+from steps.common import load, log, out_dir, payload_file, step
 
 META = "meta.json"
 
@@ -28,7 +28,7 @@ META = "meta.json"
 def _cpus(platform: str, state_dir: str) -> set[int] | None:
     if platform != "local":
         return None
-    from orchbench.platform.local import read_cpu_plan
+    from orchbench.core.platform.local import read_cpu_plan
 
     plan = read_cpu_plan(Path(state_dir))
     if plan and plan.get("pinned") and plan.get("loadtester_cpus"):
@@ -65,13 +65,7 @@ def _setup(
     spec: str, state_dir: str, transport: str
 ) -> tuple[Spec, Path, bytes, LoadProfile, set[int] | None]:
     s = load(spec)
-    payload = s.resolve(s.payloads[cast(Transport, transport)])
-    try:
-        payload_bytes = payload.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"payload {payload}: {exc.strerror}") from None
-    if not payload_bytes:
-        raise ConfigError(f"payload {payload} is empty")
+    payload, payload_bytes = payload_file(s, transport)
     profile = LoadProfile(
         mode=s.load.mode,
         workers=s.load.workers,
@@ -117,7 +111,7 @@ def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
 
 @step
 def loadtest(spec: str, state_dir: str, endpoint: str, transport: str, arm: str, block: str) -> None:
-    from orchbench.loadtools.registry import get_tool
+    from orchbench.core.loadtools.registry import get_tool
 
     ep, target = _endpoint(endpoint, transport, arm)
     s, payload, payload_bytes, profile, cpus = _setup(spec, state_dir, transport)
@@ -152,7 +146,7 @@ def loadtest_pair(
     endpoint_with: str,
     endpoint_without: str,
 ) -> None:
-    from orchbench.loadtools.k6 import K6Tool
+    from orchbench.core.loadtools.k6 import K6Tool
 
     if first not in ARMS:
         raise ConfigError(f"first must be one of {', '.join(ARMS)}, got {first!r}")

@@ -8,7 +8,7 @@ from steps.common import in_dir, log, out_dir, step
 
 @step
 def report(results_dir: str = "") -> None:
-    from orchbench.report import build_report
+    from orchbench.core.report import build_report
 
     source = in_dir("results")
     path = build_report(source, out_dir("report") / "report.html")
@@ -20,7 +20,7 @@ def report(results_dir: str = "") -> None:
 
 @step
 def gate(threshold_rest_ms: str = "", threshold_grpc_ms: str = "") -> None:
-    from orchbench.trend import run_gate
+    from orchbench.core.trend import run_gate
 
     run_gate(
         in_dir("dataset"),

@@ -1,8 +1,8 @@
 """Steps: tear one arm down; and the exit handler that tears everything down and untaints."""
 
-from orchbench.arms import ARMS, ArmName, Transport
-from orchbench.errors import OrchbenchError
-from orchbench.platform.base import DeploymentRecord
+from orchbench.core.arms import ARMS, ArmName, Transport
+from orchbench.core.errors import OrchbenchError
+from orchbench.core.platform.base import DeploymentRecord
 from steps.common import deployment_name, load, log, platform_for, record_from_json, record_path
 
 

@@ -7,7 +7,7 @@ deployment Available, the kubelet creating Ready pods) are made by the test over
 that watch streams see them as MODIFIED/ADDED events, exactly as on a real cluster.
 
 What the emulator does not do (checked in kmock 0.8's source): label and field selectors are ignored on
-list and watch (the platform filters client-side as well, see orchbench/platform/kubernetes.py); PUT
+list and watch (the platform filters client-side as well, see orchbench/core/platform/kubernetes.py); PUT
 (replace) is not recognised as an update; `timeoutSeconds` on watches is ignored (the client-side read
 timeout ends them); merge patches replace lists wholesale and delete keys set to null.
 """

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from hera.workflows import Parameter
 
-from orchbench.errors import ConfigError
+from orchbench.core.errors import ConfigError
 from steps.common import in_dir, out_dir, step
 
 

@@ -1,7 +1,7 @@
 """Bad input to `orchbench run`: one line, exit 2, no traceback, and nothing started.
 
 Spec values, the SeldonDeployment manifest and the payloads are all checked when the spec is loaded
-(`orchbench.spec.load_spec` -> `check_inputs`), before the run folder exists or a process starts.
+(`orchbench.core.spec.load_spec` -> `check_inputs`), before the run folder exists or a process starts.
 The spec loader is fuzzed too: random mappings give a Spec or a ConfigError, never another exception.
 (Truncated load-tester JSON for `orchbench compare` is covered by tests/test_compare_seed.py, and the
 parsers are fuzzed in tests/test_parsers_fuzz.py.)
@@ -20,9 +20,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchbench.errors import ConfigError
-from orchbench.payload_check import check_payload
-from orchbench.spec import Spec, load_spec, parse_spec
+from orchbench.core.errors import ConfigError
+from orchbench.core.payload_check import check_payload
+from orchbench.core.spec import Spec, load_spec, parse_spec
 from serving.runtime import free_port
 from tests.helpers import ROOT, orchbench
 

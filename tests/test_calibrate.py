@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from orchbench.calibrate import parse_delays, recovered
-from orchbench.errors import ConfigError
+from orchbench.cli.calibrate import parse_delays, recovered
+from orchbench.core.errors import ConfigError
 from tests.helpers import orchbench
 from tests.pipeline_specs import tiny_spec
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orchbench.compare import compare, overhead_ms
+from orchbench.core.compare import compare, overhead_ms
 from results_schema import load_summary
 from tests.helpers import FIXTURES, orchbench
 
@@ -86,7 +86,7 @@ def test_cli_missing_file(tmp_path):
 
 @pytest.mark.parametrize(("transport", "paths"), [("rest", REST), ("grpc", GRPC)])
 def test_seed_figures_shown_in_reports_are_the_seed_data(transport, paths):
-    from orchbench.analysis import SEED_OVERHEAD_MS
+    from orchbench.core.analysis import SEED_OVERHEAD_MS
 
     got = overhead_ms(load_summary(paths[0]), load_summary(paths[1]))
     assert SEED_OVERHEAD_MS[transport] == pytest.approx(

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchbench.spec import load_spec
+from orchbench.core.spec import load_spec
 from results_schema import load_summary
 from results_schema.samples import load_samples
 from serving.runtime import free_port
@@ -452,7 +452,7 @@ def test_port_already_in_use(make_run: Callable[..., Run], which: str) -> None:
         run.start()
         rc = run.finish()
     msg = run.assert_failed_cleanly(rc, (1,), f"port {run.ports[which]}", "already in use")
-    assert "orchbench.errors" not in msg, msg  # the message, not an exception's class path
+    assert "orchbench.core.errors" not in msg, msg  # the message, not an exception's class path
     assert not run.done_tasks()
     # the other arm, deployed or not, was torn down by the exit handler
     assert "[orchbench] done  cleanup" in run.stderr()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchbench.floor import grpc_answer, rest_answer, stats_ms
+from orchbench.core.floor import grpc_answer, rest_answer, stats_ms
 
 
 def test_noop_answers_pass_the_real_checks() -> None:
@@ -53,4 +53,4 @@ def test_orchbench_floor_json(tmp_path: Path) -> None:
         assert floor["cpus"]["client"] != floor["cpus"]["server"]
     # nothing the floor started is left running
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-    assert "orchbench.floor serve" not in ps
+    assert "orchbench.core.floor serve" not in ps

@@ -19,11 +19,11 @@ import pytest
 from k8s_emulator import EmulatedCluster, emulated_cluster
 from kubernetes import client
 
-from orchbench.arms import Endpoint
-from orchbench.errors import ArmVerificationError, ConfigError, DeployTimeout, PlatformError
-from orchbench.manifest import load_manifest
-from orchbench.platform.base import DeploymentRecord, Platform
-from orchbench.platform.k8s_common import (
+from orchbench.core.arms import Endpoint
+from orchbench.core.errors import ArmVerificationError, ConfigError, DeployTimeout, PlatformError
+from orchbench.core.manifest import load_manifest
+from orchbench.core.platform.base import DeploymentRecord, Platform
+from orchbench.core.platform.k8s_common import (
     ROLE_LABEL,
     TAINT_ANNOTATION,
     KubernetesAccessError,
@@ -32,8 +32,8 @@ from orchbench.platform.k8s_common import (
     Taint,
     api_call,
 )
-from orchbench.platform.k8s_placement import ensure_model_placement
-from orchbench.platform.kubernetes import (
+from orchbench.core.platform.k8s_placement import ensure_model_placement
+from orchbench.core.platform.kubernetes import (
     KubernetesPlatform,
     deployment_name,
     loadtester_placement,
@@ -847,8 +847,8 @@ def test_rbac_allows_every_call_the_platform_makes(
 def test_config_and_placement_from_the_seed_spec() -> None:
     from hera.workflows import Container
 
-    from orchbench.platform.kubernetes import config_from_spec, platform_from_spec
-    from orchbench.spec import load_spec
+    from orchbench.core.platform.kubernetes import config_from_spec, platform_from_spec
+    from orchbench.core.spec import load_spec
 
     spec = load_spec(REPO / "specs" / "seed.yaml")
     cfg = config_from_spec(spec)
@@ -885,8 +885,8 @@ def test_platform_from_spec_with_a_kubeconfig(
     tmp_path: Path, cluster: EmulatedCluster, core: client.CoreV1Api
 ) -> None:
     """The factory path the steps use outside a pod: a kubeconfig file (here: the emulator's)."""
-    from orchbench.platform.kubernetes import platform_from_spec
-    from orchbench.spec import load_spec
+    from orchbench.core.platform.kubernetes import platform_from_spec
+    from orchbench.core.spec import load_spec
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from orchbench.arms import Endpoint
-from orchbench.errors import ConfigError, LoadTestError
-from orchbench.floor import synthetic_payloads
-from orchbench.loadtools.base import LoadProfile
-from orchbench.loadtools.ghz import GhzTool
-from orchbench.loadtools.registry import get_tool
-from orchbench.loadtools.vegeta import VegetaTool, targets_text
+from orchbench.core.arms import Endpoint
+from orchbench.core.errors import ConfigError, LoadTestError
+from orchbench.core.floor import synthetic_payloads
+from orchbench.core.loadtools.base import LoadProfile
+from orchbench.core.loadtools.ghz import GhzTool
+from orchbench.core.loadtools.registry import get_tool
+from orchbench.core.loadtools.vegeta import VegetaTool, targets_text
 
 REST = Endpoint("rest", "with", "tf-flowers-default.seldon.svc.cluster.local", 8000, "flowers")
 GRPC = Endpoint("grpc", "without", "tf-flowers-default.seldon.svc.cluster.local", 9000, "flowers")
@@ -286,8 +286,8 @@ def test_registry(monkeypatch: pytest.MonkeyPatch) -> None:
         get_tool("wrk")
     with pytest.raises(ConfigError, match="cannot drive grpc"):
         get_tool("vegeta", "grpc")
-    monkeypatch.setattr("orchbench.loadtools._process.shutil.which", lambda name: None)
-    monkeypatch.setattr("orchbench.loadtools._process.sys.executable", "/nonexistent/python")
+    monkeypatch.setattr("orchbench.core.loadtools._process.shutil.which", lambda name: None)
+    monkeypatch.setattr("orchbench.core.loadtools._process.sys.executable", "/nonexistent/python")
     with pytest.raises(ConfigError, match="not installed"):
         get_tool("ghz", "grpc")
     with pytest.raises(ConfigError, match="no load tool installed"):

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from orchbench.arms import Endpoint
-from orchbench.errors import ConfigError, LoadTestError
-from orchbench.floor import GrpcNoopServer, RestNoopServer, synthetic_payloads
-from orchbench.loadtools._process import run_bounded
-from orchbench.loadtools.base import LoadProfile, LoadRun
-from orchbench.loadtools.k6 import K6Tool, build_options
+from orchbench.core.arms import Endpoint
+from orchbench.core.errors import ConfigError, LoadTestError
+from orchbench.core.floor import GrpcNoopServer, RestNoopServer, synthetic_payloads
+from orchbench.core.loadtools._process import run_bounded
+from orchbench.core.loadtools.base import LoadProfile, LoadRun
+from orchbench.core.loadtools.k6 import K6Tool, build_options
 from results_schema import k6 as k6_summary
 from results_schema.samples import load_samples
 
@@ -212,9 +212,9 @@ def test_k6_max_error_rate_tolerates_what_it_is_told(payloads: tuple[Path, Path]
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_k6_against_the_local_stack(transport: str, tmp_path: Path, out_dir: Path) -> None:
     """The real model server behind the reference orchestrator ('with' arm), started by LocalPlatform."""
-    from orchbench.manifest import load_manifest, render
-    from orchbench.paths import MANIFESTS, PAYLOADS
-    from orchbench.platform.local import LocalPlatform, LocalPorts, read_cpu_plan
+    from orchbench.core.manifest import load_manifest, render
+    from orchbench.core.paths import MANIFESTS, PAYLOADS
+    from orchbench.core.platform.local import LocalPlatform, LocalPorts, read_cpu_plan
     from serving.runtime import free_port
 
     payload = PAYLOADS / ("flowers.json" if transport == "rest" else "flowers.bin")

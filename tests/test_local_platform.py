@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from orchbench.arms import Endpoint
-from orchbench.errors import ArmVerificationError, ConfigError, DeployTimeout, PlatformError
-from orchbench.manifest import load_manifest, render
-from orchbench.paths import MANIFESTS
-from orchbench.platform import local as local_mod
-from orchbench.platform.base import DeploymentRecord
-from orchbench.platform.local import LocalPlatform, LocalPorts, read_cpu_plan
+from orchbench.core.arms import Endpoint
+from orchbench.core.errors import ArmVerificationError, ConfigError, DeployTimeout, PlatformError
+from orchbench.core.manifest import load_manifest, render
+from orchbench.core.paths import MANIFESTS
+from orchbench.core.platform import local as local_mod
+from orchbench.core.platform.base import DeploymentRecord
+from orchbench.core.platform.local import LocalPlatform, LocalPorts, read_cpu_plan
 from serving.runtime import free_port
 
 BASE = load_manifest(MANIFESTS / "tf_flowers.yaml")

@@ -8,8 +8,8 @@ import json
 import pytest
 from hera.workflows import DAG, Artifact, Script, Task, Workflow
 
-from orchbench.errors import ConfigError
-from orchbench.local_runner import LocalRunner, StepFailed, parse_depends
+from orchbench.core.errors import ConfigError
+from pipelines.local_runner import LocalRunner, StepFailed, parse_depends
 from tests import runner_steps as rs
 
 

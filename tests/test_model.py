@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from orchbench.errors import ConfigError
+from serving.errors import ServingConfigError
 from serving import convert
 from serving.model import BadImageError, Classifier, build_model, class_names, decode_image, sample_image_path
 from serving.weights import load_state_dict
@@ -43,7 +43,7 @@ def test_refuses_unknown_pickled_globals(tmp_path) -> None:
     bad.write_bytes(
         pickle.dumps(0x1950A86A20F9469CFC6C) + pickle.dumps(1001) + pickle.dumps({}) + pickle.dumps(print)
     )
-    with pytest.raises(ConfigError, match=r"refusing to load global builtins\.print"):
+    with pytest.raises(ServingConfigError, match=r"refusing to load global builtins\.print"):
         load_state_dict(bad)
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from orchbench.errors import ParseError
+from orchbench.core.errors import ParseError
 from results_schema import load_summary, parse_data
 from results_schema.detect import detect
 from tests.helpers import FIXTURES

@@ -7,7 +7,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchbench.errors import ParseError
+from orchbench.core.errors import ParseError
 from results_schema import load_summary, parse_data
 from tests.helpers import FIXTURES
 

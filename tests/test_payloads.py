@@ -9,7 +9,7 @@ import pytest
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2
 
-from orchbench.paths import PAYLOADS
+from orchbench.core.paths import PAYLOADS
 from serving import payloads
 from serving.model import decode_image
 

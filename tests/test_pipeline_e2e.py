@@ -7,10 +7,10 @@ import json
 import pytest
 import yaml
 
-from orchbench.commands.run_cmd import compiled
-from orchbench.errors import ConfigError
-from orchbench.local_runner import LocalRunner, StepFailed
-from orchbench.spec import load_spec
+from orchbench.cli.run_cmd import compiled
+from orchbench.core.errors import ConfigError
+from orchbench.core.spec import load_spec
+from pipelines.local_runner import LocalRunner, StepFailed
 from results_schema import load_summary, read_table
 from tests.helpers import alive, orchbench
 from tests.pipeline_specs import tiny_spec
@@ -91,7 +91,7 @@ def test_local_runner_runs_exactly_the_compiled_workflow(tmp_path, interleave):
 
 def test_run_refuses_cluster_spec():
     with pytest.raises(ConfigError, match="runs locally"):
-        from orchbench.commands.run_cmd import run_local
+        from orchbench.cli.run_cmd import run_local
         from tests.helpers import ROOT
 
         run_local(ROOT / "specs" / "seed.yaml", None)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchbench.spec import load_spec
+from orchbench.core.spec import load_spec
 from pipelines.benchmark import KINDS, compile_dict
 from tests.helpers import ROOT
 

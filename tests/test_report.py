@@ -13,9 +13,9 @@ import pytest
 import yaml
 from plotly.offline import get_plotlyjs
 
-from orchbench import report
-from orchbench.compare import sample_statistics
-from orchbench.errors import ConfigError, SchemaVersionError
+from orchbench.core import report
+from orchbench.core.compare import sample_statistics
+from orchbench.core.errors import ConfigError, SchemaVersionError
 from results_schema import write_table
 from results_schema.rows import RunContext, runs_row, runs_table, samples_table
 from results_schema.schema import OVERHEADS_SCHEMA, SCHEMA_VERSION

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchbench.report import build_report
+from orchbench.core.report import build_report
 from tests.test_report import make_run_dir
 
 pytestmark = pytest.mark.browser

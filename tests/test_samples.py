@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchbench.errors import ParseError
+from orchbench.core.errors import ParseError
 from results_schema.samples import COLUMNS, detect_tool, embedded_samples, load_samples
 
 K6_HEADER = (

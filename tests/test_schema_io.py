@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchbench.errors import ConfigError, SchemaVersionError
-from orchbench.provenance import collect
+from results_schema.errors import ResultsFileError, SchemaVersionError
+from orchbench.core.provenance import collect
 from results_schema import SCHEMA_VERSION, load_summary, read_table, write_table
 from results_schema.rows import RunContext, runs_row, runs_table
 from tests.helpers import FIXTURES
@@ -59,7 +59,7 @@ def test_foreign_parquet_and_wrong_table_refused(tmp_path):
     with pytest.raises(SchemaVersionError, match="not an orchbench results file"):
         read_table(foreign, "runs")
     path = write_table(_seed_runs(), tmp_path / "r.parquet", "runs")
-    with pytest.raises(ConfigError, match="expected 'samples'"):
+    with pytest.raises(ResultsFileError, match="expected 'samples'"):
         read_table(path, "samples")
 
 

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from tensorflow_serving.apis import predict_pb2
 
-from orchbench.paths import PAYLOADS, REPO_ROOT
+from orchbench.core.paths import PAYLOADS
 from serving.client import GrpcClient, H2GrpcClient, HttpClient
 from serving.orchestrator import rewrite_path
 from serving.runtime import EXIT_BIND, after_delay, free_port
@@ -29,7 +29,6 @@ MARKER = "x-orchbench-orchestrator"
 def _start(module: str, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", f"serving.{module}", *args],
-        cwd=REPO_ROOT,
         start_new_session=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

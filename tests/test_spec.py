@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchbench.errors import ConfigError
-from orchbench.spec import load_spec, parse_spec
+from orchbench.core.errors import ConfigError
+from orchbench.core.spec import load_spec, parse_spec
 from tests.helpers import ROOT
 
 

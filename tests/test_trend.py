@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchbench import trend
-from orchbench.errors import ConfigError, SchemaVersionError
-from orchbench.trend import RunPoint, gate
+from orchbench.core import trend
+from orchbench.core.errors import ConfigError, SchemaVersionError
+from orchbench.core.trend import RunPoint, gate
 from results_schema import write_table
 from results_schema.schema import OVERHEADS_SCHEMA, SCHEMA_VERSION
 from tests.helpers import orchbench

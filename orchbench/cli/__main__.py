@@ -1,0 +1,3 @@
+from orchbench.cli.main import main
+
+main()

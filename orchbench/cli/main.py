@@ -1,0 +1,258 @@
+"""The `orchbench` command line. Thin wrappers only: the work happens in the modules it calls.
+
+Every OrchbenchError becomes one line on stderr and its exit code (2 for bad input), never a traceback.
+Imports of heavy modules happen inside the commands so `orchbench --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchbench.core.errors import USER_FACING
+
+app = typer.Typer(
+    name="orchbench",
+    help="Measure the latency a model-serving orchestrator adds in front of a model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int) -> None:
+    one_line = " | ".join(line.strip() for line in message.splitlines() if line.strip()) or "unknown error"
+    typer.echo(f"orchbench: error: {one_line}", err=True)
+    sys.exit(code)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGINT/SIGTERM outside the local runner (which handles both itself): stop with one line and
+    exit 130. Typer would turn a KeyboardInterrupt into a silent exit, so raise our own error."""
+    from pipelines.local_runner import Interrupted
+
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+
+
+@app.command()
+def version() -> None:
+    """Print the orchbench version."""
+    from orchbench import __version__
+
+    typer.echo(__version__)
+
+
+@app.command()
+def run(
+    spec: Annotated[Path | None, typer.Option(help="Experiment spec (default: specs/default.yaml).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<time>-<name>).")] = None,
+    inject_delay_ms: Annotated[
+        float | None, typer.Option(help="Override local.inject_delay_ms (known-answer calibration).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress and no table.")] = False,
+) -> None:
+    """Run the benchmark on this machine: the compiled workflow, executed by the local runner."""
+    from orchbench.cli.run_cmd import run_local
+
+    overrides = {} if inject_delay_ms is None else {"local.inject_delay_ms": inject_delay_ms}
+    run_local(spec, out, overrides, quiet)
+
+
+@app.command()
+def calibrate(
+    delays: Annotated[
+        str, typer.Option(help="Injected orchestrator delays in ms, comma-separated.")
+    ] = "0.5,1,2",
+    spec: Annotated[Path | None, typer.Option(help="Spec (default: specs/calibrate.yaml).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the runs (default: runs/calibrate-<time>).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the table as a JSON list.")] = False,
+) -> None:
+    """Known-answer calibration: inject delays into the reference orchestrator and recover them."""
+    import json
+    from datetime import UTC, datetime
+
+    from orchbench.cli.calibrate import calibrate as run_calibration
+    from orchbench.cli.calibrate import parse_delays
+
+    values = parse_delays(delays)
+    folder = out or Path("runs") / f"calibrate-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    rows = run_calibration(values, spec, folder)
+    if json_out:
+        typer.echo(
+            json.dumps(
+                [{k: r[k] for k in ("transport", "injected_ms", "recovered_ms", "ci95")} for r in rows],
+                indent=2,
+            )
+        )
+        return
+    typer.echo(f"{'transport':<10}{'injected ms':>12}{'recovered ms':>14}{'95% CI':>22}  ok")
+    for r in rows:
+        ci = f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
+        typer.echo(
+            f"{r['transport']:<10}{r['injected_ms']:>12.3f}{r['recovered_ms']:>14.3f}{ci:>22}  "
+            f"{'yes' if r['within_0_1_ms_or_ci'] else 'NO'}"
+        )
+
+
+@app.command("compile")
+def compile_(
+    spec: Annotated[Path | None, typer.Option(help="Experiment spec (default: specs/default.yaml).")] = None,
+    kind: Annotated[str, typer.Option(help="workflow | template | cron")] = "workflow",
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write YAML here (default: stdout).")
+    ] = None,
+) -> None:
+    """Compile the spec to Argo YAML for `argo submit` (Workflow, WorkflowTemplate or CronWorkflow)."""
+    from orchbench.cli.run_cmd import run_compile
+
+    run_compile(spec, kind, output)
+
+
+@app.command()
+def submit(
+    spec: Annotated[Path | None, typer.Option(help="Experiment spec.")] = None,
+    kind: Annotated[str, typer.Option(help="workflow | template | cron")] = "workflow",
+    host: Annotated[str | None, typer.Option(help="Argo server URL (or ARGO_HOST).")] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Bearer token (or ARGO_TOKEN); never printed.", show_default=False)
+    ] = None,
+    namespace: Annotated[str | None, typer.Option(help="Namespace (or ARGO_NAMESPACE).")] = None,
+    verify_ssl: Annotated[bool, typer.Option(help="Verify the server's TLS certificate.")] = True,
+) -> None:
+    """Submit the compiled pipeline through the Argo server API (Hera's WorkflowsService)."""
+    from orchbench.cli.run_cmd import run_submit
+
+    run_submit(spec, kind, host, token, namespace, verify_ssl)
+
+
+@app.command()
+def compare(
+    with_: Annotated[Path, typer.Option("--with", help="Load-tester JSON of the arm WITH the orchestrator.")],
+    without: Annotated[Path, typer.Option("--without", help="Load-tester JSON of the arm WITHOUT it.")],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+    parquet: Annotated[
+        Path | None, typer.Option("--parquet", help="Also write runs.parquet (and samples) into DIR.")
+    ] = None,
+    with_samples: Annotated[Path | None, typer.Option(help="Per-request samples of the 'with' arm.")] = None,
+    without_samples: Annotated[Path | None, typer.Option(help="Per-request samples of 'without'.")] = None,
+) -> None:
+    """Overhead (with - without) in ms from two load-tester results (vegeta, ghz or k6 JSON)."""
+    from orchbench.cli.compare_cmd import run_compare
+
+    run_compare(with_, without, json_out, parquet, with_samples, without_samples)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `orchbench run`.")],
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="HTML file (default: RUN_DIR/report.html)")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML report of a run (tables, CDFs, per-block plot, provenance)."""
+    from orchbench.core.report import build_report
+
+    typer.echo(str(build_report(run_dir, out)))
+
+
+serve_app = typer.Typer(help="The local serving stack: model server, orchestrator, model and payloads.")
+app.add_typer(serve_app, name="serve")
+
+
+_PASS_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@serve_app.command("model", context_settings=_PASS_ARGS)
+def serve_model(ctx: typer.Context) -> None:
+    """Run the TF-Serving-style model server (options: python -m serving.model_server --help)."""
+    from serving.model_server import main as model_main
+
+    model_main(list(ctx.args))
+
+
+@serve_app.command("orchestrator", context_settings=_PASS_ARGS)
+def serve_orchestrator(ctx: typer.Context) -> None:
+    """Run the reference orchestrator (options: python -m serving.orchestrator --help)."""
+    from serving.orchestrator import main as orch_main
+
+    orch_main(list(ctx.args))
+
+
+@serve_app.command("build-model")
+def serve_build_model(force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False) -> None:
+    """Convert the EfficientNet-Lite0 weights to ONNX (cached, verified); print its path."""
+    from serving.model import build_model
+
+    typer.echo(str(build_model(force=force)))
+
+
+@serve_app.command("payloads")
+def serve_payloads(out: Annotated[Path | None, typer.Option(help="Output directory.")] = None) -> None:
+    """Regenerate payloads/flowers.json and flowers.bin from sklearn's flower.jpg."""
+    from serving.payloads import main as payloads_main
+
+    payloads_main(["--out", str(out or Path("payloads"))])
+
+
+@app.command()
+def trend(
+    dataset: Annotated[Path, typer.Argument(help="Directory of runs; reads every overheads.parquet below.")],
+    threshold_ms: Annotated[
+        float | None, typer.Option(help="Fail above this overhead (default: the run's own threshold).")
+    ] = None,
+    metric: Annotated[str, typer.Option(help="mean | p50")] = "mean",
+    transport: Annotated[str, typer.Option(help="rest | grpc | all")] = "all",
+    html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML plot (CI bands).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    experiment: Annotated[str | None, typer.Option(help="Only runs of this experiment.")] = None,
+    baseline_runs: Annotated[int, typer.Option(help="Earlier runs the latest is compared with.")] = 7,
+    min_effect_ms: Annotated[float, typer.Option(help="Smallest step (ms) counted as a regression.")] = 0.1,
+) -> None:
+    """Overhead over many runs and a regression gate on the latest (exit 3: regression, 2: bad input)."""
+    from orchbench.core.trend import run_trend
+
+    code = run_trend(
+        dataset, threshold_ms, metric, transport, html, json_out, experiment, baseline_runs, min_effect_ms
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def floor(
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+    requests: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Measured requests per tool and transport.")
+    ] = 2000,
+) -> None:
+    """The measurement floor: k6 and a minimal Python client against no-op REST/gRPC servers, pinned."""
+    from orchbench.core.floor import run_floor_cli
+
+    run_floor_cli(json_out, requests)
+
+
+def main(argv: list[str] | None = None) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # keep nohup's and `cmd &`'s choice
+            signal.signal(sig, _interrupt)
+    try:
+        app(args=argv)  # standalone: click prints usage errors itself and exits 2
+    except USER_FACING as exc:
+        _fail(str(exc), getattr(exc, "exit_code", 1))
+    except KeyboardInterrupt:
+        typer.echo("orchbench: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

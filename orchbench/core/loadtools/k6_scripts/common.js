@@ -1,0 +1,43 @@
+// Shared by rest.js and grpc.js. The Python adapter (orchbench/core/loadtools/k6.py) writes the config
+// JSON named by ORCHBENCH_CONFIG: the k6 `options` (scenarios `warmup` then `measure`, thresholds on
+// the `{scenario:measure}` submetrics), the target(s), the payload paths and where the summary goes.
+import { sleep } from 'k6';
+import exec from 'k6/execution';
+
+export const cfg = JSON.parse(open(__ENV.ORCHBENCH_CONFIG));
+
+// Last request latency of this VU, in ms: the warm-up stops starting requests when fewer than
+// 3 of them (+5 ms) fit before its end, so no warm-up request is in flight when `measure` starts
+// on the same VU (gracefulStop 0s lets k6 hand the VU, and its connection, to `measure`).
+let lastMs = 0;
+
+export function warmupIteration(request) {
+  const left = exec.scenario.startTime + cfg.warmup_ms - Date.now();
+  if (left < 3 * lastMs + 5) {
+    sleep(Math.max(left, 0) / 1000 + 0.05); // interrupted at the end of the warm-up
+    return;
+  }
+  const t0 = Date.now();
+  request();
+  lastMs = Date.now() - t0;
+}
+
+// Request-level interleaving (cfg.targets, both arms in one process): each VU alternates between
+// the targets iteration by iteration, VU n starting with target (n - 1) mod count, so both arms
+// see the same moments of the machine. The iteration's arm is set as a VU tag: every metric the
+// iteration emits (request, check, iteration, data) carries `arm`, and the adapter splits on it.
+export const targets = cfg.targets || null;
+let turn = -1;
+
+export function nextTarget() {
+  if (!targets) return 0;
+  if (turn < 0) turn = exec.vu.idInTest - 1;
+  const i = turn % targets.length;
+  turn += 1;
+  exec.vu.metrics.tags.arm = targets[i].arm;
+  return i;
+}
+
+export function summaryFiles(data) {
+  return { [cfg.summary_path]: JSON.stringify(data) };
+}

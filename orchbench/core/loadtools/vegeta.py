@@ -1,0 +1,168 @@
+"""vegeta adapter (REST only; runs in the cluster step image, not installable here).
+
+Closed loop (the seed): `-rate=0 -max-workers=W -workers=W`. Open loop: `-rate=R/1s -workers=W` with
+no worker cap, so requests start on schedule whatever the answers do.
+Warm-up is a separate attack of `warmup_s` just before the measured one, on its own connections; its
+results are DISCARDED (written to /dev/null), so the measured attack's first request opens a new
+connection. The measured attack writes its gob results to `vegeta-results.bin`; `vegeta report
+-type=json` (the raw artifact) and `vegeta encode -to=csv` (the samples) both read that file, so the
+two always describe the same requests. No shell: each step is its own subprocess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchbench.core.arms import Endpoint
+from orchbench.core.errors import ConfigError
+from orchbench.core.loadtools._process import (
+    find_binary,
+    judge,
+    pin_command,
+    run_bounded,
+    seconds,
+    tool_version,
+)
+from orchbench.core.loadtools.base import LoadProfile, LoadRun
+
+KILL_MARGIN_S = 30.0
+
+
+def targets_text(endpoint: Endpoint, payload: Path) -> str:
+    """vegeta's http target format: the body is read from the payload file (`@path`)."""
+    return f"POST {endpoint.url}\nContent-Type: application/json\n@{Path(payload).resolve()}\n"
+
+
+def rate_flag(profile: LoadProfile) -> list[str]:
+    if profile.workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {profile.workers}")
+    if profile.mode == "closed":
+        return ["-rate=0", f"-max-workers={profile.workers}", f"-workers={profile.workers}"]
+    if profile.rate is None or profile.rate <= 0:
+        raise ConfigError("open-loop profile needs a rate > 0")
+    rate = (
+        f"{int(profile.rate)}/1s"
+        if float(profile.rate).is_integer()
+        else f"{round(profile.rate * 1000)}/1000s"
+    )
+    return [f"-rate={rate}", f"-workers={profile.workers}"]
+
+
+def attack_cmd(
+    binary: str, targets: Path, profile: LoadProfile, duration_s: float, name: str, output: str
+) -> list[str]:
+    return [
+        binary,
+        "attack",
+        *rate_flag(profile),
+        f"-duration={seconds(duration_s)}",
+        f"-targets={targets}",
+        "-format=http",
+        f"-timeout={seconds(profile.timeout_s)}",
+        "-keepalive=true",
+        f"-name={name}",
+        f"-output={output}",
+    ]
+
+
+def report_cmd(binary: str, results: Path, output: Path) -> list[str]:
+    return [binary, "report", "-type=json", f"-output={output}", str(results)]
+
+
+def encode_cmd(binary: str, results: Path, output: Path) -> list[str]:
+    return [binary, "encode", "-to=csv", f"-output={output}", str(results)]
+
+
+@dataclass
+class VegetaTool:
+    """raw_path: `vegeta report -type=json`; samples_path: `vegeta encode -to=csv` of the same results."""
+
+    max_error_rate: float = 0.0
+    binary: str | None = None
+    name: str = "vegeta"
+
+    def _binary(self) -> str:
+        found = self.binary or find_binary("vegeta")
+        if not found:
+            raise ConfigError("vegeta is not installed (it runs in the cluster load-test image)")
+        return found
+
+    def available(self) -> bool:
+        return bool(self.binary or find_binary("vegeta"))
+
+    def version(self) -> str:
+        return tool_version(self._binary(), ["-version"])
+
+    def commands(
+        self, endpoint: Endpoint, payload: Path, profile: LoadProfile, out_dir: Path
+    ) -> dict[str, list[str]]:
+        """Every command `run` executes, in order (warmup only when warmup_s > 0)."""
+        if endpoint.transport != "rest":
+            raise ConfigError("vegeta drives REST only; use ghz or k6 for gRPC")
+        b = self._binary()
+        targets = out_dir / "vegeta-targets.txt"
+        results = out_dir / "vegeta-results.bin"
+        cmds = {}
+        if profile.warmup_s > 0:
+            cmds["warmup"] = attack_cmd(b, targets, profile, profile.warmup_s, "warmup", "/dev/null")
+        cmds["attack"] = attack_cmd(b, targets, profile, profile.duration_s, "measure", str(results))
+        cmds["report"] = report_cmd(b, results, out_dir / "vegeta-report.json")
+        cmds["encode"] = encode_cmd(b, results, out_dir / "vegeta-samples.csv")
+        return cmds
+
+    def run(
+        self,
+        endpoint: Endpoint,
+        payload: Path,
+        profile: LoadProfile,
+        out_dir: Path,
+        cpus: set[int] | None = None,
+    ) -> LoadRun:
+        out_dir = out_dir.resolve()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not Path(payload).is_file():
+            raise ConfigError(f"payload not found: {payload}")
+        (out_dir / "vegeta-targets.txt").write_text(targets_text(endpoint, payload))
+        cmds = self.commands(endpoint, payload, profile, out_dir)
+        raw_path, samples_path = out_dir / "vegeta-report.json", out_dir / "vegeta-samples.csv"
+        for stale in (raw_path, samples_path, out_dir / "vegeta-results.bin"):
+            stale.unlink(missing_ok=True)
+        version = self.version()
+        stderr_path = out_dir / "vegeta.stderr.log"
+        started = None
+        exit_code, timed_out, budget = 0, False, 0.0
+        with open(stderr_path, "wb") as err:
+            for step, cmd in cmds.items():
+                duration = {"warmup": profile.warmup_s, "attack": profile.duration_s}.get(step, 0.0)
+                budget = duration + profile.timeout_s + KILL_MARGIN_S
+                done = run_bounded(
+                    pin_command(cmd, cpus) if step in ("warmup", "attack") else cmd, budget, stderr=err
+                )
+                started = started if started is not None else done.started_at_ns
+                if step == "attack":
+                    exit_code = done.exit_code
+                ended = done.ended_at_ns
+                if done.timed_out or done.exit_code != 0:
+                    exit_code, timed_out = done.exit_code, done.timed_out
+                    break
+        run = LoadRun(
+            tool=self.name,
+            tool_version=version,
+            raw_path=raw_path,
+            samples_path=samples_path if samples_path.exists() else None,
+            command=pin_command(cmds["attack"], cpus),
+            exit_code=exit_code,
+            started_at_ns=started or 0,
+            ended_at_ns=ended,
+            extra={
+                "commands": cmds,
+                "cpus": sorted(cpus or []),
+                "profile": profile.to_dict(),
+                "warmup": "separate attack, results discarded" if "warmup" in cmds else "none",
+                "stderr_path": str(stderr_path),
+                "max_error_rate": self.max_error_rate,
+            },
+        )
+        judge(run, samples_path, "vegeta", timed_out, budget, self.max_error_rate)
+        return run

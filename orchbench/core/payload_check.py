@@ -1,0 +1,85 @@
+"""Check a request payload before anything starts: the REST body and the gRPC PredictRequest the
+model server would accept (the flowers signature: one base64/bytes image plus an optional key).
+
+Called by `orchbench.core.spec.load_spec` for every transport in the spec, so a broken payload is one
+ConfigError (exit 2) at load time instead of a block full of HTTP 400s after the deployments started.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from orchbench.core.errors import ConfigError
+
+#: Payloads are single requests; anything bigger than this is not what the benchmark sends.
+MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+
+
+def _image_ok(data: bytes) -> str | None:
+    """None when `data` is an image PIL can identify and read the header of, else why not."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        return "the image is empty"
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return f"the image is not decodable ({type(exc).__name__})"
+    return None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        if path.stat().st_size > MAX_PAYLOAD_BYTES:
+            raise ConfigError(f"{path}: payload larger than {MAX_PAYLOAD_BYTES // 2**20} MiB")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: payload not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: payload not readable ({exc.strerror or exc})") from None
+    if not data.strip():
+        raise ConfigError(f"{path}: payload is empty")
+    return data
+
+
+def check_rest(path: Path) -> None:
+    """A TF-Serving REST predict body the model server takes: {"instances": [{"image_bytes": {"b64":
+    "<image>"}, ...}, ...]}, parsed by the server's own parser."""
+    from serving.protos import BadRequestError, parse_rest_body
+
+    try:
+        instances = parse_rest_body(_read(path))
+    except BadRequestError as exc:
+        raise ConfigError(f"{path}: not a usable REST payload: {exc}") from None
+    for i, (image, _key) in enumerate(instances):
+        why = _image_ok(image)
+        if why:
+            raise ConfigError(f"{path}: not a usable REST payload: instance {i}: {why}")
+
+
+def check_grpc(path: Path) -> None:
+    """A serialized tensorflow.serving.PredictRequest the model server takes (one DT_STRING
+    `image_bytes` holding an image, a model name), parsed by the server's own parser."""
+    from serving.protos import BadRequestError, parse_predict_request
+
+    try:
+        req = parse_predict_request(_read(path))
+    except BadRequestError as exc:
+        raise ConfigError(f"{path}: not a usable gRPC payload: {exc}") from None
+    if not req.model_name:
+        raise ConfigError(f"{path}: not a usable gRPC payload: no model_spec.name (is it a PredictRequest?)")
+    why = _image_ok(req.image)
+    if why:
+        raise ConfigError(f"{path}: not a usable gRPC payload: image_bytes: {why}")
+
+
+def check_payload(path: Path, transport: str) -> None:
+    """Raise ConfigError (one line, naming the file) unless `path` is a usable payload for `transport`."""
+    if transport == "rest":
+        check_rest(path)
+    elif transport == "grpc":
+        check_grpc(path)
+    else:
+        raise ConfigError(f"{path}: no payload check for transport {transport!r}")

@@ -1,0 +1,614 @@
+"""The Kubernetes platform: SeldonDeployments on a real cluster, driven with the kubernetes client.
+
+    cfg = KubernetesConfig(namespace="seldon", loadtester_nodes=NodeSelection(names=("node-a",)))
+    platform = KubernetesPlatform.from_environment(cfg)     # in-cluster in a pod, else ~/.kube/config
+    platform.taint()
+    record = platform.deploy(manifest, "without", run_dir / "deploy-rest-without.json")
+    endpoint = platform.wait(record, timeout_s=600)
+    evidence = platform.verify_arm(record, endpoint)
+    ...
+    platform.teardown(record)
+    platform.untaint()
+
+Every call is a typed API call (CoreV1Api, CustomObjectsApi, kubernetes.watch.Watch); API failures
+become PlatformError/ConfigError with one line (k8s_common.api_call). Waiting uses watch streams bounded
+by both a server-side `timeoutSeconds` and a client-side read timeout, inside an overall deadline that
+raises: nothing falls through silently.
+
+Design decisions:
+- `deploy` names each arm's deployment `<name>-<transport>-<arm>` (e.g. `tf-flowers-rest-with`). If one
+  of that name exists, it is deleted, waited for, and created again, rather than replaced in place: a
+  replaced SeldonDeployment keeps its old `status.state: Available` until the operator reconciles, so
+  `wait` could return before the new spec's pods exist, and the old pods would share the nodes during
+  the next measurement.
+- Readiness is `status.state == "Available"` and every (non-terminating) pod labelled
+  `seldon-deployment-id=<name>` Ready, with at least `replicas` of them.
+- Arm verification reads the live object and its pods: the "with" arm must run Seldon's executor
+  container `seldon-container-engine`, the "without" arm must not (and its live predictor must carry
+  `seldon.io/no-engine: "true"` spelled right).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import urllib3.exceptions
+from kubernetes import client, watch
+from kubernetes import config as kube_config
+
+from orchbench.core import manifest as manifests
+from orchbench.core.arms import PORT_WITH_ORCHESTRATOR, PORT_WITHOUT_ORCHESTRATOR, ArmName, Endpoint
+from orchbench.core.errors import (
+    ArmVerificationError,
+    ConfigError,
+    DeployTimeout,
+    OrchbenchError,
+    PlatformError,
+)
+from orchbench.core.platform.base import ArmEvidence, DeploymentRecord
+from orchbench.core.platform.k8s_common import (
+    ENGINE_CONTAINER,
+    SELDON_GROUP,
+    SELDON_ID_LABEL,
+    SELDON_PLURAL,
+    SELDON_VERSIONS,
+    KubernetesConfig,
+    NodeSelection,
+    Taint,
+    api_call,
+    config_from_spec,
+    status_of,
+)
+from orchbench.core.platform.k8s_nodes import taint_nodes, untaint_nodes
+from orchbench.core.platform.k8s_placement import (
+    Placement,
+    ensure_model_placement,
+    loadtester_placement,
+    steps_placement,
+)
+
+__all__ = [
+    "KubernetesConfig",
+    "KubernetesPlatform",
+    "NodeSelection",
+    "Placement",
+    "Taint",
+    "config_from_spec",
+    "deployment_name",
+    "loadtester_placement",
+    "platform_from_spec",
+    "steps_placement",
+]
+
+_MAX_WATCH_SLICE_S = 30.0  # re-check state at least this often, even if a watch stays silent
+_EVENTS_IN_ERRORS = 5
+
+
+def deployment_name(base: str, transport: str, arm: ArmName) -> str:
+    """`tf-flowers` → `tf-flowers-rest-with`; a name that already ends that way is kept."""
+    suffix = f"-{transport}-{arm}"
+    return base if base.endswith(suffix) else base + suffix
+
+
+def _is_ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _is_terminating(pod: dict[str, Any]) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _pod_name(pod: dict[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("name"))
+
+
+def _pod_state(pod: dict[str, Any]) -> str:
+    if _is_ready(pod):
+        return "Ready"
+    return str((pod.get("status") or {}).get("phase") or "not ready")
+
+
+def _containers(pod: dict[str, Any]) -> list[str]:
+    return [str(c.get("name")) for c in (pod.get("spec") or {}).get("containers") or []]
+
+
+class KubernetesPlatform:
+    """The `Platform` protocol (orchbench/core/platform/base.py) on a cluster with Seldon Core v1."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self, config: KubernetesConfig | None = None, api_client: client.ApiClient | None = None
+    ) -> None:
+        self.config = config or KubernetesConfig()
+        api = api_client or self.config.api_client
+        if api is None:
+            raise ConfigError(
+                "KubernetesPlatform needs an API client: use KubernetesPlatform.from_environment(config), "
+                "from_kubeconfig(config, path) or pass api_client="
+            )
+        self.api_client: client.ApiClient = api
+        self.core = client.CoreV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self._host = str(getattr(self.api_client.configuration, "host", ""))
+
+    # --- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        config: KubernetesConfig | None = None,
+        path: str | os.PathLike[str] | None = None,
+        context: str | None = None,
+    ) -> KubernetesPlatform:
+        """From a kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."""
+        try:
+            api = kube_config.new_client_from_config(config_file=str(path) if path else None, context=context)
+        except (kube_config.ConfigException, OSError, TypeError, ValueError) as exc:
+            where = str(path) if path else os.environ.get("KUBECONFIG", "~/.kube/config")
+            raise ConfigError(
+                f"kubeconfig {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
+        return cls(config, api)
+
+    @classmethod
+    def in_cluster(cls, config: KubernetesConfig | None = None) -> KubernetesPlatform:
+        """From the pod's service account (the Argo steps run this way, as ServiceAccount `orchbench`)."""
+        cfg = client.Configuration()
+        try:
+            kube_config.load_incluster_config(client_configuration=cfg)
+        except kube_config.ConfigException as exc:
+            raise ConfigError(f"in-cluster Kubernetes config: {exc}") from None
+        return cls(config, client.ApiClient(cfg))
+
+    @classmethod
+    def from_environment(
+        cls, config: KubernetesConfig | None = None, kubeconfig: str | os.PathLike[str] | None = None
+    ) -> KubernetesPlatform:
+        """In-cluster inside a pod (KUBERNETES_SERVICE_HOST set, no kubeconfig given), else the kubeconfig."""
+        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return cls.in_cluster(config)
+        return cls.from_kubeconfig(config, kubeconfig)
+
+    # --- placement -----------------------------------------------------------------------------
+    def loadtester_placement(self) -> Placement:
+        return loadtester_placement(self.config)
+
+    def steps_placement(self) -> Placement:
+        return steps_placement(self.config)
+
+    # --- taint ---------------------------------------------------------------------------------
+    def taint(self) -> dict[str, Any]:
+        """Taint and label the loadtester and model nodes. Idempotent.
+
+        Returns `{node: {"role", "taint": "key=value:Effect", "action": added|updated|unchanged,
+        "previous": [...]}}`. What to undo is recorded on each node (annotation `orchbench.io/tainted`).
+        """
+        return taint_nodes(self.api_client, self.config)
+
+    def untaint(self) -> None:
+        """Undo `taint` on every node that carries orchbench's record. Nothing to undo is fine."""
+        untaint_nodes(self.api_client)
+
+    # --- deploy --------------------------------------------------------------------------------
+    def render(self, manifest: dict[str, Any], arm: ArmName, transport: str | None = None) -> dict[str, Any]:
+        """The SeldonDeployment `deploy` would create for this arm (name, namespace, placement, labels)."""
+        info = manifests.inspect(manifest)
+        transport_ = transport or info.transport
+        if transport_ not in ("rest", "grpc"):
+            raise ConfigError(f"transport must be rest or grpc, got {transport_!r}")
+        name = deployment_name(info.name, transport_, arm)
+        body = manifests.render(manifest, "rest" if transport_ == "rest" else "grpc", arm, name)
+        body = ensure_model_placement(body, self.config)
+        meta = body.setdefault("metadata", {})
+        meta["namespace"] = self.config.namespace
+        meta.setdefault("labels", {}).update(
+            {
+                "app.kubernetes.io/managed-by": "orchbench",
+                "orchbench.io/arm": arm,
+                "orchbench.io/transport": transport_,
+            }
+        )
+        for drop in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
+            meta.pop(drop, None)
+        body.pop("status", None)
+        manifests.inspect(body)  # the rendered body must still be a valid manifest for this arm
+        if len(f"{name}-{self._predictor(body)}") > 63:
+            raise ConfigError(
+                f"deployment {name!r} with predictor {self._predictor(body)!r} makes a service name longer "
+                "than 63 characters; shorten metadata.name"
+            )
+        return body
+
+    @staticmethod
+    def _predictor(body: dict[str, Any]) -> str:
+        return str(((body.get("spec") or {}).get("predictors") or [{}])[0].get("name") or "default")
+
+    def deploy(
+        self, manifest: dict[str, Any], arm: ArmName, record_path: Path, transport: str | None = None
+    ) -> DeploymentRecord:
+        """Create the arm's SeldonDeployment (re-creating one of the same name) and save its record."""
+        body = self.render(manifest, arm, transport)
+        info = manifests.inspect(body)
+        group, _, version = info.api_version.partition("/")
+        if group != SELDON_GROUP or version not in SELDON_VERSIONS:
+            raise ConfigError(
+                f"apiVersion {info.api_version!r} is not a SeldonDeployment version orchbench supports"
+            )
+        ns, name = self.config.namespace, info.name
+        predictor = self._predictor(body)
+        port = PORT_WITH_ORCHESTRATOR if arm == "with" else PORT_WITHOUT_ORCHESTRATOR
+        record = DeploymentRecord(
+            platform="kubernetes",
+            name=name,
+            transport=info.transport,
+            arm=arm,
+            model_name=info.model_name,
+            details={
+                "namespace": ns,
+                "name": name,
+                "group": group,
+                "version": version,
+                "plural": SELDON_PLURAL,
+                "predictor": predictor,
+                "replicas": int(((body["spec"]["predictors"][0]).get("replicas")) or 1),
+                "service_host": f"{name}-{predictor}.{ns}.svc.cluster.local",
+                "port": port,
+                "api_host": self._host,
+            },
+        )
+        obj = f"SeldonDeployment {ns}/{name}"
+        try:
+            with api_call("create", obj, self._host):
+                self.custom.create_namespaced_custom_object(group, version, ns, SELDON_PLURAL, body)
+        except PlatformError as exc:
+            if status_of(exc) != 409:
+                if status_of(exc) == 404:
+                    raise PlatformError(
+                        f"{exc} (is Seldon Core installed, with {SELDON_PLURAL}.{group}/{version}, and does "
+                        f"namespace {ns} exist?)"
+                    ) from None
+                raise
+            # It exists: delete it, wait until it and its pods are gone, create it anew (see module doc).
+            self._delete_and_wait(record, self.config.delete_timeout_s)
+            with api_call("create", obj, self._host):
+                self.custom.create_namespaced_custom_object(group, version, ns, SELDON_PLURAL, body)
+        record.save(Path(record_path))
+        return record
+
+    # --- wait ----------------------------------------------------------------------------------
+    def wait(self, record: DeploymentRecord, timeout_s: float) -> Endpoint:
+        """Block until the deployment is Available and all its pods are Ready; DeployTimeout otherwise."""
+        record = self._normalize(record)
+        deadline = time.monotonic() + timeout_s
+        last: dict[str, Any] = {"status": None}
+
+        def available(obj: dict[str, Any]) -> bool:
+            last["status"] = obj.get("status")
+            return ((obj.get("status") or {}).get("state")) == "Available"
+
+        while True:
+            obj = self._get(record)
+            if obj is None:
+                raise PlatformError(
+                    f"SeldonDeployment {record.details['namespace']}/{record.name} does not exist "
+                    "(deleted while waiting, or never deployed)"
+                )
+            if not available(obj) and not self._watch_sdep(record, deadline, available):
+                break
+            if not self._watch_pods(record, deadline, lambda pods: self._pods_ready(record, pods)):
+                break
+            obj = self._get(record)  # still Available now that the pods are Ready?
+            if obj is not None and available(obj):
+                return self.endpoint(record)
+            if time.monotonic() >= deadline:
+                break
+        raise DeployTimeout(self._timeout_message(record, timeout_s, last["status"]))
+
+    def endpoint(self, record: DeploymentRecord) -> Endpoint:
+        d = self._normalize(record).details
+        return Endpoint(
+            transport=record.transport,
+            arm=record.arm,
+            host=d["service_host"],
+            port=int(d["port"]),
+            model_name=record.model_name,
+        )
+
+    def _pods_ready(self, record: DeploymentRecord, pods: list[dict[str, Any]]) -> bool:
+        live = [p for p in pods if not _is_terminating(p)]
+        return len(live) >= int(record.details.get("replicas", 1)) and all(_is_ready(p) for p in live)
+
+    # --- verify --------------------------------------------------------------------------------
+    def verify_arm(self, record: DeploymentRecord, endpoint: Endpoint) -> ArmEvidence:
+        """The "with" arm's pods run `seldon-container-engine`; the "without" arm's pods do not."""
+        record = self._normalize(record)
+        ns, name = record.details["namespace"], record.name
+        expected_port = PORT_WITH_ORCHESTRATOR if record.arm == "with" else PORT_WITHOUT_ORCHESTRATOR
+        if endpoint.arm != record.arm or endpoint.port != expected_port:
+            raise ArmVerificationError(
+                f"{ns}/{name}: endpoint {endpoint.host}:{endpoint.port} (arm {endpoint.arm!r}) does not fit "
+                f"the {record.arm!r} arm, which answers on port {expected_port}"
+            )
+        obj = self._get(record)
+        if obj is None:
+            raise ArmVerificationError(f"{ns}/{name}: the SeldonDeployment does not exist")
+        try:
+            live = manifests.inspect(obj, source=f"live SeldonDeployment {ns}/{name}")
+        except ConfigError as exc:
+            raise ArmVerificationError(str(exc)) from None
+        if live.arm != record.arm:
+            raise ArmVerificationError(
+                f"{ns}/{name}: deployed as the {live.arm!r} arm (seldon.io/no-engine={live.no_engine}), "
+                f"but recorded as {record.arm!r}"
+            )
+        pods = [p for p in self._list_pods(record) if not _is_terminating(p)]
+        if not pods:
+            raise ArmVerificationError(f"{ns}/{name}: no pods labelled {SELDON_ID_LABEL}={name} to verify")
+        containers = {_pod_name(p): _containers(p) for p in pods}
+        with_engine = sorted(n for n, cs in containers.items() if ENGINE_CONTAINER in cs)
+        how = f"pod containers: {json.dumps(containers, sort_keys=True)}"
+        if record.arm == "with" and len(with_engine) != len(pods):
+            missing = sorted(set(containers) - set(with_engine))
+            raise ArmVerificationError(
+                f"{ns}/{name}: 'with' arm, but pods {missing} have no orchestrator container "
+                f"{ENGINE_CONTAINER!r}; {how}"
+            )
+        if record.arm == "without" and with_engine:
+            raise ArmVerificationError(
+                f"{ns}/{name}: 'without' arm, but pods {with_engine} run the orchestrator container "
+                f"{ENGINE_CONTAINER!r} (is the annotation spelled seldon.io/no-engine?); {how}"
+            )
+        return ArmEvidence(arm=record.arm, orchestrator_on_path=record.arm == "with", how=how)
+
+    # --- teardown ------------------------------------------------------------------------------
+    def teardown(self, record: DeploymentRecord) -> None:
+        """Delete the deployment; return once it and its pods are gone. Already gone is fine."""
+        record = self._normalize(record)
+        self._delete_and_wait(record, self.config.delete_timeout_s)
+
+    def _delete_and_wait(self, record: DeploymentRecord, timeout_s: float) -> None:
+        d = record.details
+        ns, name = d["namespace"], record.name
+        deadline = time.monotonic() + timeout_s
+        try:
+            with api_call("delete", f"SeldonDeployment {ns}/{name}", self._host):
+                self.custom.delete_namespaced_custom_object(
+                    d["group"], d["version"], ns, d["plural"], name, propagation_policy="Foreground"
+                )
+        except PlatformError as exc:
+            if status_of(exc) != 404:
+                raise
+        gone = self._watch_sdep(record, deadline, lambda obj: False, until_deleted=True)
+        if gone:
+            gone = self._watch_pods(record, deadline, lambda pods: not pods)
+        if not gone:
+            left = [_pod_name(p) for p in self._list_pods(record)]
+            exists = self._get(record) is not None
+            raise PlatformError(
+                f"SeldonDeployment {ns}/{name} not gone after {timeout_s:.0f}s: "
+                f"object {'still exists' if exists else 'deleted'}, pods left {left}"
+            )
+
+    # --- API helpers ---------------------------------------------------------------------------
+    def _normalize(self, record: DeploymentRecord) -> DeploymentRecord:
+        """Check a record is ours and fill what a minimal one lacks.
+
+        The pipeline's cleanup handler rebuilds records from names alone (`{"namespace": ...}` as
+        details) when a deploy step never wrote one; teardown must still find the object. Any served
+        version of the CRD reaches the same object, so "v1" is the default version.
+        """
+        if record.platform != "kubernetes":
+            raise ConfigError(
+                f"deployment record {record.name!r} is for platform {record.platform!r}, not kubernetes"
+            )
+        d = dict(record.details)
+        ns = d.setdefault("namespace", self.config.namespace)
+        d.setdefault("name", record.name)
+        d.setdefault("group", SELDON_GROUP)
+        d.setdefault("version", "v1")
+        d.setdefault("plural", SELDON_PLURAL)
+        predictor = d.setdefault("predictor", "default")
+        d.setdefault("replicas", 1)
+        d.setdefault("service_host", f"{record.name}-{predictor}.{ns}.svc.cluster.local")
+        d.setdefault("port", PORT_WITH_ORCHESTRATOR if record.arm == "with" else PORT_WITHOUT_ORCHESTRATOR)
+        return dataclasses.replace(record, details=d)
+
+    def _get(self, record: DeploymentRecord) -> dict[str, Any] | None:
+        d = record.details
+        try:
+            with api_call("read", f"SeldonDeployment {d['namespace']}/{record.name}", self._host):
+                obj = self.custom.get_namespaced_custom_object(
+                    d["group"], d["version"], d["namespace"], d["plural"], record.name
+                )
+        except PlatformError as exc:
+            if status_of(exc) == 404:
+                return None
+            raise
+        return obj if isinstance(obj, dict) else None
+
+    def _list_pods(self, record: DeploymentRecord) -> list[dict[str, Any]]:
+        ns, selector = record.details["namespace"], f"{SELDON_ID_LABEL}={record.name}"
+        with api_call("list", f"pods {ns} ({selector})", self._host):
+            items = self.core.list_namespaced_pod(ns, label_selector=selector).items or []
+        pods = [self.api_client.sanitize_for_serialization(p) for p in items]
+        # Filter again client-side: a correct server already did; the test emulator ignores selectors.
+        return [
+            p
+            for p in pods
+            if ((p.get("metadata") or {}).get("labels") or {}).get(SELDON_ID_LABEL) == record.name
+        ]
+
+    def _watch(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any],
+        kwargs: dict[str, Any],
+        deadline: float,
+        check: Callable[[], bool],
+        on_event: Callable[[dict[str, Any]], bool],
+        what: str,
+    ) -> bool:
+        """True once `check()` (run before each watch) or `on_event(event)` says so; False at the deadline.
+
+        Each watch lasts at most min(remaining, 30 s): bounded on the server (`timeoutSeconds`) and on
+        the client (read timeout, which also ends a stream from a server that ignores timeoutSeconds).
+        """
+        while (remaining := deadline - time.monotonic()) > 0:
+            if check():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            slice_s = min(remaining, _MAX_WATCH_SLICE_S)
+            w = watch.Watch()
+            with api_call("watch", what, self._host):
+                try:
+                    for event in w.stream(
+                        func,
+                        *args,
+                        timeout_seconds=max(1, int(slice_s)),
+                        _request_timeout=(min(10.0, slice_s), slice_s),
+                        **kwargs,
+                    ):
+                        if on_event(event):
+                            w.stop()
+                            return True
+                        if time.monotonic() >= deadline:
+                            w.stop()
+                            break
+                except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ProtocolError):
+                    pass  # the slice ended on a silent or dropped stream: re-check, then watch again
+                except client.ApiException as exc:
+                    if exc.status != 410:  # 410 Gone: the watch expired; re-check, then watch again
+                        raise
+        return bool(check())
+
+    def _watch_sdep(
+        self,
+        record: DeploymentRecord,
+        deadline: float,
+        done: Callable[[dict[str, Any]], bool],
+        until_deleted: bool = False,
+    ) -> bool:
+        d = record.details
+
+        def check() -> bool:
+            obj = self._get(record)
+            return obj is None if until_deleted else (obj is not None and done(obj))
+
+        def on_event(event: dict[str, Any]) -> bool:
+            obj = event.get("raw_object") or event.get("object") or {}
+            if (obj.get("metadata") or {}).get("name") != record.name:
+                return False  # the field selector is honoured by real servers, not by the test emulator
+            if until_deleted:
+                return event.get("type") == "DELETED"
+            return event.get("type") != "DELETED" and done(obj)
+
+        return self._watch(
+            self.custom.list_namespaced_custom_object,
+            (d["group"], d["version"], d["namespace"], d["plural"]),
+            {"field_selector": f"metadata.name={record.name}"},
+            deadline,
+            check,
+            on_event,
+            f"SeldonDeployment {d['namespace']}/{record.name}",
+        )
+
+    def _watch_pods(
+        self, record: DeploymentRecord, deadline: float, done: Callable[[list[dict[str, Any]]], bool]
+    ) -> bool:
+        ns = record.details["namespace"]
+
+        def check() -> bool:
+            return done(self._list_pods(record))
+
+        def on_event(event: dict[str, Any]) -> bool:
+            # An event only says "something changed": judge on a fresh, consistent listing.
+            return done(self._list_pods(record))
+
+        return self._watch(
+            self.core.list_namespaced_pod,
+            (ns,),
+            {"label_selector": f"{SELDON_ID_LABEL}={record.name}"},
+            deadline,
+            check,
+            on_event,
+            f"pods {ns} ({SELDON_ID_LABEL}={record.name})",
+        )
+
+    def recent_events(self, record: DeploymentRecord, limit: int = _EVENTS_IN_ERRORS) -> list[str]:
+        """The latest events about the deployment and its pods, one line each, oldest first."""
+        ns = record.details["namespace"]
+        names = [record.name]
+        with contextlib.suppress(OrchbenchError):  # the events of the deployment itself still help
+            names += [_pod_name(p) for p in self._list_pods(record)][:3]
+        events: list[dict[str, Any]] = []
+        for involved in names:
+            try:
+                with api_call("list", f"events {ns} for {involved}", self._host):
+                    items = (
+                        self.core.list_namespaced_event(
+                            ns, field_selector=f"involvedObject.name={involved}"
+                        ).items
+                        or []
+                    )
+            except OrchbenchError:
+                continue
+            for item in items:
+                raw = self.api_client.sanitize_for_serialization(item)
+                if (raw.get("involvedObject") or {}).get("name") == involved:  # emulator ignores selectors
+                    events.append(raw)
+
+        def when(ev: dict[str, Any]) -> str:
+            return str(
+                ev.get("lastTimestamp")
+                or ev.get("eventTime")
+                or (ev.get("metadata") or {}).get("creationTimestamp")
+                or ""
+            )
+
+        events.sort(key=when)
+        lines = []
+        for ev in events[-limit:]:
+            obj = ev.get("involvedObject") or {}
+            message = " ".join(str(ev.get("message") or "").split())[:200]
+            lines.append(
+                f"{ev.get('type') or 'Normal'} {ev.get('reason') or '?'} "
+                f"{obj.get('kind') or ''}/{obj.get('name') or ''}: {message}"
+            )
+        return lines
+
+    def _timeout_message(self, record: DeploymentRecord, timeout_s: float, status: Any) -> str:
+        ns = record.details["namespace"]
+        try:
+            pods = self._list_pods(record)
+            pod_text = ", ".join(f"{_pod_name(p)} {_pod_state(p)}" for p in pods) or "none"
+        except OrchbenchError as exc:
+            pod_text = f"unknown ({exc})"
+        events = self.recent_events(record)
+        return (
+            f"SeldonDeployment {ns}/{record.name} not ready after {timeout_s:g}s: "
+            f"last status {json.dumps(status, sort_keys=True)}; pods: {pod_text}; "
+            f"recent events: {' | '.join(events) if events else 'none'}"
+        )
+
+
+def platform_from_spec(spec: Any, kubeconfig: str | os.PathLike[str] | None = None) -> KubernetesPlatform:
+    """The platform for an orchbench Spec: in-cluster inside an Argo pod, else the kubeconfig
+    (`kubeconfig`, $KUBECONFIG or ~/.kube/config)."""
+    return KubernetesPlatform.from_environment(config_from_spec(spec), kubeconfig)
+
+
+if TYPE_CHECKING:  # mypy checks that KubernetesPlatform satisfies the Platform protocol
+    from orchbench.core.platform.base import Platform
+
+    def _conforms(p: KubernetesPlatform) -> Platform:
+        return p

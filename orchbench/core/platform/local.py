@@ -1,0 +1,615 @@
+"""The local platform: the system under test as processes on this machine, isolated by CPU pinning.
+
+Each arm is its own deployment, kept across measurement blocks:
+- "without": one model server on the "without" port (default 9000), speaking the manifest's transport;
+- "with": a model server on an internal port (default 9100) plus the orchestrator on the "with" port
+  (default 8000) forwarding to it (the seed's topology: no-engine means the model alone).
+
+Every step runs in its own short-lived process, so servers start in their own session (process
+group) and outlive the step; the record keeps what later steps need (pids, pgids, cmdlines, process
+start times, ports, logs). Teardown signals a recorded group only while its leader is still the
+process we started (same cmdline and start time), never anything else.
+
+Taints become CPU pinning: with >= 2 CPUs the load tester gets one CPU and the servers the rest;
+the plan is written to <run_dir>/cpu_plan.json (`read_cpu_plan`) for the load-test step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from orchbench.core.arms import (
+    PORT_WITH_ORCHESTRATOR,
+    PORT_WITHOUT_ORCHESTRATOR,
+    ArmName,
+    Endpoint,
+    Transport,
+)
+from orchbench.core.errors import ArmVerificationError, ConfigError, DeployTimeout, PlatformError
+from orchbench.core.manifest import inspect
+from orchbench.core.paths import PAYLOADS
+from orchbench.core.platform.base import ArmEvidence, DeploymentRecord
+
+CPU_PLAN_FILE = "cpu_plan.json"
+MARKER = "x-orchbench-orchestrator"
+DEFAULT_INTERNAL_PORT = 9100
+LOG_TAIL_LINES = 15
+_EXIT_BIND = 3  # serving.runtime.EXIT_BIND (not imported: keeps this module free of grpc/aiohttp)
+
+
+@dataclass(frozen=True)
+class LocalPorts:
+    """with_orchestrator: where clients reach the orchestrator; without_orchestrator: the model
+    alone; internal: the model behind the orchestrator in the 'with' arm."""
+
+    with_orchestrator: int = PORT_WITH_ORCHESTRATOR
+    without_orchestrator: int = PORT_WITHOUT_ORCHESTRATOR
+    internal: int = DEFAULT_INTERNAL_PORT
+
+    def __post_init__(self) -> None:
+        ports = (self.with_orchestrator, self.without_orchestrator, self.internal)
+        if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
+            raise ConfigError(f"local ports must be three distinct ports in 1..65535, got {ports}")
+
+
+def read_cpu_plan(run_dir: Path) -> dict[str, Any] | None:
+    """The CPU plan `taint()` wrote, or None when there is none (not tainted, or untainted)."""
+    path = Path(run_dir) / CPU_PLAN_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise PlatformError(f"{path}: unreadable CPU plan ({exc})") from None
+    return data if isinstance(data, dict) else None
+
+
+# --------------------------------------------------------------------------------------------------
+# processes
+
+
+def _proc_starttime(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks since boot), None if the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[19])
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _proc_cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def _is_ours(proc: dict[str, Any]) -> bool:
+    """The recorded process still runs under its pid (same start time and cmdline), not a zombie."""
+    pid = int(proc["pid"])
+    if _proc_state(pid) in (None, "Z", "X"):
+        return False
+    return _proc_starttime(pid) == proc.get("starttime") and _proc_cmdline(pid) == proc["cmdline"]
+
+
+#: Popen objects of the servers this process started (kept so their exit codes are not lost).
+_CHILDREN: dict[int, Any] = {}
+
+
+def _reap(pid: int) -> int | None:
+    """Reap `pid` if it is our exited child; its exit code (negative signal) or None."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll()
+    try:
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if got == 0:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def _gone(proc: dict[str, Any]) -> bool:
+    """The recorded process has exited (reaped, a zombie, or its pid now belongs to another process)."""
+    pid = int(proc["pid"])
+    _reap(pid)
+    return _proc_state(pid) in (None, "Z", "X") or _proc_starttime(pid) != proc.get("starttime")
+
+
+def _exit_note(proc: dict[str, Any]) -> str:
+    code = _reap(int(proc["pid"]))
+    if code is None:
+        exit_file = Path(proc["log"]).with_suffix(".exit")
+        with contextlib.suppress(OSError, ValueError):
+            code = int(exit_file.read_text().strip())
+    return "exit code unknown" if code is None else f"exit code {code}"
+
+
+def _log_tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    tail = text.strip().splitlines()[-lines:]
+    return " | ".join(tail) if tail else "(empty log)"
+
+
+def _kill_spawned(pids: list[int]) -> None:
+    """SIGKILL the process groups of servers this process just started (and reap them)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    for pid in pids:
+        child = _CHILDREN.get(pid)
+        if child is not None:
+            with contextlib.suppress(Exception):
+                child.wait(5.0)
+
+
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while servers are spawned and recorded: a KeyboardInterrupt raised
+    inside Popen (after the fork, before it returns) would leave a server nobody knows about. The
+    signal takes effect, as KeyboardInterrupt, once the record is on disk."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {sig: signal.signal(sig, lambda signum, _frame: got.append(signum)) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if got:
+        raise KeyboardInterrupt(f"{signal.Signals(got[0]).name} while deploying")
+
+
+@contextlib.contextmanager
+def _kill_on_error(procs: list[dict[str, Any]]) -> Iterator[None]:
+    """Servers spawned before a failure that kept their record from being written are stopped here:
+    nothing else would ever know about them."""
+    try:
+        yield
+    except BaseException:
+        _kill_spawned([int(p["pid"]) for p in procs])
+        raise
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Nothing listens on host:port. SO_REUSEADDR as the servers use it: a port whose last
+    connections are in TIME_WAIT is free (Linux still refuses it while a socket listens there)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+class LocalPlatform:
+    name = "local"
+
+    def __init__(
+        self,
+        run_dir: Path,
+        ports: LocalPorts | None = None,
+        cpu_pinning: bool = True,
+        inject_delay_ms: float = 0.0,
+        model_threads: int = 1,
+        python: str = sys.executable,
+        host: str = "127.0.0.1",
+        shared_model: bool = True,
+    ) -> None:
+        if inject_delay_ms < 0:
+            raise ConfigError(f"inject_delay_ms must be >= 0, got {inject_delay_ms}")
+        if model_threads < 1:
+            raise ConfigError(f"model_threads must be >= 1, got {model_threads}")
+        self.run_dir = Path(run_dir)
+        self.ports = ports or LocalPorts()
+        self.cpu_pinning = cpu_pinning
+        self.inject_delay_ms = float(inject_delay_ms)
+        self.model_threads = model_threads
+        self.python = python
+        self.host = host
+        #: The "with" arm's orchestrator fronts the "without" arm's model process, so the arms differ
+        #: by the orchestrator hop alone (two model processes differ by a few tenths of a ms here).
+        self.shared_model = shared_model
+
+    # taints ----------------------------------------------------------------------------------------
+    def taint(self) -> dict[str, Any]:
+        cpus = sorted(os.sched_getaffinity(0))
+        if not self.cpu_pinning:
+            plan = {
+                "pinned": False,
+                "reason": "cpu pinning disabled",
+                "available_cpus": cpus,
+                "loadtester_cpus": None,
+                "serving_cpus": None,
+            }
+        elif len(cpus) < 2:
+            plan = {
+                "pinned": False,
+                "reason": f"only {len(cpus)} CPU available: no pinning",
+                "available_cpus": cpus,
+                "loadtester_cpus": None,
+                "serving_cpus": None,
+            }
+        else:
+            plan = {
+                "pinned": True,
+                "reason": "load tester on one CPU, model and orchestrator on the others",
+                "available_cpus": cpus,
+                "loadtester_cpus": cpus[:1],
+                "serving_cpus": cpus[1:],
+            }
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_dir / (CPU_PLAN_FILE + ".tmp")
+        tmp.write_text(json.dumps(plan, indent=2))
+        tmp.replace(self.run_dir / CPU_PLAN_FILE)
+        return plan
+
+    def untaint(self) -> None:
+        (self.run_dir / CPU_PLAN_FILE).unlink(missing_ok=True)
+
+    # deploy ----------------------------------------------------------------------------------------
+    def _serving_cpus(self) -> list[int] | None:
+        plan = read_cpu_plan(self.run_dir)
+        if plan and plan.get("pinned") and plan.get("serving_cpus"):
+            return [int(c) for c in plan["serving_cpus"]]
+        return None
+
+    def _spawn(self, role: str, args: list[str], log: Path) -> dict[str, Any]:
+        import subprocess
+
+        cmd = [self.python, "-m", f"serving.{role}", *args]
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=log.parent,
+                start_new_session=True,
+                env={
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    "ORCHBENCH_EXIT_FILE": str(log.with_suffix(".exit")),
+                },
+            )
+        _CHILDREN[proc.pid] = proc
+        try:
+            starttime = _proc_starttime(proc.pid)
+            for _ in range(50):  # wait for the exec so the recorded cmdline can be checked later
+                if _proc_cmdline(proc.pid) == cmd or _proc_state(proc.pid) in (None, "Z"):
+                    break
+                time.sleep(0.01)
+        except BaseException:  # interrupted before anything recorded it: stop it here
+            _kill_spawned([proc.pid])
+            raise
+        return {
+            "role": role,
+            "pid": proc.pid,
+            "pgid": proc.pid,
+            "cmdline": cmd,
+            "starttime": starttime,
+            "log": str(log),
+        }
+
+    def deploy(self, manifest: dict[str, Any], arm: ArmName, record_path: Path) -> DeploymentRecord:
+        if arm not in ("with", "without"):
+            raise ConfigError(f"arm must be 'with' or 'without', got {arm!r}")
+        info = inspect(manifest)
+        transport: Transport = info.transport
+        flag = f"--{transport}-port"
+        cpus = self._serving_cpus()
+        pin = ["--cpus", ",".join(map(str, cpus))] if cpus else []
+        shared = arm == "with" and self.shared_model
+        if arm == "without":
+            public, wanted = self.ports.without_orchestrator, [self.ports.without_orchestrator]
+        elif shared:
+            public, wanted = self.ports.with_orchestrator, [self.ports.with_orchestrator]
+            if _port_free(self.host, self.ports.without_orchestrator):
+                raise PlatformError(
+                    f"arm 'with' fronts the 'without' arm's model on port {self.ports.without_orchestrator}, "
+                    f"and nothing listens there: deploy 'without' first ({transport})"
+                )
+        else:
+            public, wanted = self.ports.with_orchestrator, [self.ports.with_orchestrator, self.ports.internal]
+        for port in wanted:
+            if not _port_free(self.host, port):
+                raise PlatformError(
+                    f"port {port} on {self.host} is already in use (arm {arm!r}, {transport})"
+                )
+        logs = self.run_dir / "logs"
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        if arm == "without":
+            model_port = public
+        else:
+            model_port = self.ports.without_orchestrator if shared else self.ports.internal
+        model_args = [
+            flag,
+            str(model_port),
+            "--host",
+            self.host,
+            "--model-name",
+            info.model_name,
+            "--threads",
+            str(self.model_threads),
+            *pin,
+        ]
+        procs: list[dict[str, Any]] = []
+        with _deferred_signals(), _kill_on_error(procs):  # no server may outlive an unsaved record
+            self._spawn_arm(
+                procs,
+                info.name,
+                arm,
+                transport,
+                None if shared else model_args,
+                flag,
+                public,
+                model_port,
+                pin,
+                logs,
+                stamp,
+            )
+            record = self._record(
+                info.name, info.model_name, transport, arm, public, procs, cpus, record_path
+            )
+        return record
+
+    def alias(self, manifest: dict[str, Any], record_path: Path) -> DeploymentRecord:
+        """A/A with a shared model: a record of the running "without" endpoint itself, with no process
+        of its own, to stand in for "with", so both arms measure the very same path."""
+        info = inspect(manifest)
+        port = self.ports.without_orchestrator
+        if _port_free(self.host, port):
+            raise PlatformError(f"A/A: nothing listens on the 'without' port {port}: deploy 'without' first")
+        return self._record(
+            info.name, info.model_name, info.transport, "without", port, [], self._serving_cpus(), record_path
+        )
+
+    def _spawn_arm(
+        self,
+        procs: list[dict[str, Any]],
+        name: str,
+        arm: ArmName,
+        transport: Transport,
+        model_args: list[str] | None,
+        flag: str,
+        public: int,
+        model_port: int,
+        pin: list[str],
+        logs: Path,
+        stamp: str,
+    ) -> None:
+        """Start the arm's processes: its model server (unless `model_args` is None: the model is
+        shared) and, for "with", the orchestrator in front of the model on `model_port`."""
+        if model_args is not None:
+            model_log = logs / f"{name}-{arm}-{transport}-model-{stamp}.log"
+            procs.append(self._spawn("model_server", model_args, model_log))
+            procs[-1]["port"] = model_port
+        if arm == "with":
+            orch_args = [
+                flag,
+                str(public),
+                "--host",
+                self.host,
+                f"--upstream-{transport}",
+                f"{self.host}:{model_port}",
+                "--inject-delay-ms",
+                repr(self.inject_delay_ms),
+                *pin,
+            ]
+            procs.append(
+                self._spawn(
+                    "orchestrator",
+                    orch_args,
+                    logs / f"{name}-{arm}-{transport}-orchestrator-{stamp}.log",
+                )
+            )
+            procs[-1]["port"] = public
+
+    def _record(
+        self,
+        name: str,
+        model_name: str,
+        transport: Transport,
+        arm: ArmName,
+        public: int,
+        procs: list[dict[str, Any]],
+        cpus: list[int] | None,
+        record_path: Path,
+    ) -> DeploymentRecord:
+        record = DeploymentRecord(
+            platform=self.name,
+            name=name,
+            transport=transport,
+            arm=arm,
+            model_name=model_name,
+            details={
+                "host": self.host,
+                "port": public,
+                "internal_port": (
+                    None
+                    if arm == "without"
+                    else self.ports.without_orchestrator
+                    if self.shared_model
+                    else self.ports.internal
+                ),
+                "shared_model": self.shared_model,
+                "ports": asdict(self.ports),
+                "processes": procs,
+                "serving_cpus": cpus,
+                "cpu_pinning": bool(cpus),
+                "inject_delay_ms": self.inject_delay_ms if arm == "with" else 0.0,
+                "model_threads": self.model_threads,
+                "run_dir": str(self.run_dir),
+                "record_path": str(record_path),
+                "deployed_at": time.time(),
+            },
+        )
+        record.save(Path(record_path))
+        return record
+
+    # wait ------------------------------------------------------------------------------------------
+    def _check_alive(self, record: DeploymentRecord) -> None:
+        for proc in record.details.get("processes", []):
+            if not _is_ours(proc):
+                note = _exit_note(proc)
+                tail = _log_tail(proc["log"])
+                port = proc.get("port")
+                if (
+                    "address already in use" in tail.lower()
+                    or "cannot listen" in tail.lower()
+                    or (note == f"exit code {_EXIT_BIND}")
+                ):
+                    raise PlatformError(
+                        f"{proc['role']} (pid {proc['pid']}) could not bind port {port}: {note}; log: {tail}"
+                    )
+                raise PlatformError(
+                    f"{proc['role']} (pid {proc['pid']}, port {port}) died ({note}); log: {tail}"
+                )
+
+    def wait(self, record: DeploymentRecord, timeout_s: float) -> Endpoint:
+        endpoint = Endpoint(
+            record.transport,
+            record.arm,
+            record.details["host"],
+            int(record.details["port"]),
+            record.model_name,
+        )
+        deadline = time.monotonic() + timeout_s
+        last = "no attempt yet"
+        while True:
+            self._check_alive(record)
+            try:
+                self._probe(endpoint)
+                return endpoint
+            except Exception as exc:  # the probe's failure is the status we report
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() >= deadline:
+                tails = "; ".join(
+                    f"{p['role']} log: {_log_tail(p['log'], 5)}" for p in record.details["processes"]
+                )
+                raise DeployTimeout(
+                    f"{record.name} ({record.arm}, {record.transport}) not ready on port {endpoint.port} "
+                    f"after {timeout_s:g}s; last error: {last}; {tails}"
+                )
+            time.sleep(0.2)
+
+    def _probe(self, endpoint: Endpoint) -> None:
+        if endpoint.transport == "rest":
+            from serving.client import HttpClient
+
+            with HttpClient(endpoint.host, endpoint.port, timeout_s=2.0) as c:
+                r = c.request("GET", f"/v1/models/{endpoint.model_name}")
+            if r.status != 200 or b"AVAILABLE" not in r.body:
+                raise PlatformError(f"status {r.status}: {r.body[:200]!r}")
+        else:
+            result = self._grpc_predict(endpoint, timeout_s=5.0)
+            if result.code.name != "OK":
+                raise PlatformError(f"gRPC {result.code.name}: {result.details}")
+
+    @staticmethod
+    def _grpc_payload(model_name: str) -> bytes:
+        from tensorflow_serving.apis import predict_pb2
+
+        req = predict_pb2.PredictRequest()
+        req.ParseFromString((PAYLOADS / "flowers.bin").read_bytes())
+        req.model_spec.name = model_name
+        return req.SerializeToString()
+
+    def _grpc_predict(self, endpoint: Endpoint, timeout_s: float) -> Any:
+        from serving.client import GrpcClient
+
+        with GrpcClient(endpoint.grpc_target, timeout_s=timeout_s) as c:
+            return c.predict(self._grpc_payload(endpoint.model_name))
+
+    # verify ----------------------------------------------------------------------------------------
+    def verify_arm(self, record: DeploymentRecord, endpoint: Endpoint) -> ArmEvidence:
+        if endpoint.transport == "rest":
+            from serving.client import HttpClient
+
+            with HttpClient(endpoint.host, endpoint.port) as c:
+                r = c.request(
+                    "POST",
+                    f"/v1/models/{endpoint.model_name}:predict",
+                    (PAYLOADS / "flowers.json").read_bytes(),
+                )
+            if r.status != 200:
+                raise ArmVerificationError(f"{endpoint.url} answered HTTP {r.status}: {r.body[:200]!r}")
+            marker = r.headers.get(MARKER)
+            how = (
+                f"REST response header {MARKER}={marker}"
+                if marker
+                else f"REST response without {MARKER} header"
+            )
+        else:
+            res = self._grpc_predict(endpoint, timeout_s=10.0)
+            if res.code.name != "OK":
+                raise ArmVerificationError(
+                    f"gRPC {endpoint.grpc_target} answered {res.code.name}: {res.details}"
+                )
+            marker = res.initial_metadata.get(MARKER)
+            how = (
+                f"gRPC initial metadata {MARKER}={marker}"
+                if marker
+                else f"gRPC initial metadata without {MARKER}"
+            )
+        on_path = marker == "executor"
+        if on_path != (endpoint.arm == "with"):
+            raise ArmVerificationError(
+                f"arm {endpoint.arm!r} on port {endpoint.port}: orchestrator "
+                f"{'present' if on_path else 'absent'} ({how})"
+            )
+        return ArmEvidence(arm=endpoint.arm, orchestrator_on_path=on_path, how=how)
+
+    # teardown --------------------------------------------------------------------------------------
+    def teardown(self, record: DeploymentRecord, grace_s: float = 5.0) -> None:
+        procs = list(record.details.get("processes", []))
+        for proc in reversed(procs):  # the orchestrator first, then the model
+            if _is_ours(proc):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(int(proc["pgid"]), signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for proc in procs:
+            while not _gone(proc) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if _is_ours(proc):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(int(proc["pgid"]), signal.SIGKILL)
+            kill_deadline = time.monotonic() + 5.0
+            while not _gone(proc) and time.monotonic() < kill_deadline:
+                time.sleep(0.02)
+            if not _gone(proc):
+                raise PlatformError(f"{proc['role']} (pid {proc['pid']}) is still running after SIGKILL")

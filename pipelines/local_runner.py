@@ -1,0 +1,387 @@
+"""Run a compiled Argo workflow (the same dict `orchbench compile` writes) on this machine.
+
+What it honours: the entrypoint DAG and `depends` (`a && b`), workflow and task parameters, template
+input defaults, output parameters (`valueFrom.path`), artifacts passed with `from`, S3 keys (mapped to
+a local artifact repository folder), `{{workflow.status}}`, and the `onExit` handler, which runs
+whatever happened (failure, SIGINT, SIGTERM). Each script template runs through its own command and
+args (`python -m hera.workflows.runner -e module:fn <inputs file>`) in a child process group.
+
+Paths: everything a template reads or writes under /tmp/orchbench or /tmp/hera-outputs is mapped to
+the task's own folder `RUN_DIR/tasks/<task>/`, so runs never collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchbench.core.errors import ConfigError, OrchbenchError
+
+ARTIFACT_ROOT = "/tmp/orchbench"
+HERA_OUTPUTS = "/tmp/hera-outputs"
+_EXPR = re.compile(r"{{\s*([^{}]+?)\s*}}")
+#: Seconds an interrupted step gets to stop what it started before its process group is SIGKILLed.
+STOP_GRACE_S = 15.0
+
+
+class StepFailed(OrchbenchError):
+    """A task of the workflow failed; the message is the step's own one-line error."""
+
+
+class Interrupted(OrchbenchError):
+    """The run was stopped by SIGINT or SIGTERM."""
+
+    exit_code = 130
+
+
+@dataclass
+class TaskResult:
+    name: str
+    template: str
+    phase: str  # Succeeded | Failed
+    dir: Path
+    parameters: dict[str, str] = field(default_factory=dict)
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    result: str = ""
+    seconds: float = 0.0
+
+
+def parse_depends(expr: str | None) -> list[str]:
+    """The subset of Argo's `depends` this builder emits: task names joined by `&&`."""
+    if not expr:
+        return []
+    names = []
+    for part in expr.split("&&"):
+        name = part.strip().removesuffix(".Succeeded")
+        if not re.fullmatch(r"[A-Za-z0-9][-A-Za-z0-9_]*", name):
+            raise ConfigError(f"unsupported depends expression {expr!r} (only 'a && b' is run locally)")
+        names.append(name)
+    return names
+
+
+class LocalRunner:
+    def __init__(
+        self,
+        workflow: dict[str, Any],
+        run_dir: Path,
+        parameters: dict[str, str] | None = None,
+        artifact_repo: Path | None = None,
+        python: str = sys.executable,
+        on_event: Callable[[str, str, TaskResult | None], None] | None = None,
+    ) -> None:
+        self.wf = workflow
+        self.spec = workflow.get("spec") or {}
+        self.templates = {t["name"]: t for t in self.spec.get("templates", [])}
+        self.run_dir = Path(run_dir)
+        self.artifact_repo = Path(artifact_repo) if artifact_repo else self.run_dir / "artifact-repo"
+        self.python = python
+        self.on_event = on_event or (lambda _kind, _name, _res: None)
+        meta = workflow.get("metadata") or {}
+        self.name = meta.get("name") or f"{meta.get('generateName', 'workflow-')}{secrets.token_hex(3)}"
+        self.created = datetime.now(UTC)
+        self.params = {
+            p["name"]: str(p.get("value", ""))
+            for p in (self.spec.get("arguments") or {}).get("parameters", [])
+        }
+        for key, value in (parameters or {}).items():
+            if key not in self.params:
+                raise ConfigError(f"workflow has no parameter {key!r} (has {sorted(self.params)})")
+            self.params[key] = value
+        self.tasks: dict[str, TaskResult] = {}
+        self.status = "Running"
+        self._child: subprocess.Popen[bytes] | None = None
+        self._stop: str | None = None
+        self._stop_at: float | None = None  # monotonic time the current child was asked to stop
+        self._exiting = False  # running the exit handler: signals are noted, the handler runs on
+        self._late_signal: str | None = None  # a signal that arrived while the exit handler ran
+
+    # substitution -------------------------------------------------------------------------------
+    def _lookup(self, expr: str, inputs: dict[str, str] | None) -> str:
+        parts = expr.split(".")
+        if parts[:2] == ["workflow", "parameters"] and len(parts) == 3 and parts[2] in self.params:
+            return self.params[parts[2]]
+        if expr == "workflow.name":
+            return self.name
+        if expr == "workflow.status":
+            return self.status
+        if parts[:2] == ["workflow", "creationTimestamp"] and len(parts) == 3:
+            return self.created.strftime(f"%{parts[2]}")
+        if parts[0] == "tasks" and len(parts) >= 4 and parts[1] in self.tasks:
+            task = self.tasks[parts[1]]
+            if parts[2:4] == ["outputs", "parameters"] and len(parts) == 5 and parts[4] in task.parameters:
+                return task.parameters[parts[4]]
+            if parts[2:] == ["outputs", "result"]:
+                return task.result
+        if (
+            inputs is not None
+            and parts[:2] == ["inputs", "parameters"]
+            and len(parts) == 3
+            and parts[2] in inputs
+        ):
+            return inputs[parts[2]]
+        raise ConfigError(f"cannot resolve {{{{{expr}}}}}: no such parameter or task output at this point")
+
+    def subst(self, text: str, inputs: dict[str, str] | None = None) -> str:
+        return _EXPR.sub(lambda m: self._lookup(m.group(1), inputs), text)
+
+    # paths ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _map(path: str, task_dir: Path) -> Path:
+        for prefix, sub in ((ARTIFACT_ROOT, "fs"), (HERA_OUTPUTS, "hera-outputs")):
+            if path == prefix or path.startswith(prefix + "/"):
+                return task_dir / sub / path[len(prefix) :].lstrip("/")
+        raise ConfigError(
+            f"artifact path {path} is outside {ARTIFACT_ROOT} and {HERA_OUTPUTS}: cannot map it locally"
+        )
+
+    def _artifact_source(self, spec: dict[str, Any]) -> Path | None:
+        if "from" in spec:
+            m = re.fullmatch(r"{{\s*tasks\.([^.]+)\.outputs\.artifacts\.([^.}\s]+)\s*}}", spec["from"])
+            if not m or m.group(1) not in self.tasks or m.group(2) not in self.tasks[m.group(1)].artifacts:
+                raise ConfigError(f"cannot resolve artifact {spec['from']}")
+            return self.tasks[m.group(1)].artifacts[m.group(2)]
+        if "s3" in spec:
+            return self.artifact_repo / self.subst(spec["s3"]["key"])
+        return None
+
+    # running --------------------------------------------------------------------------------------
+    def run(self) -> str:
+        """Run the entrypoint, then the exit handler. Returns the final status or raises."""
+        old = {sig: signal.signal(sig, self._signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        error: BaseException | None = None
+        try:
+            try:
+                self._run_template(self.spec["entrypoint"], "", {}, {})
+                self.status = "Succeeded"
+            except BaseException as exc:
+                self.status = "Failed"
+                error = exc
+            exit_tpl = self.spec.get("onExit")
+            if exit_tpl:
+                # The exit handler must run to the end: from here on SIGINT is ignored (its children
+                # inherit that) and SIGTERM is only noted, never passed on to the cleanup step.
+                self._exiting = True
+                self._stop = None
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                try:
+                    self._run_template(exit_tpl, "exit-handler", {}, {})
+                except BaseException as exc:
+                    error = error or exc
+            if error is None and self._late_signal:
+                error = Interrupted(f"interrupted by {self._late_signal} during the exit handler")
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+        if error is not None:
+            raise error
+        return self.status
+
+    def _signal(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self._exiting:
+            self._late_signal = self._late_signal or name
+            return
+        first = self._stop is None
+        self._stop = self._stop or name
+        if first:
+            self._interrupt_child()
+
+    def _interrupt_child(self) -> None:
+        """Ask the running step to stop: SIGINT to its process group, so a Python step unwinds
+        (KeyboardInterrupt: its `finally` blocks stop the load tester and servers it started).
+        `_wait_child` escalates to SIGKILL if it is still there after STOP_GRACE_S."""
+        child = self._child
+        if child is None or child.poll() is not None or self._stop_at is not None:
+            return
+        self._stop_at = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGINT)
+
+    def _wait_child(self, child: subprocess.Popen[bytes]) -> int:
+        while True:
+            try:
+                return child.wait(0.1)
+            except subprocess.TimeoutExpired:
+                pass
+            if self._stop and self._stop_at is None:
+                self._interrupt_child()  # the signal came while the child was being started
+            if self._stop_at is not None and time.monotonic() - self._stop_at > STOP_GRACE_S:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                return child.wait()
+
+    def _run_template(
+        self, name: str, task_name: str, params: dict[str, str], artifacts: dict[str, Path]
+    ) -> TaskResult:
+        if name not in self.templates:
+            raise ConfigError(f"workflow has no template {name!r}")
+        tpl = self.templates[name]
+        if "dag" in tpl:
+            self._run_dag(tpl["dag"])
+            return TaskResult(task_name, name, "Succeeded", self.run_dir)
+        if "script" in tpl:
+            return self._run_script(tpl, task_name or name, params, artifacts)
+        raise ConfigError(f"template {name!r}: only dag and script templates run locally")
+
+    def _run_dag(self, dag: dict[str, Any]) -> None:
+        pending = list(dag.get("tasks", []))
+        while pending:
+            if self._stop:
+                raise Interrupted(f"interrupted by {self._stop}")
+            ready = next(
+                (t for t in pending if all(d in self.tasks for d in parse_depends(t.get("depends")))), None
+            )
+            if ready is None:
+                raise ConfigError(
+                    f"DAG cannot progress: tasks {[t['name'] for t in pending]} wait on missing tasks"
+                )
+            pending.remove(ready)
+            args = ready.get("arguments") or {}
+            params = {p["name"]: self.subst(str(p.get("value", ""))) for p in args.get("parameters", [])}
+            arts: dict[str, Path] = {}
+            for a in args.get("artifacts", []):
+                src = self._artifact_source(a)
+                if src is not None:
+                    arts[a["name"]] = src
+            self.on_event("start", ready["name"], None)
+            result = self._run_template(ready["template"], ready["name"], params, arts)
+            self.tasks[ready["name"]] = result
+            self.on_event("done", ready["name"], result)
+
+    def _inputs(self, tpl: dict[str, Any], params: dict[str, str]) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for p in (tpl.get("inputs") or {}).get("parameters", []):
+            if p["name"] in params:
+                values[p["name"]] = params[p["name"]]
+            elif "default" in p:
+                values[p["name"]] = str(p["default"])
+            elif "value" in p:
+                values[p["name"]] = str(p["value"])
+            else:
+                raise ConfigError(f"template {tpl['name']}: input parameter {p['name']!r} has no value")
+        extra = set(params) - set(values)
+        if extra:
+            raise ConfigError(f"template {tpl['name']}: unknown arguments {sorted(extra)}")
+        return values
+
+    def _run_script(
+        self, tpl: dict[str, Any], task: str, params: dict[str, str], artifacts: dict[str, Path]
+    ) -> TaskResult:
+        task_dir = self.run_dir / "tasks" / task
+        if task_dir.exists():
+            shutil.rmtree(task_dir)
+        task_dir.mkdir(parents=True)
+        inputs = self._inputs(tpl, params)
+        for a in (tpl.get("inputs") or {}).get("artifacts", []):
+            dest = self._map(a["path"], task_dir)
+            src = artifacts.get(a["name"])
+            if src is None and "raw" in a:  # inline data, as Argo writes it: the file's text is raw.data
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_text(str(a["raw"].get("data", "")))
+                continue
+            if src is None and "s3" in a:
+                src = self._artifact_source(a)
+            if src is None or not src.exists():
+                if a.get("optional"):
+                    continue
+                raise ConfigError(f"task {task}: input artifact {a['name']!r} was not produced")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, dest)
+            else:
+                shutil.copy2(src, dest)
+        script = tpl["script"]
+        source = (
+            self.subst(script.get("source", ""), inputs)
+            if script.get("source") != "{{inputs.parameters}}"
+            else json.dumps([{"name": k, "value": v} for k, v in inputs.items()])
+        )
+        source_file = task_dir / "source"
+        source_file.write_text(source)
+        env = dict(os.environ)  # steps import the installed orchbench, as in the steps image
+        for e in script.get("env", []):
+            value = self.subst(str(e.get("value", "")), inputs)
+            env[e["name"]] = (
+                str(self._map(value, task_dir)) if value.startswith((ARTIFACT_ROOT, HERA_OUTPUTS)) else value
+            )
+        env.setdefault("hera__outputs_directory", str(self._map(HERA_OUTPUTS, task_dir)))
+        env["ORCHBENCH_ARTIFACT_ROOT"] = str(self._map(ARTIFACT_ROOT, task_dir))
+        command = [self.subst(c, inputs) for c in script.get("command", ["python"])]
+        if command and command[0] in ("python", "python3"):
+            command[0] = self.python
+        args = [self.subst(a, inputs) for a in script.get("args", [])]
+        started = time.monotonic()
+        with open(task_dir / "stdout.log", "wb") as out, open(task_dir / "stderr.log", "wb") as err:
+            self._child = subprocess.Popen(
+                [*command, *args, str(source_file)],
+                cwd=task_dir,
+                env=env,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+            try:
+                rc = self._wait_child(self._child)
+            finally:
+                self._child = None
+                self._stop_at = None
+        result = TaskResult(
+            task,
+            tpl["name"],
+            "Succeeded" if rc == 0 else "Failed",
+            task_dir,
+            result=(task_dir / "stdout.log").read_text(errors="replace").strip(),
+            seconds=time.monotonic() - started,
+        )
+        outputs = tpl.get("outputs") or {}
+        for a in outputs.get("artifacts", []):
+            path = self._map(a["path"], task_dir)
+            if path.exists():
+                result.artifacts[a["name"]] = path
+                if "s3" in a:
+                    dest = self.artifact_repo / self.subst(a["s3"]["key"])
+                    shutil.copytree(path, dest, dirs_exist_ok=True) if path.is_dir() else shutil.copy2(
+                        path, dest
+                    )
+        if rc != 0:
+            self.tasks[task] = result
+            if self._stop:
+                raise Interrupted(f"interrupted by {self._stop} during {task}")
+            raise StepFailed(f"step {task} failed (exit {rc}): {_last_error(task_dir / 'stderr.log')}")
+        for p in outputs.get("parameters", []):
+            vf = p.get("valueFrom") or {}
+            if "path" not in vf:
+                continue
+            path = self._map(vf["path"], task_dir)
+            if not path.exists():
+                raise StepFailed(f"step {task} did not write its output parameter {p['name']!r}")
+            result.parameters[p["name"]] = path.read_text()
+        return result
+
+
+def _last_error(stderr: Path) -> str:
+    try:
+        lines = [line.strip() for line in stderr.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no stderr"
+    for line in reversed(lines):
+        if line.startswith("[orchbench] error:"):
+            return line.removeprefix("[orchbench] error:").strip()
+    if not lines:
+        return "no output"
+    # an uncaught orchbench error ends the traceback as "orchbench.core.errors.PlatformError: <message>"
+    m = re.fullmatch(r"orchbench\.errors\.\w+: (.+)", lines[-1])
+    return m.group(1) if m else lines[-1]
