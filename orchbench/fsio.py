@@ -53,7 +53,7 @@ def atomic_path(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[Pat
     _fsync_dir(target.parent)
 
 
-def _write(path: str | os.PathLike[str], fill: Callable[[IO[bytes]], None], mode: int) -> Path:
+def _write(path: str | os.PathLike[str], fill: Callable[[IO[bytes]], object], mode: int) -> Path:
     with atomic_path(path, mode) as tmp, open(tmp, "wb") as fh:
         fill(fh)
         fh.flush()
@@ -61,7 +61,7 @@ def _write(path: str | os.PathLike[str], fill: Callable[[IO[bytes]], None], mode
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> Path:
-    return _write(path, lambda fh: fh.write(data) and None, mode)
+    return _write(path, lambda fh: fh.write(data), mode)
 
 
 def write_text(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> Path:

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from orchbench.core.errors import ConfigError, OrchbenchError
+from orchbench.fsio import write_text
+from steps.common import ARTIFACT_ROOT, ERROR_FILE
 
-ARTIFACT_ROOT = "/tmp/orchbench"
 HERA_OUTPUTS = "/tmp/hera-outputs"
 _EXPR = re.compile(r"{{\s*([^{}]+?)\s*}}")
 #: Seconds an interrupted step gets to stop what it started before its process group is SIGKILLed.
@@ -289,8 +290,7 @@ class LocalRunner:
             dest = self._map(a["path"], task_dir)
             src = artifacts.get(a["name"])
             if src is None and "raw" in a:  # inline data, as Argo writes it: the file's text is raw.data
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_text(str(a["raw"].get("data", "")))
+                write_text(dest, str(a["raw"].get("data", "")))
                 continue
             if src is None and "s3" in a:
                 src = self._artifact_source(a)
@@ -310,6 +310,7 @@ class LocalRunner:
             else json.dumps([{"name": k, "value": v} for k, v in inputs.items()])
         )
         source_file = task_dir / "source"
+        # Plain write, not fsio: a temporary input only the child started below reads, at once.
         source_file.write_text(source)
         env = dict(os.environ)  # steps import the installed orchbench, as in the steps image
         for e in script.get("env", []):
@@ -360,7 +361,8 @@ class LocalRunner:
             self.tasks[task] = result
             if self._stop:
                 raise Interrupted(f"interrupted by {self._stop} during {task}")
-            raise StepFailed(f"step {task} failed (exit {rc}): {_last_error(task_dir / 'stderr.log')}")
+            error_file = self._map(f"{ARTIFACT_ROOT}/{ERROR_FILE}", task_dir)
+            raise StepFailed(step_error(task, rc, error_file, task_dir / "stderr.log"))
         for p in outputs.get("parameters", []):
             vf = p.get("valueFrom") or {}
             if "path" not in vf:
@@ -372,16 +374,32 @@ class LocalRunner:
         return result
 
 
-def _last_error(stderr: Path) -> str:
+def step_error(task: str, rc: int, error_file: Path, stderr: Path) -> str:
+    """StepFailed's message: the error the step recorded in `error_file` (steps.common.record_error),
+    else, for a step that died without recording one (killed, or failed outside the step wrapper),
+    how it ended and the last line of its stderr."""
+    try:
+        record = json.loads(error_file.read_text())
+        message = str(record["message"])
+        if record.get("unexpected"):
+            message = f"{record['error']}: {message}"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    else:
+        return f"step {task} failed (exit {rc}): {message}"
+    if rc < 0:
+        try:
+            how = f"was killed by signal {signal.Signals(-rc).name}"
+        except ValueError:
+            how = f"was killed by signal {-rc}"
+    else:
+        how = f"failed (exit {rc})"
+    return f"step {task} {how} without recording an error; last stderr line: {_last_line(stderr)}"
+
+
+def _last_line(stderr: Path) -> str:
     try:
         lines = [line.strip() for line in stderr.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
-        return "no stderr"
-    for line in reversed(lines):
-        if line.startswith("[orchbench] error:"):
-            return line.removeprefix("[orchbench] error:").strip()
-    if not lines:
-        return "no output"
-    # an uncaught orchbench error ends the traceback as "orchbench.core.errors.PlatformError: <message>"
-    m = re.fullmatch(r"orchbench\.errors\.\w+: (.+)", lines[-1])
-    return m.group(1) if m else lines[-1]
+        return "(no stderr)"
+    return lines[-1] if lines else "(empty)"

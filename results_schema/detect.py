@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from results_schema import ghz, k6, vegeta
+from results_schema import ghz, k6, safeio, vegeta
 from results_schema.errors import ParseError
 from results_schema.summary import ToolSummary
 
@@ -20,28 +20,28 @@ def detect(data: Any) -> str | None:
     return None
 
 
+#: Load-tester summaries are kilobytes; ghz's with per-request `details` are ~150 bytes a request.
+MAX_SUMMARY_BYTES = 128 * safeio.MiB
+
+
 def load_json(path: str | Path) -> Any:
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ParseError(path, "no such file") from None
-    except IsADirectoryError:
-        raise ParseError(path, "is a directory, expected a JSON file") from None
-    except UnicodeDecodeError:
-        raise ParseError(path, "not UTF-8 text") from None
-    except OSError as exc:
-        raise ParseError(path, f"cannot read ({exc.strerror})") from None
-    if not text.strip():
+        data = safeio.read_bytes(path, MAX_SUMMARY_BYTES)
+    except safeio.UnsafeInput as exc:
+        raise ParseError(path, str(exc)) from None
+    if not data.strip():
         raise ParseError(path, "empty file")
     try:
-        return json.loads(text)
+        return safeio.loads_json(data)
+    except UnicodeDecodeError:
+        raise ParseError(path, "not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ParseError(
             path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
-    except RecursionError:
-        raise ParseError(path, "JSON nested too deeply") from None
+    except safeio.UnsafeInput as exc:
+        raise ParseError(path, f"JSON {exc}") from None
 
 
 def parse_data(data: Any, source: str, tool: str | None = None) -> ToolSummary:

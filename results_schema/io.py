@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import contextlib
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orchbench.fsio import atomic_path
 from results_schema.errors import ResultsFileError, SchemaVersionError
 from results_schema.schema import KNOWN_VERSIONS, SCHEMA_VERSION, SCHEMAS
 
@@ -17,7 +17,7 @@ META_TABLE = b"orchbench.table"
 
 
 def write_table(table: pa.Table, path: str | Path, kind: str) -> Path:
-    """Write `table` (cast to the `kind` schema) to `path` via a temporary file and an atomic rename."""
+    """Write `table` (cast to the `kind` schema) to `path` atomically (orchbench.fsio.atomic_path)."""
     schema = SCHEMAS[kind]
     table = table.select(schema.names).cast(schema)
     meta = {
@@ -27,18 +27,13 @@ def write_table(table: pa.Table, path: str | Path, kind: str) -> Path:
     }
     table = table.replace_schema_metadata(meta)
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise ResultsFileError(f"{path.parent}: cannot write results there ({exc.strerror})") from None
-    os.close(fd)
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = stack.enter_context(atomic_path(path))
+        except OSError as exc:
+            raise ResultsFileError(f"{path.parent}: cannot write results there ({exc.strerror})") from None
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

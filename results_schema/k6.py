@@ -50,6 +50,19 @@ def _metric(metrics: dict[str, Any], base: str, path: str) -> tuple[str, dict[st
     return None
 
 
+def _arm_tags(metrics: dict[str, Any]) -> list[str]:
+    """The `arm` tags of submetrics (`http_req_duration{scenario:measure,arm:with}`): a paired run's
+    combined summary carries both arms, which only its per-arm split may be read as one arm."""
+    arms: set[str] = set()
+    for key in metrics:
+        if "{" in key:
+            for tag in key.split("{", 1)[1].rstrip("}").split(","):
+                name, _, value = tag.partition(":")
+                if name.strip() == "arm" and value.strip():
+                    arms.add(value.strip())
+    return sorted(arms)
+
+
 def parse(data: Any, path: str) -> ToolSummary:
     metrics = data.get("metrics") if isinstance(data, dict) else None
     if not isinstance(metrics, dict):
@@ -117,5 +130,5 @@ def parse(data: Any, path: str) -> ToolSummary:
         else None,
         bytes_out_total=count(sent[1], "count", path, "data_sent.", required=False) if sent else None,
         duration_ns=ns(None if run_ms is None else run_ms * 1e6),
-        options={"metric": key},
+        options={"metric": key, **({"arms": arms} if (arms := _arm_tags(metrics)) else {})},
     )

@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 import pandas as pd
 
+from results_schema import safeio
 from results_schema._util import timestamp_ns
 from results_schema.errors import ParseError
 
@@ -118,6 +119,7 @@ def _tags(extra: str) -> dict[str, str]:
 def parse_k6_csv(path: Path) -> pd.DataFrame:
     """k6 `--out csv` -> samples. See the module docstring for how `ok` and `phase` are decided."""
     spath = str(path)
+    _checked(path)
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, engine="c")
     except pd.errors.EmptyDataError:
@@ -228,12 +230,27 @@ def parse_ghz_json(path: Path) -> pd.DataFrame:
     return ghz_details(_read_json(path), str(path))
 
 
+#: Per-request samples files: a long run at a high rate writes millions of rows, but not this many.
+MAX_SAMPLES_BYTES = 4096 * safeio.MiB
+#: ghz JSON with per-request `details` (about 150 bytes a request: some 850,000 requests).
+MAX_GHZ_JSON_BYTES = 128 * safeio.MiB
+
+
+def _checked(path: Path, limit: int = MAX_SAMPLES_BYTES) -> None:
+    try:
+        safeio.require_regular(path, limit)
+    except safeio.UnsafeInput as exc:
+        raise ParseError(str(path), str(exc)) from None
+
+
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ParseError(str(path), f"cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
+        return safeio.read_json(path, MAX_GHZ_JSON_BYTES)
+    except safeio.UnsafeInput as exc:
+        raise ParseError(str(path), str(exc)) from None
+    except ValueError as exc:
+        if not isinstance(exc, json.JSONDecodeError):
+            raise ParseError(str(path), "not UTF-8 JSON") from None
         raise ParseError(str(path), f"not JSON: {exc.msg} at line {exc.lineno}") from None
 
 
@@ -255,6 +272,7 @@ def _has_scores(body_b64: str) -> bool:
 def parse_vegeta_csv(path: Path, phase: str = "measure") -> pd.DataFrame:
     """`vegeta encode --to csv` (no header) -> samples."""
     spath = str(path)
+    _checked(path)
     ts, lat, status, ok, errors = [], [], [], [], []
     bodies = True
     try:
@@ -296,6 +314,7 @@ def parse_vegeta_csv(path: Path, phase: str = "measure") -> pd.DataFrame:
 
 def detect_tool(path: Path) -> Tool:
     """k6 CSV (header starting metric_name), vegeta CSV (numeric first field), or ghz JSON."""
+    _checked(path)
     try:
         with open(path, "rb") as fh:
             head = fh.read(256)
@@ -334,6 +353,10 @@ read_samples = load_samples
 
 def embedded_samples(path: Path) -> pd.DataFrame | None:
     """Samples carried inside a summary file (ghz JSON with `details`), else None."""
+    try:
+        safeio.require_regular(path, MAX_GHZ_JSON_BYTES)
+    except safeio.UnsafeInput:
+        return None  # the summary itself was read (and refused, if need be) by load_summary
     try:
         with open(path, "rb") as fh:
             if not fh.read(64).lstrip().startswith(b"{"):

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from orchbench.fsio import write_bytes
 from serving import convert
 from serving.cache import cache_dir
 from serving.errors import ModelCheckError, ServingConfigError
@@ -83,17 +82,6 @@ def _artifact_paths(weights: Path) -> tuple[Path, Path]:
     return d / f"{stem}.onnx", d / f"{stem}.json"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_model(weights: Path | None = None, force: bool = False) -> Path:
     """Convert the weights to ONNX (unless a verified copy is cached) and return its path."""
     from serving.weights import load_state_dict
@@ -117,8 +105,8 @@ def build_model(weights: Path | None = None, force: bool = False) -> Path:
         "onnx_sha256": _sha256_bytes(model_bytes),
         "check": {"image": "sklearn flower.jpg", "max_abs_diff_vs_numpy": diff, "top1": int(got.argmax())},
     }
-    _atomic_write(onnx_path, model_bytes)
-    _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
+    write_bytes(onnx_path, model_bytes)
+    write_bytes(meta_path, json.dumps(meta, indent=2).encode())
     return onnx_path
 
 

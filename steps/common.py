@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import functools
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 from orchbench.core.arms import ArmName, Transport
-from orchbench.core.errors import ConfigError
+from orchbench.core.errors import USER_FACING, ConfigError
 from orchbench.core.manifest import inspect
 from orchbench.core.platform.base import DeploymentRecord, Platform
 from orchbench.core.spec import Spec, spec_from_json
+from orchbench.fsio import write_bytes, write_text
 
 ARTIFACT_ROOT = "/tmp/orchbench"
+#: A failed step's error record (`record_error`), at the top of the artifact root.
+ERROR_FILE = "error.json"
 
 
 def artifact_root() -> Path:
@@ -50,8 +56,7 @@ def payload_file(spec: Spec, transport: str) -> tuple[Path, bytes]:
     (load testers read a file), and its bytes."""
     name, data = payload_bytes(spec, transport)
     path = artifact_root() / "work" / "payloads" / transport / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    write_bytes(path, data)
     return path, data
 
 
@@ -89,6 +94,11 @@ def platform_for(spec: Spec, state_dir: str, aa_copy: bool = False) -> Platform:
             inject_delay_ms=local.inject_delay_ms,
             model_threads=local.model_threads,
             shared_model=local.shared_model,
+            impl={
+                "rest": local.orchestrator_rest_impl,
+                "grpc": local.orchestrator_grpc_impl,
+                "model_grpc": local.model_grpc_impl,
+            },
         )
     from orchbench.core.platform.kubernetes import platform_from_spec
 
@@ -121,18 +131,45 @@ def deployment_name(spec: Spec, transport: Transport, arm: ArmName) -> str:
     return f"{base}-{transport}-{arm}"
 
 
-def step(fn: Any) -> Any:
-    """Run a step function with one clear line on stderr and a meaningful exit code for expected errors."""
-    import functools
+def error_file(root: str | Path | None = None) -> Path:
+    """Where a failed step records its error for whoever runs it (the local runner reads it)."""
+    return Path(root or artifact_root()) / ERROR_FILE
 
-    from orchbench.core.errors import USER_FACING
+
+def record_error(exc: BaseException, exit_code: int, unexpected: bool) -> None:
+    """One JSON line: the error's message, the step's exit code, the error's class name, and whether
+    it was unexpected (a bug, not an error raised on purpose). Written atomically; a step that cannot
+    write it still exits with its code and its line on stderr."""
+    record = {
+        "error": type(exc).__name__,
+        "exit_code": exit_code,
+        "message": str(exc),
+        "unexpected": unexpected,
+    }
+    with contextlib.suppress(OSError):
+        write_text(error_file(), json.dumps(record, sort_keys=True) + "\n")
+
+
+def step(fn: Any) -> Any:
+    """The one error wrapper of every step function: an error raised on purpose (USER_FACING) becomes
+    one line on stderr and its exit code; anything else (a bug) its traceback, one line and exit 1.
+    Either way the error is recorded in `error_file()` (`record_error`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with contextlib.suppress(OSError):
+            error_file().unlink(missing_ok=True)  # a record left by an earlier attempt is not ours
         try:
             return fn(*args, **kwargs)
         except USER_FACING as exc:
+            code = int(getattr(exc, "exit_code", 1))
+            record_error(exc, code, unexpected=False)
             print(f"[orchbench] error: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(getattr(exc, "exit_code", 1)) from None
+            raise SystemExit(code) from None
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            record_error(exc, 1, unexpected=True)
+            print(f"[orchbench] error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
 
     return wrapper

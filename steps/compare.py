@@ -1,28 +1,21 @@
-"""Step: every block's load-test artifact in; Parquet tables, summary.json and the report out."""
+"""Step: every block's load-test artifact in; Parquet tables, summary.json and the report out.
+
+A thin wrapper: reading and writing here, every figure from orchbench.core.analysis.
+"""
 
 import json
 import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from orchbench.core import provenance
-from orchbench.core.analysis import SEED_OVERHEAD_MS, Block, build_tables, overheads_table, transport_result
+from orchbench.core.analysis import Block, build_tables, deployment_reuse, overheads_table, summarise
 from orchbench.core.errors import ConfigError
+from orchbench.core.provenance import collect
+from orchbench.fsio import write_text
 from results_schema import load_summary, write_table
+from results_schema.samples import load_samples
 from steps.common import in_dir, load, log, out_dir, step
-
-DEPLOYMENT_REUSE = "one deployment per arm and transport, kept across its blocks"
-SHARED_MODEL = (
-    "one model process per transport, kept across its blocks; the 'with' arm's orchestrator fronts the "
-    "'without' arm's model process"
-)
-
-
-def deployment_reuse(spec: Any) -> str:
-    """What the results say about deployments (local runs may share the model process)."""
-    return SHARED_MODEL if spec.platform == "local" and spec.local.shared_model else DEPLOYMENT_REUSE
 
 
 def _artifact_folders(raw_root: Path) -> list[Path]:
@@ -40,8 +33,6 @@ def _artifact_folders(raw_root: Path) -> list[Path]:
 
 def read_blocks(raw_root: Path) -> list[Block]:
     """Each arm's artifact below raw_root: meta.json, raw JSON and samples."""
-    from results_schema.samples import load_samples
-
     blocks = []
     for folder in _artifact_folders(raw_root):
         meta_path = folder / "meta.json"
@@ -58,40 +49,7 @@ def read_blocks(raw_root: Path) -> list[Block]:
     return blocks
 
 
-def summarise(
-    spec_json: str, blocks: list[Block], floor: dict[str, Any] | None, run_id: str
-) -> dict[str, Any]:
-    s = load(spec_json)
-    summary: dict[str, Any] = {
-        "schema_version": 1,
-        "experiment": s.name,
-        "run_id": run_id,
-        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "platform": s.platform,
-        "deployment_reuse": deployment_reuse(s),
-        "block_order": s.block_order(),
-        "interleave": s.interleave(),
-        "order_seed": s.order_seed,
-        "aa_mode": s.local.aa_mode if s.platform == "local" else False,
-        "inject_delay_ms": s.local.inject_delay_ms if s.platform == "local" else None,
-        "provenance": provenance.collect(),
-        "spec": s.to_json_dict(),
-        "floor": floor,
-        "model_latency_ms": (floor or {}).get("model"),
-        "seed": SEED_OVERHEAD_MS,
-    }
-    for transport in s.transports:
-        mine = [b for b in blocks if b.transport == transport]
-        if not mine:
-            raise ConfigError(f"no load-test results for transport {transport}")
-        arms = {b.arm for b in mine}
-        if arms != {"with", "without"}:
-            raise ConfigError(f"{transport}: results for arms {sorted(arms)}, need both 'with' and 'without'")
-        summary[transport] = transport_result(mine, s.threshold_ms(transport))
-    return summary
-
-
-def _floor_p50_ns(floor: dict[str, Any] | None) -> int | None:
+def _floor_p50_ns(floor: dict | None) -> int | None:
     try:
         return round(float(floor["k6"]["rest"]["p50_ms"]) * 1e6) if floor else None
     except (KeyError, TypeError, ValueError):
@@ -105,21 +63,23 @@ def compare(spec: str, results_dir: str = "", run_id: str = "") -> None:
     blocks = read_blocks(in_dir("raw"))
     floor_file = in_dir("floor") / "floor.json"
     floor = json.loads(floor_file.read_text()) if floor_file.exists() else None
-    summary = summarise(spec, blocks, floor, run_id)
+    summary = summarise(s, blocks, floor, run_id, collect())
     prov = summary["provenance"]
     runs, samples = build_tables(blocks, run_id, prov, _floor_p50_ns(floor), deployment_reuse(s))
     out = out_dir("results")
     write_table(runs, out / "results.parquet", "runs")
     write_table(samples, out / "samples.parquet", "samples")
     write_table(overheads_table(summary, time.time_ns(), prov), out / "overheads.parquet", "overheads")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    write_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
     if floor is not None:
-        (out / "floor.json").write_text(json.dumps(floor, indent=2, sort_keys=True))
+        write_text(out / "floor.json", json.dumps(floor, indent=2, sort_keys=True))
     for transport in s.transports:
-        o = summary[transport]["overhead_ms"]
+        res = summary[transport]
+        o = res["overhead_ms"]
         log(
             f"{transport}: overhead mean {o['mean']['estimate']} ms {o['mean']['ci95']}, "
-            f"p50 {o['p50']['estimate']} ms {o['p50']['ci95']}"
+            f"p50 {o['p50']['estimate']} ms {o['p50']['ci95']}; verdict {res['verdict']}"
+            + (f" ({res['precision']['line']})" if "precision" in res else "")
         )
     if results_dir:
         publish(out, Path(results_dir))

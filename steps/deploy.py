@@ -8,12 +8,13 @@ from hera.workflows import Parameter
 
 from orchbench.core.arms import ArmName, Transport
 from orchbench.core.manifest import render
-from steps.common import deployment_name, load, log, platform_for, record_path
+from steps.common import deployment_name, load, log, platform_for, record_path, step
 
 if TYPE_CHECKING:  # the cluster image never needs the local platform
     from orchbench.core.platform.local import LocalPlatform
 
 
+@step
 def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str, Parameter(name="record")]:
     s = load(spec)
     t, a = cast(Transport, transport), cast(ArmName, arm)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from orchbench.core.spec import SHIPPED_PAYLOADS
+from orchbench.fsio import write_text
 from steps.common import load, log, out_dir, payload_file, step
 
 
@@ -65,5 +66,5 @@ def floor(spec: str, state_dir: str) -> None:
             s.local.model_threads,
             plan.get("serving_cpus") if plan.get("pinned") else None,
         )
-    (out / "floor.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+    write_text(out / "floor.json", json.dumps(result, indent=2, sort_keys=True, default=str))
     log(f"floor written: {sorted(result)}")

@@ -20,6 +20,7 @@ from orchbench.core.arms import ARMS, Endpoint, Transport
 from orchbench.core.errors import ConfigError, LoadTestError
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.core.spec import Spec
+from orchbench.fsio import write_text
 from steps.common import load, log, out_dir, payload_file, step
 
 META = "meta.json"
@@ -105,8 +106,7 @@ def _meta(
 
 
 def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    write_text(folder / META, json.dumps(meta, indent=2, sort_keys=True, default=str))
 
 
 @step

@@ -1,8 +1,8 @@
 """Steps: the HTML report of a run, and the regression gate over the nightly dataset (CronWorkflow)."""
 
-import shutil
 from pathlib import Path
 
+from orchbench.fsio import write_bytes
 from steps.common import in_dir, log, out_dir, step
 
 
@@ -14,8 +14,7 @@ def report(results_dir: str = "") -> None:
     path = build_report(source, out_dir("report") / "report.html")
     log(f"report: {path}")
     if results_dir:
-        Path(results_dir).mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, Path(results_dir) / "report.html")
+        write_bytes(Path(results_dir) / "report.html", path.read_bytes())
 
 
 @step

@@ -5,9 +5,10 @@ from typing import Annotated
 
 from hera.workflows import Parameter
 
-from steps.common import load, log, platform_for
+from steps.common import load, log, platform_for, step
 
 
+@step
 def taint(spec: str, state_dir: str) -> Annotated[str, Parameter(name="plan")]:
     s = load(spec)
     plan = platform_for(s, state_dir).taint()

@@ -1,11 +1,12 @@
 """Steps: tear one arm down; and the exit handler that tears everything down and untaints."""
 
 from orchbench.core.arms import ARMS, ArmName, Transport
-from orchbench.core.errors import OrchbenchError
+from orchbench.core.errors import OrchbenchError, PlatformError
 from orchbench.core.platform.base import DeploymentRecord
-from steps.common import deployment_name, load, log, platform_for, record_from_json, record_path
+from steps.common import deployment_name, load, log, platform_for, record_from_json, record_path, step
 
 
+@step
 def teardown(spec: str, state_dir: str, record: str) -> None:
     s = load(spec)
     rec = record_from_json(record)
@@ -32,6 +33,7 @@ def _known_record(
     return None
 
 
+@step
 def cleanup(spec: str, state_dir: str, workflow_status: str = "") -> None:
     """Exit handler: runs whatever happened. Tears down every arm it can find, then untaints."""
     s = load(spec)
@@ -55,4 +57,4 @@ def cleanup(spec: str, state_dir: str, workflow_status: str = "") -> None:
         f"{'done' if not failures else 'FAILED: ' + '; '.join(failures)}"
     )
     if failures:
-        raise SystemExit(1)
+        raise PlatformError(f"cleanup: {'; '.join(failures)}")

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from hera.workflows import Parameter
 
-from steps.common import load, log, platform_for, record_from_json
+from steps.common import load, log, platform_for, record_from_json, step
 
 
+@step
 def wait(spec: str, state_dir: str, record: str) -> Annotated[str, Parameter(name="endpoint")]:
     s = load(spec)
     rec = record_from_json(record)

@@ -1,5 +1,8 @@
 """Tiny real step functions for the local-runner tests (run through hera.workflows.runner)."""
 
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -28,3 +31,14 @@ def fail(message: str) -> None:
 
 def mark(path: str, status: str) -> None:
     Path(path).write_text(status)
+
+
+@step
+def bug(message: str) -> None:
+    raise ValueError(message)
+
+
+@step
+def die(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)

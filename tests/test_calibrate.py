@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from scipy import stats as sps
 
 from orchbench.cli.calibrate import parse_delays, recovered
 from orchbench.core.errors import ConfigError
@@ -12,18 +13,65 @@ from tests.helpers import orchbench
 from tests.pipeline_specs import tiny_spec
 
 
-def _run(p50, lo, hi):
-    return {"rest": {"overhead_ms": {"p50": {"estimate": p50, "ci95": [lo, hi]}}}}
+def _run(p50, se, n=6):
+    """A summary.json fragment as the compare step writes it (t-interval over n blocks)."""
+    half = sps.t.ppf(0.975, n - 1) * se
+    return {
+        "rest": {
+            "overhead_ms": {
+                "p50": {
+                    "estimate": p50,
+                    "ci95": [p50 - half, p50 + half],
+                    "se": se,
+                    "df": n - 1,
+                    "n_blocks": n,
+                }
+            }
+        }
+    }
 
 
-def test_recovered_is_difference_with_combined_interval():
-    row = recovered(_run(1.5, 1.4, 1.6), _run(1.0, 0.9, 1.1), "rest", 0.5)
-    assert row["recovered_ms"] == 0.5
-    # two independent half-widths of 0.1 combine to 0.1 * sqrt(2)
-    assert row["ci95"] == pytest.approx([0.5 - 0.1414, 0.5 + 0.1414], abs=1e-4)
-    assert row["within_0_1_ms_or_ci"] is True
-    far = recovered(_run(2.5, 2.45, 2.55), _run(1.0, 0.95, 1.05), "rest", 0.5)
-    assert far["recovered_ms"] == 1.5 and far["within_0_1_ms_or_ci"] is False
+def test_recovered_is_difference_with_welch_interval():
+    row = recovered(_run(1.51, 0.01), _run(1.0, 0.01), "rest", 0.5)
+    assert row["recovered_ms"] == 0.51 and row["error_ms"] == 0.01
+    # equal SEs and df 5 each: se = 0.01 * sqrt(2), Welch df = 10, t(0.975, 10) = 2.228
+    assert row["se_ms"] == pytest.approx(0.014142, abs=1e-5) and row["df"] == 10.0
+    assert row["ci95"] == pytest.approx([0.51 - 0.0315, 0.51 + 0.0315], abs=1e-4)
+    assert row["covers"] and row["within_0.05_ms"] and row["passed"]
+
+
+def test_recovered_needs_both_coverage_and_small_error():
+    # covered by a wide interval, but 0.08 ms off: not recovered (the old rule passed it)
+    wide = recovered(_run(1.58, 0.05), _run(1.0, 0.05), "rest", 0.5)
+    assert wide["covers"] and not wide["within_0.05_ms"] and not wide["passed"]
+    # within 0.05 ms, but a narrow interval that misses it: not recovered either (the old rule passed it)
+    narrow = recovered(_run(1.54, 0.002), _run(1.0, 0.002), "rest", 0.5)
+    assert not narrow["covers"] and narrow["within_0.05_ms"] and not narrow["passed"]
+
+
+def test_recovered_uses_t_not_196():
+    row = recovered(_run(1.5, 0.01, n=3), _run(1.0, 0.01, n=3), "rest", 0.5)
+    # df = 4 by Welch: t(0.975, 4) = 2.776, not 1.96
+    assert row["ci95"][1] - 0.5 == pytest.approx(2.776 * 0.014142, abs=1e-3)
+
+
+def test_one_block_run_is_a_clear_error():
+    one = {
+        "rest": {
+            "overhead_ms": {
+                "p50": {"estimate": 1.0, "ci95": [0.9, 1.1], "se": 0.05, "df": None, "n_blocks": 1}
+            }
+        }
+    }
+    with pytest.raises(ConfigError, match="needs >= 2 blocks"):
+        recovered(one, _run(1.0, 0.01), "rest", 0.5)
+
+
+def test_cli_one_block_spec_one_line_exit_2(tmp_path):
+    spec = tiny_spec(tmp_path, blocks=1, duration_s=1)
+    proc = orchbench("calibrate", "--delays", "1", "--spec", str(spec), "--out", str(tmp_path / "c"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "needs >= 2 blocks" in proc.stderr
 
 
 @pytest.mark.parametrize("text", ["", "a,b", "-1", "0", "1,nan", "5000"])
@@ -98,3 +146,4 @@ def test_known_answer_injected_delay_is_recovered(tmp_path):
     saved = json.loads((tmp_path / "cal" / "calibration.json").read_text())
     assert [{k: r[k] for k in rows[0]} for r in saved] == rows
     assert all(r["metric"] == "p50" for r in saved)
+    assert all({"se_ms", "df", "covers", "passed"} <= set(r) for r in saved)

@@ -471,3 +471,110 @@ def test_output_directory_not_writable(make_run: Callable[..., Run], where: str)
     rc = run.finish(60)
     run.assert_failed_cleanly(rc, (2,), "output directory not writable")
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# orchbench itself killed (SIGKILL: no clean-up of its own) or hung up on (SIGHUP: a closed terminal)
+
+
+def _next_run_on_same_ports(make_run: Callable[..., Run], killed: Run) -> Run:
+    """A second run on the killed run's ports: it can only succeed if nothing of the first is left."""
+    nxt = make_run()
+    nxt.ports = dict(killed.ports)
+    data = yaml.safe_load(nxt.spec_path.read_text())
+    data["local"]["ports"] = nxt.ports
+    nxt.spec_path.write_text(yaml.safe_dump(data))
+    return nxt
+
+
+@pytest.mark.parametrize(
+    "sig,phase",
+    [
+        (signal.SIGKILL, "deploy"),
+        (signal.SIGKILL, "load"),
+        (signal.SIGHUP, "deploy"),
+        (signal.SIGHUP, "load"),
+    ],
+)
+def test_orchbench_killed_or_hung_up(make_run: Callable[..., Run], sig: signal.Signals, phase: str) -> None:
+    run = make_run()
+    order = load_tasks(run)
+    run.start()
+    finished: list[str] = []
+    if phase == "deploy":
+        run.wait_started("deploy-")
+        wait_for("a server process", lambda: _servers_up(run), 60, run.proc, interval_s=0.005)
+    else:
+        run.wait_started(order[1])
+        wait_for(f"{order[1]} mid-load", lambda: run.samples_flowing(order[1]), 60, run.proc)
+        finished = order[:1]
+    run.signal(sig)
+    rc = run.finish()
+    if sig == signal.SIGHUP:  # handled like SIGTERM: one line, 130, the exit handler ran
+        run.assert_failed_cleanly(rc, (130,), "interrupted by SIGHUP")
+        assert "[orchbench] done  cleanup" in run.stderr()
+    else:
+        assert rc == -signal.SIGKILL
+        # the servers watch the run (their lease): they go by themselves, with nobody to stop them
+        wait_for(
+            "the killed run's servers to stop by themselves",
+            lambda: not [p for p in run.leftover_pids().items() if "serving." in p[1] or "recorded" in p[1]],
+            15,
+        )
+    # the next run, on the same ports, succeeds; it cleans up after a killed run and says so
+    nxt = _next_run_on_same_ports(make_run, run)
+    nxt.start()
+    assert nxt.finish() == 0, nxt.stderr()
+    assert (nxt.out / "summary.json").exists()
+    if sig == signal.SIGKILL:
+        assert "an earlier run died without cleaning up" in nxt.stderr(), nxt.stderr()
+    assert not run.leftovers(), run.leftovers()
+    assert not nxt.leftovers(), nxt.leftovers()
+    # what the killed run had finished is in its run directory, analysable
+    run.assert_raw_kept(finished)
+    assert all(run.arm_folders(t) for t in finished)
+
+
+def test_two_runs_at_once(make_run: Callable[..., Run]) -> None:
+    """Started together: one holds the machine and succeeds; the other says so in one line and
+    starts nothing (no run folder, no process)."""
+    a, b = make_run(), make_run()
+    a.start()
+    b.start()
+    rcs = {a.finish(): a, b.finish(): b}
+    assert sorted(rcs) == [0, 1], {rc: r.stderr() for rc, r in rcs.items()}
+    winner, loser = rcs[0], rcs[1]
+    assert (winner.out / "summary.json").exists()
+    msg = loser.assert_failed_cleanly(1, (1,), "holds this machine", "--wait")
+    assert str(winner.out) in msg, msg
+    assert not loser.out.exists(), "the refused run created its run folder"
+    assert not winner.leftovers()
+
+
+def test_second_run_waits(make_run: Callable[..., Run]) -> None:
+    """--wait: the second run waits for the first to finish, then runs."""
+    a, b = make_run(), make_run()
+    a.start()
+    a.wait_started("deploy-")
+    with open(b.stderr_path, "wb") as err:
+        b.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "orchbench.cli",
+                "run",
+                "--spec",
+                str(b.spec_path),
+                "--out",
+                str(b.out),
+                "--wait",
+            ],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    assert a.finish() == 0, a.stderr()
+    assert b.finish() == 0, b.stderr()
+    assert "waiting for orchbench run" in b.stderr()

@@ -53,4 +53,4 @@ def test_orchbench_floor_json(tmp_path: Path) -> None:
         assert floor["cpus"]["client"] != floor["cpus"]["server"]
     # nothing the floor started is left running
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-    assert "orchbench.core.floor serve" not in ps
+    assert "serving.noop" not in ps

@@ -1,6 +1,8 @@
-"""The orchestrator's gRPC forwarder (serving.h2_forward): its HPACK and frame pieces against the RFCs'
-own examples, and real gRPC calls through it (a grpc.aio echo server upstream, grpc clients in front):
-answers unchanged, the marker in the initial metadata only, errors and concurrency, the delay."""
+"""The orchestrator's gRPC forwarders: the hand-written one's (serving.h2_forward) HPACK and frame
+pieces against the RFCs' own examples, and real gRPC calls through each implementation (hand, and
+the library-built `h2` and `grpcio` ones of serving.lib_grpc_forward; a grpc.aio echo server
+upstream, grpc clients in front): answers unchanged, the marker in the initial metadata only,
+errors and concurrency, the delay."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from serving import runtime
 from serving.h2_forward import H2Forwarder, add_to_header_block
 from serving.h2wire import END_HEADERS, HEADERS, PADDED, literal_header
 from serving.h2wire import hpack_int as _hpack_int
+from serving.lib_grpc_forward import GrpcAioForwarder, H2LibForwarder
 
 MARKER = ("x-orchbench-orchestrator", "executor")
 METHOD = "/tensorflow.serving.PredictionService/Predict"
@@ -59,8 +62,25 @@ async def _echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     return b"echo:" + request
 
 
-@pytest_asyncio.fixture
-async def stack() -> AsyncIterator[dict[str, int]]:
+IMPLS = ["hand", "h2", "grpcio"]
+
+
+async def _front(impl: str, upstream: str, delay: float = 0.0) -> tuple[object, int, object | None]:
+    """(server to stop, its port, forwarder to close) for one implementation."""
+    if impl == "grpcio":
+        fwd = GrpcAioForwarder(upstream, MARKER, delay_s=delay)
+        srv = grpc.aio.server()
+        srv.add_generic_rpc_handlers(fwd.handlers())
+        port = srv.add_insecure_port("127.0.0.1:0")
+        await srv.start()
+        return srv, port, fwd
+    cls = H2Forwarder if impl == "hand" else H2LibForwarder
+    raw = await runtime.start_raw(cls(upstream, MARKER, delay_s=delay).protocol, "127.0.0.1", 0)
+    return raw, raw.sockets[0].getsockname()[1], None
+
+
+@pytest_asyncio.fixture(params=IMPLS)
+async def stack(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, int]]:
     up = grpc.aio.server()
     handler = grpc.unary_unary_rpc_method_handler(_echo)
     up.add_generic_rpc_handlers(
@@ -70,14 +90,17 @@ async def stack() -> AsyncIterator[dict[str, int]]:
     await up.start()
     fronts = {}
     listeners: list = []
+    closers: list = []
     for name, delay in (("fast", 0.0), ("slow", 0.02)):
-        fwd = H2Forwarder(f"127.0.0.1:{up_port}", MARKER, delay_s=delay)
-        srv = await runtime.start_raw(fwd.protocol, "127.0.0.1", 0)
+        srv, port, fwd = await _front(request.param, f"127.0.0.1:{up_port}", delay)
         listeners.append(srv)
-        fronts[name] = srv.sockets[0].getsockname()[1]
+        closers += [fwd] if fwd is not None else []
+        fronts[name] = port
     fronts["upstream"] = up_port
     yield fronts
     await runtime.stop_listeners(listeners)
+    for fwd in closers:
+        await fwd.close()
     await up.stop(None)
 
 
@@ -124,17 +147,20 @@ async def test_many_calls_on_one_connection_and_concurrently(stack: dict[str, in
 
 
 @pytest.mark.asyncio
-async def test_upstream_down_is_unavailable() -> None:
+@pytest.mark.parametrize("impl", IMPLS)
+async def test_upstream_down_is_unavailable(impl: str) -> None:
     probe = await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", 0)
     dead = probe.sockets[0].getsockname()[1]
     probe.close()
     await probe.wait_closed()
-    srv = await runtime.start_raw(H2Forwarder(f"127.0.0.1:{dead}", MARKER).protocol, "127.0.0.1", 0)
+    srv, port, fwd = await _front(impl, f"127.0.0.1:{dead}")
     try:
-        code, *_ = await _call(srv.sockets[0].getsockname()[1], b"x")
+        code, *_ = await _call(port, b"x")
         assert code == grpc.StatusCode.UNAVAILABLE
     finally:
         await runtime.stop_listeners([srv])
+        if fwd is not None:
+            await fwd.close()
 
 
 @pytest.mark.asyncio

@@ -1,4 +1,6 @@
-"""The orchestrator's REST forwarder (serving.http_forward) against a scripted upstream, in-process.
+"""The orchestrator's REST forwarders against a scripted upstream, in-process: the hand-written one
+(serving.http_forward) and the library-built ones (serving.lib_rest_forward: httptools, aiohttp),
+each test run against every implementation.
 
 The end-to-end behaviour through the real model server is in tests/test_serving.py; here are the
 HTTP/1.1 edge cases: pipelining, chunked answers, Connection: close, bad heads, upstream down or
@@ -17,6 +19,7 @@ import pytest_asyncio
 
 from serving import runtime
 from serving.http_forward import HttpForwarder
+from serving.lib_rest_forward import AiohttpForwarder, HttptoolsForwarder
 from serving.orchestrator import MARKER_KEY, MARKER_VALUE, rewrite_path
 
 pytestmark = pytest.mark.asyncio
@@ -64,9 +67,16 @@ class _UpProto(asyncio.Protocol):
                 self.t.write(out)
 
 
-@pytest_asyncio.fixture
-async def make() -> AsyncIterator[Callable[..., asyncio.Future[tuple[Upstream, int]]]]:
-    servers: list[asyncio.base_events.Server] = []
+IMPLS = ["hand", "httptools", "aiohttp"]
+
+
+@pytest_asyncio.fixture(params=IMPLS)
+async def make(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Callable[..., asyncio.Future[tuple[Upstream, int]]]]:
+    impl = request.param
+    servers: list = []
+    sessions: list[AiohttpForwarder] = []
 
     async def _make(answer: Answer, upstream_port: int | None = None, **kw: float) -> tuple[Upstream, int]:
         loop = asyncio.get_running_loop()
@@ -75,13 +85,23 @@ async def make() -> AsyncIterator[Callable[..., asyncio.Future[tuple[Upstream, i
             srv = await loop.create_server(lambda: _UpProto(up), "127.0.0.1", 0)
             servers.append(srv)
             upstream_port = srv.sockets[0].getsockname()[1]
-        fwd = HttpForwarder(f"127.0.0.1:{upstream_port}", rewrite_path, (MARKER_KEY, MARKER_VALUE), **kw)
-        front = await runtime.start_raw(fwd.protocol, "127.0.0.1", 0)
+        args = (f"127.0.0.1:{upstream_port}", rewrite_path, (MARKER_KEY, MARKER_VALUE))
+        if impl == "aiohttp":
+            fwd = AiohttpForwarder(*args, **kw)
+            sessions.append(fwd)
+            runner = await runtime.start_rest(fwd.handler, "127.0.0.1", 0)
+            servers.append(runner)
+            return up, runner.addresses[0][1]
+        cls = HttpForwarder if impl == "hand" else HttptoolsForwarder
+        front = await runtime.start_raw(cls(*args, **kw).protocol, "127.0.0.1", 0)
         servers.append(front)
         return up, front.sockets[0].getsockname()[1]
 
+    _make.impl = impl  # type: ignore[attr-defined]
     yield _make  # type: ignore[misc]
-    await runtime.stop_listeners(servers)  # type: ignore[arg-type]
+    await runtime.stop_listeners(servers)
+    for fwd in sessions:
+        await fwd.close()
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
@@ -159,6 +179,10 @@ async def test_upstream_error_status_and_body_pass_through(make) -> None:
     ],
 )
 async def test_bad_requests_get_an_http_error_with_a_json_body(make, raw: bytes, status: int) -> None:
+    if status == 411 and make.impl != "hand":
+        pytest.skip("the library forwarders accept chunked request bodies (test_chunked_request_body...)")
+    if b"Host:" not in raw and make.impl == "aiohttp":
+        pytest.skip("aiohttp answers a malformed head itself (400, text/plain, no marker; no Host included)")
     up, port = await make(lambda head, body: _ok())
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(raw)
@@ -228,3 +252,18 @@ async def test_injected_delay_is_applied_per_request(make) -> None:
 
     assert await one(slow) >= 0.02
     assert await one(fast) < 0.02
+
+
+async def test_chunked_request_body_is_forwarded_with_a_length(make) -> None:
+    if make.impl == "hand":
+        pytest.skip("the hand-written forwarder answers 411 (test_bad_requests...)")
+    up, port = await make(lambda head, body: _ok(body))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Transfer-Encoding: chunked\r\n\r\n4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n'
+    )
+    status, headers, body = await _read_response(reader)
+    assert (status, body, headers[MARKER_KEY]) == (200, b'{"a":1}', MARKER_VALUE)
+    assert b"content-length: 7" in up.seen[0][0].lower()
+    writer.close()

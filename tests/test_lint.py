@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,30 @@ def test_ruff_check_is_clean() -> None:
 def test_ruff_format_is_clean() -> None:
     proc = _run("ruff", "format", "--check", ".")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_import_layers_are_one_way() -> None:
+    """import-linter's contract in pyproject.toml names the layers; function-level imports count."""
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports"))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "Contracts: 1 kept, 0 broken." in proc.stdout
+    layers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0][
+        "layers"
+    ]
+    assert layers == [
+        "orchbench.cli",
+        "pipelines",
+        "steps",
+        "orchbench.core",
+        "results_schema | serving",
+        "orchbench.fsio",
+    ]
 
 
 @pytest.mark.slow

@@ -144,7 +144,7 @@ def test_port_in_use_is_refused_before_starting(platform: LocalPlatform, tmp_pat
 def test_bind_failure_of_the_server_is_detected(
     platform: LocalPlatform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local_mod, "_port_free", lambda host, port: True)  # skip the pre-check
+    monkeypatch.setattr(local_mod, "port_free", lambda host, port: True)  # skip the pre-check
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", platform.ports.without_orchestrator))
         holder.listen()

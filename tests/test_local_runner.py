@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 from hera.workflows import DAG, Artifact, Script, Task, Workflow
 
 from orchbench.core.errors import ConfigError
-from pipelines.local_runner import LocalRunner, StepFailed, parse_depends
+from pipelines.local_runner import LocalRunner, StepFailed, parse_depends, step_error
 from tests import runner_steps as rs
+from tests.helpers import ROOT
+
+
+@pytest.fixture(autouse=True)
+def _steps_of_the_tests_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These workflows run step functions of tests/runner_steps.py, which no install provides: the
+    child steps find them through PYTHONPATH (the local runner passes its environment on)."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
 
 
 def _script(fn, **kw):
@@ -125,3 +134,62 @@ def test_template_inputs_need_values(tmp_path):
     assert runner._inputs(tpl, {"text": "x"}) == {"text": "x"}
     with pytest.raises(ConfigError, match="has no value"):
         runner._inputs(tpl, {})
+
+
+def _one_step(fn, message: str) -> dict:
+    with Workflow(generate_name="t-", entrypoint="main") as w:
+        tpl = _script(fn)
+        with DAG(name="main"):
+            Task(name="s", template=tpl, arguments={"message": message})
+    return w.to_dict()
+
+
+@pytest.mark.slow
+def test_step_error_is_read_from_the_record_the_step_wrote(tmp_path):
+    runner = LocalRunner(_one_step(rs.fail, "spec line 3: bad port"), tmp_path / "run")
+    with pytest.raises(StepFailed, match=r"^step s failed \(exit 2\): spec line 3: bad port$"):
+        runner.run()
+    record = json.loads((tmp_path / "run" / "tasks" / "s" / "fs" / "error.json").read_text())
+    assert record == {
+        "error": "ConfigError",
+        "exit_code": 2,
+        "message": "spec line 3: bad port",
+        "unexpected": False,
+    }
+
+
+@pytest.mark.slow
+def test_unexpected_exception_in_a_step_is_recorded_with_its_class(tmp_path):
+    runner = LocalRunner(_one_step(rs.bug, "index out of range"), tmp_path / "run")
+    with pytest.raises(StepFailed, match=r"^step s failed \(exit 1\): ValueError: index out of range$"):
+        runner.run()
+    stderr = (tmp_path / "run" / "tasks" / "s" / "stderr.log").read_text()
+    assert "Traceback" in stderr  # a bug keeps its traceback in the task's log
+
+
+@pytest.mark.slow
+def test_step_killed_by_a_signal_says_so(tmp_path):
+    runner = LocalRunner(_one_step(rs.die, "loading the model"), tmp_path / "run")
+    with pytest.raises(
+        StepFailed,
+        match=r"^step s was killed by signal SIGKILL without recording an error; "
+        r"last stderr line: loading the model$",
+    ):
+        runner.run()
+
+
+def test_step_error_prefers_the_record_to_stderr(tmp_path: Path) -> None:
+    record, stderr = tmp_path / "error.json", tmp_path / "stderr.log"
+    stderr.write_text("[orchbench] error: what stderr says\nTraceback (most recent call last):\n")
+    record.write_text(json.dumps({"error": "PlatformError", "exit_code": 1, "message": "port 9000 in use"}))
+    assert step_error("deploy", 1, record, stderr) == "step deploy failed (exit 1): port 9000 in use"
+    record.write_text("{not json")  # a torn or foreign file counts as no record
+    assert step_error("deploy", 3, record, stderr) == (
+        "step deploy failed (exit 3) without recording an error; "
+        "last stderr line: Traceback (most recent call last):"
+    )
+    record.unlink()
+    stderr.unlink()
+    assert step_error("deploy", -15, record, stderr) == (
+        "step deploy was killed by signal SIGTERM without recording an error; last stderr line: (no stderr)"
+    )

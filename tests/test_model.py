@@ -8,8 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from serving.errors import ServingConfigError
 from serving import convert
+from serving.errors import ServingConfigError
 from serving.model import BadImageError, Classifier, build_model, class_names, decode_image, sample_image_path
 from serving.weights import load_state_dict
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 
 import pytest
 import yaml
@@ -12,7 +14,7 @@ from orchbench.core.errors import ConfigError
 from orchbench.core.spec import load_spec
 from pipelines.local_runner import LocalRunner, StepFailed
 from results_schema import load_summary, read_table
-from tests.helpers import alive, orchbench
+from tests.helpers import ROOT, alive, orchbench
 from tests.pipeline_specs import tiny_spec
 
 
@@ -95,3 +97,32 @@ def test_run_refuses_cluster_spec():
         from tests.helpers import ROOT
 
         run_local(ROOT / "specs" / "seed.yaml", None)
+
+
+@pytest.mark.slow
+def test_compiled_workflow_of_a_users_spec_runs_from_another_folder(tmp_path, monkeypatch):
+    """A spec in its own folder with its own payloads (relative paths), compiled, then run by the
+    local runner from an unrelated working directory after the spec's folder is gone: the workflow
+    carries the manifest and payloads itself."""
+    project = tmp_path / "project"
+    (project / "bodies").mkdir(parents=True)
+    body = (ROOT / "payloads" / "flowers.json").read_bytes()
+    (project / "bodies" / "req.json").write_bytes(body)
+    spec_path = tiny_spec(project, transports=("rest",), blocks=1, duration_s=1, cpu_pinning=False)
+    data = yaml.safe_load(spec_path.read_text())
+    data["payloads"] = {"rest": "bodies/req.json"}
+    spec_path.write_text(yaml.safe_dump(data))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    wf = compiled(load_spec(spec_path), "workflow")
+    shutil.rmtree(project)
+    out = tmp_path / "out"
+    runner = LocalRunner(wf, out, parameters={"state-dir": str(out / "state"), "results-dir": str(out)})
+    runner.run()
+    assert runner.status == "Succeeded"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rest"]["n"]["with"] > 0 and summary["rest"]["n"]["without"] > 0
+    metas = [json.loads(p.read_text()) for p in (out / "tasks").rglob("meta.json")]
+    assert metas and {m["payload"] for m in metas} == {"req.json"}
+    assert {m["payload_sha256"] for m in metas} == {hashlib.sha256(body).hexdigest()}

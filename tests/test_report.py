@@ -14,7 +14,7 @@ import yaml
 from plotly.offline import get_plotlyjs
 
 from orchbench.core import report
-from orchbench.core.compare import sample_statistics
+from orchbench.core.analysis import sample_overheads
 from orchbench.core.errors import ConfigError, SchemaVersionError
 from results_schema import write_table
 from results_schema.rows import RunContext, runs_row, runs_table, samples_table
@@ -131,7 +131,7 @@ def make_run_dir(
                 )
                 runs_rows.append(runs_row(ts_summary, ctx, PROVENANCE))
         w, wo = pd.concat(per_arm["with"]), pd.concat(per_arm["without"])
-        stats = sample_statistics(w, wo, metrics=("mean", "p50", "p90", "p99"), n_boot=200)
+        stats = sample_overheads(w, wo, n_boot=200)
         lat = {
             arm: _latency_ns(d.loc[d["ok"], "latency_ns"].to_numpy() / 1e6)
             for arm, d in (("with", w), ("without", wo))
@@ -348,7 +348,8 @@ def test_report_table_has_summary_values(run_dir: Path, page: str) -> None:
             assert f"{block['arms']['with']['latency_ms'][metric]:.3f}" in text
             assert f"{block['arms']['without']['latency_ms'][metric]:.3f}" in text
         assert f"n = {block['n']['with']} requests with, {block['n']['without']} without" in text
-        assert f"Mann-Whitney U p = {report.fmt_p(block['mann_whitney_u_p'])}" in text
+        test = block["paired_test"]["mean"]
+        assert f"sign-flip test over {test['n_blocks']} blocks (mean): p = {report.fmt_p(test['p'])}" in text
         assert f"CI method: {block['method']}" in text
     assert text.count("badge pass") >= 4  # headline + table, both transports
 

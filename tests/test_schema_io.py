@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from results_schema.errors import ResultsFileError, SchemaVersionError
 from orchbench.core.provenance import collect
 from results_schema import SCHEMA_VERSION, load_summary, read_table, write_table
+from results_schema.errors import ResultsFileError, SchemaVersionError
 from results_schema.rows import RunContext, runs_row, runs_table
 from tests.helpers import FIXTURES
 

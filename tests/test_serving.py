@@ -206,12 +206,11 @@ def test_grpc_errors_direct_and_passed_through(stack: Stack, body: bytes, code: 
 
 
 @pytest.fixture(scope="module")
-def grpcio_model() -> Iterator[int]:
-    """The same model server with grpcio's server on its gRPC port instead of serving.h2_grpc."""
+def h2_model() -> Iterator[int]:
+    """The same model server with the hand-written serving.h2_grpc on its gRPC port instead of
+    grpcio's server (the default)."""
     rest, port = free_port(), free_port()
-    proc = _start(
-        "model_server", "--rest-port", str(rest), "--grpc-port", str(port), "--grpc-server", "grpcio"
-    )
+    proc = _start("model_server", "--rest-port", str(rest), "--grpc-port", str(port), "--grpc-server", "h2")
     try:
         _wait_rest(rest, proc)
         yield port
@@ -225,20 +224,20 @@ def grpcio_model() -> Iterator[int]:
     [GRPC_BODY, b"\xff\xff\xff garbage", _with_name("tulips"), _not_an_image()],
     ids=["ok", "garbage", "name", "image"],
 )
-def test_grpc_answers_alike_from_h2_and_grpcio_servers(stack: Stack, grpcio_model: int, body: bytes) -> None:
-    """serving.h2_grpc (the default) and grpcio's server give the same status, details and bytes."""
-    with GrpcClient(f"127.0.0.1:{stack.model_grpc}") as c:
+def test_grpc_answers_alike_from_h2_and_grpcio_servers(stack: Stack, h2_model: int, body: bytes) -> None:
+    """serving.h2_grpc and grpcio's server (the default) give the same status, details and bytes."""
+    with GrpcClient(f"127.0.0.1:{h2_model}") as c:
         h2 = c.predict(body)
-    with GrpcClient(f"127.0.0.1:{grpcio_model}") as c:
+    with GrpcClient(f"127.0.0.1:{stack.model_grpc}") as c:
         ref = c.predict(body)
     assert (h2.code, h2.details, h2.body) == (ref.code, ref.details, ref.body)
 
 
 @pytest.mark.slow
-def test_thin_grpc_client_agrees_with_grpcio_client(stack: Stack, grpcio_model: int) -> None:
+def test_thin_grpc_client_agrees_with_grpcio_client(stack: Stack, h2_model: int) -> None:
     """The serving benchmark's H2GrpcClient, against both gRPC servers and through the orchestrator:
     the same status, details and answer bytes as grpcio's client, over many calls on one connection."""
-    for port in (stack.model_grpc, grpcio_model, stack.orch_grpc):
+    for port in (stack.model_grpc, h2_model, stack.orch_grpc):
         with GrpcClient(f"127.0.0.1:{port}") as ref, H2GrpcClient("127.0.0.1", port) as thin:
             want = ref.predict(GRPC_BODY)
             for _ in range(20):
@@ -297,3 +296,51 @@ def test_injected_delay_is_precise() -> None:
         got = asyncio.run(measure(delay))
         median = got[len(got) // 2]
         assert delay <= median < delay + 0.0001, (delay, median)
+
+
+@pytest.fixture(scope="module", params=["hand+hand", "aiohttp+h2"])
+def other_orch(request: pytest.FixtureRequest, stack: Stack) -> Iterator[tuple[int, int]]:
+    """The orchestrator with the non-default forwarders (REST impl + gRPC impl: the hand-written
+    serving.http_forward + serving.h2_forward; aiohttp + the `h2` package, on uvloop) in front of the
+    same model server as the default one (httptools + grpc.aio): (REST port, gRPC port)."""
+    rest_impl, grpc_impl = request.param.split("+")
+    rest, port = free_port(), free_port()
+    proc = _start(
+        "orchestrator",
+        *("--rest-port", str(rest), "--upstream-rest", f"127.0.0.1:{stack.model_rest}"),
+        *("--grpc-port", str(port), "--upstream-grpc", f"127.0.0.1:{stack.model_grpc}"),
+        *("--rest-impl", rest_impl, "--grpc-impl", grpc_impl),
+    )
+    try:
+        _wait_rest(rest, proc)
+        yield rest, port
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.slow
+def test_every_forwarder_implementation_answers_alike(stack: Stack, other_orch: tuple[int, int]) -> None:
+    """Real requests (thin REST client, grpcio and thin gRPC clients) through the other forwarders:
+    the same status, body, details and answer bytes as through the default ones, and the marker on
+    every answer."""
+    rest, port = other_orch
+    for path, body in [("/v1/models/flowers/:predict", REST_BODY), *((p, b) for p, b, _, _ in BAD_REST)]:
+        want = _post(stack.orch_rest, path, body)
+        got = _post(rest, path, body)
+        assert (got[0], got[2]) == (want[0], want[2]), path
+        assert got[1][MARKER] == want[1][MARKER] == "executor"
+    with HttpClient("127.0.0.1", rest) as c:
+        assert [c.request("GET", "/v1/models/flowers").status for _ in range(3)] == [200] * 3
+        assert c.request("GET", "/metrics").status == 404
+    for body in (GRPC_BODY, b"\xff\xff\xff garbage", _with_name("tulips"), _not_an_image()):
+        with GrpcClient(f"127.0.0.1:{stack.orch_grpc}") as c:
+            want_g = c.predict(body)
+        with GrpcClient(f"127.0.0.1:{port}") as c:
+            got_g = c.predict(body)
+        assert (got_g.code, got_g.details, got_g.body) == (want_g.code, want_g.details, want_g.body)
+        if got_g.code == grpc.StatusCode.OK:
+            assert got_g.initial_metadata[MARKER] == want_g.initial_metadata[MARKER] == "executor"
+    with GrpcClient(f"127.0.0.1:{stack.model_grpc}") as c:
+        direct = c.predict(GRPC_BODY).body
+    with H2GrpcClient("127.0.0.1", port) as thin:  # many calls on one connection
+        assert [thin.call(GRPC_BODY) for _ in range(20)] == [(0, "", direct)] * 20

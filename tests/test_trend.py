@@ -94,7 +94,7 @@ def test_gate_uses_only_the_last_n_runs() -> None:
 def test_gate_threshold_with_too_few_runs() -> None:
     r = gate([_pt(0, 0.3), _pt(1, 1.2)], "grpc", threshold_ms=1.0)
     assert not r.passed
-    assert r.reasons == ("over the threshold 1 ms by 0.200 ms",)
+    assert r.reasons == ("over the threshold 1 ms by 0.200 ms (whole 95 % CI above it)",)
     assert any("only the threshold applies" in n for n in r.notes)
     assert r.baseline is None
     ok = gate([_pt(0, 0.3), _pt(1, 1.2)], "grpc", threshold_ms=1.5)
@@ -117,6 +117,44 @@ def test_gate_both_reasons_in_one_line() -> None:
 def test_gate_latest_without_ci_uses_its_estimate() -> None:
     assert not gate([*BASE, _pt(5, 0.9, half=None)], "rest").passed
     assert gate([*BASE, _pt(5, 0.35, half=None)], "rest").passed
+
+
+def test_gate_threshold_verdict_from_the_interval() -> None:
+    """Against a threshold: fail when the whole CI is above it, pass when below, else inconclusive,
+    with the blocks that would likely decide it (from the run's own SE, not the CI width / 1.96)."""
+    above = RunPoint("a", DAY0, 1.10, 1.02, 1.18, 1.0, se=0.0311, n_blocks=6)
+    below = RunPoint("b", DAY0, 0.90, 0.82, 0.98, 1.0, se=0.0311, n_blocks=6)
+    inside = RunPoint("c", DAY0, 1.05, 0.97, 1.13, 1.0, se=0.0311, n_blocks=6)
+    assert gate([above], "rest").verdict == "fail" and not gate([above], "rest").passed
+    assert gate([below], "rest").verdict == "pass" and gate([below], "rest").exit_code == trend.EXIT_OK
+    r = gate([inside], "rest")
+    assert r.passed and r.verdict == "inconclusive" and r.exit_code == trend.EXIT_INCONCLUSIVE == 4
+    # per-block sd 0.0311 * sqrt(6) = 0.0762; t(N-1) * 0.0762 / sqrt(N) < 0.05 first at N = 12
+    assert "about 6 more blocks would likely decide it" in r.line()
+    assert r.line().count("\n") == 0 and "inconclusive" in r.line()
+
+
+def test_se_is_the_runs_own_and_the_width_only_as_a_bound() -> None:
+    assert RunPoint("a", DAY0, 1.0, 0.9, 1.1, se=0.0389).se_ms == 0.0389
+    assert RunPoint("a", DAY0, 1.0, 0.9, 1.1).se_ms == pytest.approx(0.2 / 3.919928)
+
+
+def test_load_dataset_takes_se_from_summary_json(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "ds", nights=3)
+    path = sorted(root.rglob("overheads.parquet"))[-1]
+    se = {"rest": {"overhead_ms": {"mean": {"estimate": 0.3, "se": 0.0123, "n_blocks": 6}}}}
+    (path.parent / "summary.json").write_text(json.dumps(se))
+    pts = trend.series(trend.load_dataset(root), "rest", "mean")
+    assert [(p.se, p.n_blocks) for p in pts] == [(None, None), (None, None), (0.0123, 6)]
+
+
+def test_cli_inconclusive_exit_4(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "ds")
+    latest = _latest(root, "rest")
+    proc = orchbench("trend", str(root), "--threshold-ms", f"{latest:.4f}", "--transport", "rest")
+    assert proc.returncode == 4, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("orchbench: inconclusive: rest:")
 
 
 def test_gate_sorts_by_time() -> None:
@@ -335,3 +373,11 @@ def test_run_gate_per_transport_thresholds(tmp_path: Path) -> None:
         trend.run_gate(root, rest_ms=1.0, grpc_ms=0.05)
     assert [r.transport for r in info.value.results] == ["grpc"]
     assert "over the threshold 0.05 ms" in str(info.value)
+
+
+def test_run_gate_inconclusive_exit_4(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "ds")
+    latest = _latest(root, "grpc")
+    with pytest.raises(trend.Inconclusive) as info:
+        trend.run_gate(root, rest_ms=5.0, grpc_ms=latest)
+    assert info.value.exit_code == 4 and [r.transport for r in info.value.results] == ["grpc"]

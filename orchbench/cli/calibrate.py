@@ -1,9 +1,14 @@
 """Known-answer calibration: inject a delay into the reference orchestrator and recover it.
 
 For each injected delay d (and d = 0), run the local benchmark; the recovered delay is
-overhead(d) − overhead(0) per transport. The two runs are independent, so the 95 % interval of the
-difference combines their intervals (each a t-interval over blocks): se = sqrt(se_d² + se_0²), se
-from each half-width / 1.96.
+overhead(d) - overhead(0) per transport. The two runs are independent, so the standard error of the
+difference is se = sqrt(se_d^2 + se_0^2), each run's se and degrees of freedom taken from its
+summary.json (the t-interval over blocks: se = sd / sqrt(n), n - 1 df; never a width / 1.96), and
+the 95 % interval is est ± t(0.975, df) · se with Welch-Satterthwaite's df.
+
+A delay is recovered (`passed`) only when BOTH hold: the interval covers the injected delay, and
+the error |recovered - injected| is within 0.05 ms. A run of one block has no interval over blocks,
+so calibration refuses it up front with one line (`blocks` must be >= 2).
 A benchmark that cannot recover a known 0.5 ms is not to be trusted with an unknown one.
 """
 
@@ -14,11 +19,15 @@ import math
 from pathlib import Path
 from typing import Any
 
+from orchbench.cli.run_cmd import run_local
 from orchbench.core.errors import ConfigError
 from orchbench.core.paths import SPECS
+from orchbench.core.spec import load_spec
+from orchbench.core.stats import t_quantile
+from orchbench.fsio import write_text
 
 CALIBRATE_SPEC = SPECS / "calibrate.yaml"
-Z95 = 1.959963984540054
+MAX_ERROR_MS = 0.05
 
 
 def parse_delays(text: str) -> list[float]:
@@ -31,34 +40,79 @@ def parse_delays(text: str) -> list[float]:
     return delays
 
 
+def _se_df(entry: dict[str, Any], what: str) -> tuple[float, int]:
+    n = entry.get("n_blocks")
+    se, df = entry.get("se"), entry.get("df")
+    if (n is not None and n < 2) or (se is not None and df is None):
+        raise ConfigError(
+            f"{what}: {n or 1} block(s); calibration needs >= 2 blocks per run (its interval is over blocks)"
+        )
+    if se is None or df is None or not math.isfinite(se):
+        raise ConfigError(f"{what}: summary.json has no standard error (a run of an older orchbench?)")
+    return float(se), int(df)
+
+
 def recovered(
     run_d: dict[str, Any], run_0: dict[str, Any], transport: str, injected: float, metric: str = "p50"
 ) -> dict[str, Any]:
-    """Pure: the recovered delay and its 95 % CI from two runs' summary.json dicts."""
+    """Pure: the recovered delay, its SE, 95 % CI and verdict from two runs' summary.json dicts."""
     a = run_d[transport]["overhead_ms"][metric]
     b = run_0[transport]["overhead_ms"][metric]
+    se_a, df_a = _se_df(a, f"{transport} run with {injected:g} ms injected")
+    se_b, df_b = _se_df(b, f"{transport} run without injected delay")
     est = a["estimate"] - b["estimate"]
-    se = math.hypot((a["ci95"][1] - a["ci95"][0]) / (2 * Z95), (b["ci95"][1] - b["ci95"][0]) / (2 * Z95))
-    lo, hi = est - Z95 * se, est + Z95 * se
+    se = math.hypot(se_a, se_b)
+    # Welch-Satterthwaite degrees of freedom of the difference of two independent t-statistics
+    df = (se_a**2 + se_b**2) ** 2 / (se_a**4 / df_a + se_b**4 / df_b) if se > 0 else float(min(df_a, df_b))
+    half = t_quantile(max(1, math.floor(df))) * se
+    lo, hi = est - half, est + half
+    error = est - injected
+    covers = lo <= injected <= hi
+    close = abs(error) <= MAX_ERROR_MS
     return {
         "transport": transport,
         "injected_ms": injected,
         "recovered_ms": round(est, 4),
         "ci95": [round(lo, 4), round(hi, 4)],
+        "se_ms": round(se, 5),
+        "df": round(df, 1),
+        "error_ms": round(error, 4),
         "metric": metric,
-        "within_0_1_ms_or_ci": bool(abs(est - injected) <= 0.1 or lo <= injected <= hi),
+        "covers": bool(covers),
+        f"within_{MAX_ERROR_MS:g}_ms": bool(close),
+        "passed": bool(covers and close),
     }
 
 
-def calibrate(delays: list[float], spec: Path | None, out: Path, quiet: bool = True) -> list[dict[str, Any]]:
-    from orchbench.cli.run_cmd import run_local
+def table_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The terminal table (80 columns): one line per transport and delay."""
+    out = [f"{'transport':<10}{'injected':>9}{'recovered':>11}{'95% CI ms':>20}{'error':>9}  ok"]
+    for r in rows:
+        ci = f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
+        why = (
+            ""
+            if r["passed"]
+            else (" (CI misses it)" if not r["covers"] else f" (|error| > {MAX_ERROR_MS:g})")
+        )
+        out.append(
+            f"{r['transport']:<10}{r['injected_ms']:>9.3f}{r['recovered_ms']:>11.3f}{ci:>20}"
+            f"{r['error_ms']:>+9.3f}  {'yes' if r['passed'] else 'NO' + why}"
+        )
+    return out
 
+
+def calibrate(delays: list[float], spec: Path | None, out: Path, quiet: bool = True) -> list[dict[str, Any]]:
     spec = spec or CALIBRATE_SPEC
+    blocks = load_spec(spec).blocks
+    if blocks < 2:
+        raise ConfigError(
+            f"{spec}: blocks {blocks}; calibration needs >= 2 blocks per run (its interval is over blocks)"
+        )
     runs: dict[float, dict[str, Any]] = {}
     for delay in [0.0, *delays]:
         run_dir = run_local(spec, out / f"delay-{delay:g}ms", {"local.inject_delay_ms": delay}, quiet=True)
         runs[delay] = json.loads((run_dir / "summary.json").read_text())
     transports = [t for t in ("rest", "grpc") if t in runs[0.0]]
     rows = [recovered(runs[d], runs[0.0], t, d) for d in delays for t in transports]
-    (out / "calibration.json").write_text(json.dumps(rows, indent=2))
+    write_text(out / "calibration.json", json.dumps(rows, indent=2))
     return rows

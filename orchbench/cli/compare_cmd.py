@@ -1,4 +1,4 @@
-"""`orchbench compare`: a thin wrapper around orchbench.core.compare (pure) and the results schema."""
+"""`orchbench compare`: a thin wrapper around orchbench.core.analysis (pure) and the results schema."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pandas as pd
 import typer
 
 from orchbench.core import provenance
-from orchbench.core.compare import compare
-from results_schema import load_summary, write_table
+from orchbench.core.analysis import compare
+from results_schema import load_summary, samples, write_table
+from results_schema.checks import check_pair
 from results_schema.rows import RunContext, runs_row, runs_table, samples_table
 from results_schema.summary import ToolSummary
 
@@ -19,8 +20,6 @@ _TRANSPORT = {"vegeta": "rest", "ghz": "grpc"}
 
 
 def _load_samples(path: Path | None, summary_path: Path) -> pd.DataFrame | None:
-    from results_schema import samples
-
     if path is not None:
         return samples.load_samples(path)
     return samples.embedded_samples(summary_path)
@@ -33,15 +32,20 @@ def _transport(summary: ToolSummary) -> str:
 
 
 def _table(result: dict) -> str:
-    lines = [f"{'metric':<8}{'with ms':>12}{'without ms':>12}{'overhead ms':>14}{'95% CI':>24}"]
+    """One row per metric: with, without (the values the overhead is the difference of), overhead, CI."""
+    lines = [f"{'metric':<8}{'with ms':>11}{'without ms':>12}{'overhead ms':>13}{'95% CI ms':>22}"]
     for metric, value in result["overhead_ms"].items():
-        a = result["with"]["latency_ms"][metric]
-        b = result["without"]["latency_ms"][metric]
+        a = result["with"]["latency_ms"].get(metric)
+        b = result["without"]["latency_ms"].get(metric)
         ci = result.get("ci95_ms", {}).get(metric)
-        ci_text = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-        lines.append(f"{metric:<8}{a:>12.3f}{b:>12.3f}{value:>14.6f}{ci_text:>24}")
-    if "mann_whitney_u_p" in result:
-        lines.append(f"Mann-Whitney U p = {result['mann_whitney_u_p']:.3g}")
+        ci_text = f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci and None not in ci else ""
+        fa = f"{a:.3f}" if a is not None else "-"
+        fb = f"{b:.3f}" if b is not None else "-"
+        lines.append(f"{metric:<8}{fa:>11}{fb:>12}{value:>13.6f}{ci_text:>22}")
+    lines.append(f"source: {result['source']}" + (f"; {result['method']}" if "method" in result else ""))
+    test = (result.get("paired_test") or {}).get("mean")
+    if test:
+        lines.append(f"sign-flip test over {test['n_blocks']} blocks (mean): p = {test['p']:.3g}")
     return "\n".join(lines)
 
 
@@ -55,6 +59,7 @@ def run_compare(
 ) -> None:
     with_ = load_summary(with_path)
     without = load_summary(without_path)
+    check_pair(with_, without)  # same tool and transport, plausible latencies, one arm each
     a = _load_samples(with_samples_path, with_path)
     b = _load_samples(without_samples_path, without_path)
     if a is not None and "phase" in a.columns:

@@ -6,14 +6,19 @@ Imports of heavy modules happen inside the commands so `orchbench --help` stays 
 
 from __future__ import annotations
 
+import errno
+import math
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
+from typer._click.exceptions import ClickException, UsageError  # typer vendors click
 
 from orchbench.core.errors import USER_FACING
+
+Kind = Literal["workflow", "template", "cron"]
 
 app = typer.Typer(
     name="orchbench",
@@ -31,11 +36,18 @@ def _fail(message: str, code: int) -> None:
 
 
 def _interrupt(signum: int, _frame: object) -> None:
-    """SIGINT/SIGTERM outside the local runner (which handles both itself): stop with one line and
+    """SIGINT/SIGTERM/SIGHUP outside the local runner (which handles both itself): stop with one line and
     exit 130. Typer would turn a KeyboardInterrupt into a silent exit, so raise our own error."""
     from pipelines.local_runner import Interrupted
 
     raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+
+
+def _finite_non_negative(value: float | None) -> float | None:
+    """A threshold in ms: NaN would turn the gate off ("within threshold nan ms"), negative is no limit."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"must be a finite number >= 0, got {value!r}")
+    return value
 
 
 @app.command()
@@ -54,12 +66,28 @@ def run(
         float | None, typer.Option(help="Override local.inject_delay_ms (known-answer calibration).")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress and no table.")] = False,
+    wait: Annotated[
+        bool, typer.Option(help="If another run holds this machine, wait for it (default: refuse).")
+    ] = False,
 ) -> None:
     """Run the benchmark on this machine: the compiled workflow, executed by the local runner."""
     from orchbench.cli.run_cmd import run_local
 
     overrides = {} if inject_delay_ms is None else {"local.inject_delay_ms": inject_delay_ms}
-    run_local(spec, out, overrides, quiet)
+    run_local(spec, out, overrides, quiet, wait=wait)
+
+
+@app.command()
+def cleanup(
+    run_dir: Annotated[
+        Path | None,
+        typer.Argument(help="A run directory (default: the run that died holding this machine, if any)."),
+    ] = None,
+) -> None:
+    """Stop what a killed local run left running (servers, steps, k6) and keep its finished blocks."""
+    from orchbench.cli.run_cmd import run_cleanup
+
+    run_cleanup(run_dir)
 
 
 @app.command()
@@ -78,7 +106,7 @@ def calibrate(
     from datetime import UTC, datetime
 
     from orchbench.cli.calibrate import calibrate as run_calibration
-    from orchbench.cli.calibrate import parse_delays
+    from orchbench.cli.calibrate import parse_delays, table_lines
 
     values = parse_delays(delays)
     folder = out or Path("runs") / f"calibrate-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
@@ -86,24 +114,23 @@ def calibrate(
     if json_out:
         typer.echo(
             json.dumps(
-                [{k: r[k] for k in ("transport", "injected_ms", "recovered_ms", "ci95")} for r in rows],
+                [
+                    {k: r[k] for k in ("transport", "injected_ms", "recovered_ms", "ci95", "se_ms", "error_ms")}
+                    | {"passed": r["passed"]}
+                    for r in rows
+                ],
                 indent=2,
             )
         )
         return
-    typer.echo(f"{'transport':<10}{'injected ms':>12}{'recovered ms':>14}{'95% CI':>22}  ok")
-    for r in rows:
-        ci = f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
-        typer.echo(
-            f"{r['transport']:<10}{r['injected_ms']:>12.3f}{r['recovered_ms']:>14.3f}{ci:>22}  "
-            f"{'yes' if r['within_0_1_ms_or_ci'] else 'NO'}"
-        )
+    for line in table_lines(rows):
+        typer.echo(line)
 
 
 @app.command("compile")
 def compile_(
     spec: Annotated[Path | None, typer.Option(help="Experiment spec (default: specs/default.yaml).")] = None,
-    kind: Annotated[str, typer.Option(help="workflow | template | cron")] = "workflow",
+    kind: Annotated[Kind, typer.Option(help="workflow | template | cron")] = "workflow",
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write YAML here (default: stdout).")
     ] = None,
@@ -117,18 +144,34 @@ def compile_(
 @app.command()
 def submit(
     spec: Annotated[Path | None, typer.Option(help="Experiment spec.")] = None,
-    kind: Annotated[str, typer.Option(help="workflow | template | cron")] = "workflow",
+    kind: Annotated[Kind, typer.Option(help="workflow | template | cron")] = "workflow",
     host: Annotated[str | None, typer.Option(help="Argo server URL (or ARGO_HOST).")] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the bearer token (default: $ARGO_TOKEN); never printed."),
+    ] = None,
     token: Annotated[
-        str | None, typer.Option(help="Bearer token (or ARGO_TOKEN); never printed.", show_default=False)
+        str | None, typer.Option(hidden=True, help="Refused: a token in argv is visible in `ps`.")
     ] = None,
     namespace: Annotated[str | None, typer.Option(help="Namespace (or ARGO_NAMESPACE).")] = None,
     verify_ssl: Annotated[bool, typer.Option(help="Verify the server's TLS certificate.")] = True,
+    insecure_http: Annotated[
+        bool, typer.Option(help="Allow sending the token over plain http:// (it travels readable).")
+    ] = False,
+    timeout_s: Annotated[
+        float, typer.Option(min=0.1, max=600, help="Timeout of each API call, in seconds.")
+    ] = 30.0,
 ) -> None:
     """Submit the compiled pipeline through the Argo server API (Hera's WorkflowsService)."""
     from orchbench.cli.run_cmd import run_submit
+    from orchbench.core.errors import ConfigError
 
-    run_submit(spec, kind, host, token, namespace, verify_ssl)
+    if token is not None:
+        raise ConfigError(
+            "--token is refused: a token on the command line is visible to every user in `ps`; "
+            "set ARGO_TOKEN or pass --token-file FILE"
+        )
+    run_submit(spec, kind, host, token_file, namespace, verify_ssl, insecure_http, timeout_s)
 
 
 @app.command()
@@ -167,23 +210,25 @@ serve_app = typer.Typer(help="The local serving stack: model server, orchestrato
 app.add_typer(serve_app, name="serve")
 
 
-_PASS_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+#: The servers' own argparse options (and their --help) pass through as they are: one definition,
+#: in serving/, for `python -m serving.<server>` and for these commands.
+_PASS_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
 @serve_app.command("model", context_settings=_PASS_ARGS)
 def serve_model(ctx: typer.Context) -> None:
-    """Run the TF-Serving-style model server (options: python -m serving.model_server --help)."""
+    """Run the TF-Serving-style model server (--help lists its options)."""
     from serving.model_server import main as model_main
 
-    model_main(list(ctx.args))
+    model_main(list(ctx.args), prog="orchbench serve model")
 
 
 @serve_app.command("orchestrator", context_settings=_PASS_ARGS)
 def serve_orchestrator(ctx: typer.Context) -> None:
-    """Run the reference orchestrator (options: python -m serving.orchestrator --help)."""
+    """Run the reference orchestrator (--help lists its options)."""
     from serving.orchestrator import main as orch_main
 
-    orch_main(list(ctx.args))
+    orch_main(list(ctx.args), prog="orchbench serve orchestrator")
 
 
 @serve_app.command("build-model")
@@ -206,15 +251,22 @@ def serve_payloads(out: Annotated[Path | None, typer.Option(help="Output directo
 def trend(
     dataset: Annotated[Path, typer.Argument(help="Directory of runs; reads every overheads.parquet below.")],
     threshold_ms: Annotated[
-        float | None, typer.Option(help="Fail above this overhead (default: the run's own threshold).")
+        float | None,
+        typer.Option(
+            help="Fail above this overhead (default: the run's own threshold).", callback=_finite_non_negative
+        ),
     ] = None,
     metric: Annotated[str, typer.Option(help="mean | p50")] = "mean",
     transport: Annotated[str, typer.Option(help="rest | grpc | all")] = "all",
     html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML plot (CI bands).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     experiment: Annotated[str | None, typer.Option(help="Only runs of this experiment.")] = None,
-    baseline_runs: Annotated[int, typer.Option(help="Earlier runs the latest is compared with.")] = 7,
-    min_effect_ms: Annotated[float, typer.Option(help="Smallest step (ms) counted as a regression.")] = 0.1,
+    baseline_runs: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Earlier runs the latest is compared with.")
+    ] = 7,
+    min_effect_ms: Annotated[
+        float, typer.Option(help="Smallest step (ms) counted as a regression.", callback=_finite_non_negative)
+    ] = 0.1,
 ) -> None:
     """Overhead over many runs and a regression gate on the latest (exit 3: regression, 2: bad input)."""
     from orchbench.core.trend import run_trend
@@ -241,17 +293,41 @@ def floor(
     run_floor_cli(json_out, requests)
 
 
+def _usage_error(exc: ClickException) -> None:
+    """A usage error as one line (click and typer print boxes of 5-6 lines), exit 2."""
+    message = exc.format_message()
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None and isinstance(exc, UsageError) else ""
+    _fail(f"{message}{hint}", exc.exit_code if isinstance(exc, UsageError) else 2)
+
+
 def main(argv: list[str] | None = None) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) is not signal.SIG_IGN:  # keep nohup's and `cmd &`'s choice
             signal.signal(sig, _interrupt)
     try:
-        app(args=argv)  # standalone: click prints usage errors itself and exits 2
+        # not standalone: usage errors come here as exceptions and leave as one line
+        code = app(args=argv, prog_name="orchbench", standalone_mode=False)
+    except ClickException as exc:
+        _usage_error(exc)
+    except typer.Abort:
+        typer.echo("orchbench: interrupted", err=True)
+        sys.exit(130)
     except USER_FACING as exc:
         _fail(str(exc), getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
         typer.echo("orchbench: interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # a path the user gave that the OS refuses (too long, a folder, no access)
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}", 2 if exc.errno in _USER_PATH_ERRNOS else 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+#: OS errors that mean a path given on the command line is unusable (exit 2, the user's to fix).
+_USER_PATH_ERRNOS = frozenset(
+    {errno.ENOENT, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.ELOOP, errno.EROFS}
+)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +15,10 @@ from typing import Any
 import yaml
 
 from orchbench.core.errors import ConfigError
+from orchbench.core.machine import Cleanup, MachineLock, cleanup_run, holder
 from orchbench.core.spec import Spec, load_spec
+from orchbench.fsio import write_text
+from serving.lease import OWNER_ENV, owner_value
 
 
 def compiled(spec: Spec, kind: str) -> dict[str, Any]:
@@ -34,46 +39,85 @@ def run_compile(spec_path: Path | None, kind: str, output: Path | None) -> None:
         sys.stdout.write(text)
         return
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(f".{output.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(output)
+        write_text(output, text)
     except OSError as exc:
         raise ConfigError(f"{output}: cannot write ({exc.strerror})") from None
     print(f"wrote {output}", file=sys.stderr)
+
+
+def _token(token_file: Path | None) -> str | None:
+    """The bearer token: from --token-file or $ARGO_TOKEN, never from argv (visible in `ps`)."""
+    if token_file is None:
+        return os.environ.get("ARGO_TOKEN") or None
+    from orchbench.core.safeio import read_text
+
+    text = read_text(token_file, "token file", 64 * 1024).strip()
+    if not text or "\n" in text:
+        raise ConfigError(f"{token_file}: token file must hold one token on one line")
+    return text
+
+
+def _session(timeout_s: float) -> Any:
+    """A requests session giving every call Hera makes a timeout (Hera sets none: a silent server
+    would hang `submit` forever)."""
+    import requests
+
+    class TimeoutSession(requests.Session):
+        def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", timeout_s)
+            return super().request(method, url, *args, **kwargs)
+
+    return TimeoutSession()
 
 
 def run_submit(
     spec_path: Path | None,
     kind: str,
     host: str | None,
-    token: str | None,
+    token_file: Path | None,
     namespace: str | None,
     verify_ssl: bool,
+    insecure_http: bool = False,
+    timeout_s: float = 30.0,
 ) -> None:
-    from hera.shared import global_config
-    from hera.workflows import WorkflowsService
+    from pipelines.benchmark import KINDS
 
+    if kind not in KINDS:
+        raise ConfigError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     spec = load_spec(spec_path)
     host = host or os.environ.get("ARGO_HOST") or os.environ.get("ARGO_SERVER")
     if not host:
         raise ConfigError("no Argo server: pass --host or set ARGO_HOST")
     if not host.startswith(("http://", "https://")):
         host = f"https://{host}"
-    token = token or os.environ.get("ARGO_TOKEN")
+    token = _token(token_file)
+    if token and host.startswith("http://"):
+        if not insecure_http:
+            raise ConfigError(
+                f"{host}: refusing to send the bearer token over plain http (anyone on the path can read "
+                "it); use https://, or pass --insecure-http if you must"
+            )
+        print(f"orchbench: warning: sending the bearer token to {host} over plain http", file=sys.stderr)
+    from hera.shared import global_config
+    from hera.workflows import WorkflowsService
+
     namespace = namespace or os.environ.get("ARGO_NAMESPACE") or spec.argo.namespace
     global_config.host = host
     global_config.verify_ssl = verify_ssl
-    service = WorkflowsService(host=host, token=token, namespace=namespace, verify_ssl=verify_ssl)
+    service = WorkflowsService(
+        host=host, token=token, namespace=namespace, verify_ssl=verify_ssl, session=_session(timeout_s)
+    )
     from pipelines.benchmark import build
 
-    wf = build(spec, kind)  # type: ignore[arg-type]
+    wf = build(spec, kind)
     wf.namespace = namespace
     wf.workflows_service = service
     try:
         created = wf.create()
     except Exception as exc:  # hera raises its own exceptions and requests' ones; never echo the token
         message = str(exc).replace(token, "***") if token else str(exc)
+        if type(exc).__name__ in ("ReadTimeout", "ConnectTimeout", "Timeout"):
+            message = f"no answer within {timeout_s:g} s (--timeout-s)"
         raise ConfigError(
             f"submission to {host} failed: {message.splitlines()[0] if message else type(exc).__name__}"
         ) from None
@@ -88,7 +132,7 @@ def _default_out(spec: Spec) -> Path:
 def _writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        probe = out / ".write-test"  # a probe, removed at once: not a file the run leaves
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
@@ -107,44 +151,102 @@ def collect_raw(out: Path) -> int:
 
 
 def run_local(
-    spec_path: Path | None, out: Path | None, overrides: dict[str, Any] | None = None, quiet: bool = False
+    spec_path: Path | None,
+    out: Path | None,
+    overrides: dict[str, Any] | None = None,
+    quiet: bool = False,
+    wait: bool = False,
 ) -> Path:
     from orchbench.cli.progress import RunProgress
     from pipelines.local_runner import LocalRunner
 
     spec = load_spec(spec_path)
     if overrides:
-        from orchbench.core.spec import parse_spec
-
-        data = spec.to_json_dict()
-        for dotted, value in overrides.items():
-            node = data
-            *parents, leaf = dotted.split(".")
-            for key in parents:
-                node = node.setdefault(key, {})
-            node[leaf] = value
-        spec = parse_spec(data, "spec with overrides")
+        spec = spec.with_overrides(overrides)
     if spec.platform != "local":
         raise ConfigError(
             f"spec platform is {spec.platform!r}: `orchbench run` runs locally; use "
             "`orchbench compile` + `argo submit` or `orchbench submit` for a cluster"
         )
     out = (out or _default_out(spec)).resolve()
-    _writable(out)
     workflow = compiled(spec, "workflow")
-    (out / "spec.yaml").write_text(yaml.safe_dump(spec.to_json_dict(), sort_keys=False))
-    (out / "workflow.yaml").write_text(to_yaml(workflow))
-    runner = LocalRunner(workflow, out, parameters={"state-dir": str(out / "state"), "results-dir": str(out)})
-    progress = RunProgress(workflow, quiet=quiet)
-    runner.on_event = progress.event
+    # one local run per machine: refused (one line) before anything starts, or --wait
+    lock = MachineLock()
+    previous = lock.acquire(out, wait=wait, on_wait=lambda msg: print(f"orchbench: {msg}", file=sys.stderr))
     try:
-        with progress:
-            runner.run()
+        if previous:
+            clean_up_after(previous)
+        _writable(out)
+        write_text(out / "spec.yaml", yaml.safe_dump(spec.to_json_dict(), sort_keys=False))
+        write_text(out / "workflow.yaml", to_yaml(workflow))
+        owner = owner_value()
+        old_owner = os.environ.get(OWNER_ENV)
+        os.environ[OWNER_ENV] = owner  # every process the run starts carries it (their lease)
+        write_text(out / OWNER_FILE, json.dumps({"owner": owner, "pid": os.getpid()}))
+        runner = LocalRunner(
+            workflow, out, parameters={"state-dir": str(out / "state"), "results-dir": str(out)}
+        )
+        progress = RunProgress(workflow, quiet=quiet)
+        runner.on_event = progress.event
+        # a closed terminal (SIGHUP) stops the run like SIGTERM: the exit handler tears down
+        old_hup = signal.signal(signal.SIGHUP, runner._signal)
+        try:
+            with progress:
+                runner.run()
+        finally:
+            signal.signal(signal.SIGHUP, old_hup)
+            if old_owner is None:
+                os.environ.pop(OWNER_ENV, None)
+            else:
+                os.environ[OWNER_ENV] = old_owner
+            collect_raw(out)
     finally:
-        collect_raw(out)
+        lock.release()
     if not quiet:
         print_summary(out)
     return out
+
+
+#: In a run folder: the ORCHBENCH_OWNER value its processes carry (for `orchbench cleanup RUN_DIR`).
+OWNER_FILE = "owner.json"
+
+
+def clean_up_after(previous: dict[str, Any]) -> Cleanup | None:
+    """The run named in a stale holder.json died without cleaning up: stop what it left, keep its
+    finished blocks, and say so in one line."""
+    run_dir = Path(str(previous.get("run_dir") or ""))
+    if not previous.get("run_dir"):
+        return None
+    result = cleanup_run(run_dir, previous.get("owner"))
+    kept = collect_raw(run_dir) if run_dir.is_dir() else 0
+    blocks = f"; its {kept} load task(s) kept in {run_dir / 'raw'}" if kept else ""
+    print(f"orchbench: an earlier run died without cleaning up: {result.summary()}{blocks}", file=sys.stderr)
+    return result
+
+
+def run_cleanup(run_dir: Path | None) -> None:
+    """`orchbench cleanup [RUN_DIR]`: what a dead run left running, stopped; its blocks collected."""
+    if run_dir is None:
+        lock = MachineLock()
+        previous = lock.acquire(Path("(cleanup)"))
+        try:
+            if not previous:
+                print("orchbench: nothing to clean up: no run died holding this machine")
+                return
+            clean_up_after(previous)
+        finally:
+            lock.release()
+        return
+    run_dir = run_dir.resolve()
+    if not (run_dir / "workflow.yaml").exists() and not (run_dir / "state").is_dir():
+        raise ConfigError(f"{run_dir}: not a run directory (no workflow.yaml or state/)")
+    owner = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        owner = json.loads((run_dir / OWNER_FILE).read_text()).get("owner")
+    previous = holder()
+    if previous and Path(str(previous.get("run_dir"))) == run_dir:
+        owner = owner or previous.get("owner")
+    clean_up_after({"run_dir": str(run_dir), "owner": owner})
 
 
 def print_summary(out: Path) -> None:

@@ -1,25 +1,32 @@
-"""From the load-test artifacts of every block to the answer: tables, overheads with CIs, verdicts.
+"""The summary and overhead logic, in one place: from every block's load-test data (or two tool files)
+to overheads with CIs, per-arm values, the paired test, verdicts and the Parquet tables.
 
-Pure functions over already-loaded data (the compare step does the reading and writing).
+Pure functions over already-loaded data: the compare step (steps/compare.py) and `orchbench compare`
+(orchbench/cli/compare_cmd.py) do the reading and writing. The estimators are orchbench.core.stats'
+(one per metric, the same for every output: terminal, summary.json, Parquet, report, trend, compare);
+verdicts orchbench.core.verdict's; the precision target orchbench.core.design's.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy import stats as sps
 
-from orchbench.core import stats
+from orchbench.core import design, stats, verdict
+from orchbench.core.errors import ConfigError
+from orchbench.core.spec import Spec
 from results_schema.rows import RunContext, runs_row, runs_table, samples_table
 from results_schema.schema import OVERHEADS_SCHEMA, SCHEMA_VERSION
 from results_schema.summary import ToolSummary
 
-METRICS = ("mean", "p50", "p90", "p99")
+METRICS = stats.METRICS
 #: The seed notebook's published differences (with - without, ms; its vegeta / ghz JSON of 2020-07-12,
 #: one run per arm, no error bars), for context in reports; tests/test_compare_seed.py pins them.
 SEED_OVERHEAD_MS = {
@@ -101,25 +108,75 @@ def _fill_from_samples(summary: ToolSummary, measured: pd.DataFrame | None) -> T
     return summary
 
 
-def _block_level(blocks: list[Block], metric: str) -> stats.Estimate | None:
-    """Fallback without samples: per-block differences of the tools' own summaries, t-interval."""
-    key = {"mean": "mean", "p50": "p50", "p90": "p90", "p99": "p99"}[metric]
+def _ms(est: stats.Estimate) -> dict[str, Any]:
+    """One overhead entry of summary.json (ms): estimate, ci95, se, df, n_blocks, and the per-arm
+    values it is the difference of."""
+    out = est.to_dict(scale=1e-6)
+    out["with_ms"] = None if not math.isfinite(est.with_value) else round(est.with_value / 1e6, 6)
+    out["without_ms"] = None if not math.isfinite(est.without_value) else round(est.without_value / 1e6, 6)
+    return out
+
+
+def _tool_summaries(blocks: list[Block], metric: str) -> stats.Estimate | None:
+    """Fallback without samples: the estimator over the tools' own per-block summaries."""
     by_block: dict[int, dict[str, int]] = {}
     for b in blocks:
-        value = b.summary.latency_ns.get(key)
+        value = b.summary.latency_ns.get(metric)
         if value is not None:
             by_block.setdefault(b.block, {})[b.arm] = value
-    diffs = np.array([v["with"] - v["without"] for v in by_block.values() if len(v) == 2], dtype=float)
-    if not len(diffs):
+    pairs = [by_block[k] for k in sorted(by_block) if len(by_block[k]) == 2]
+    if not pairs:
         return None
-    est = float(diffs.mean())
-    if len(diffs) < 2:
-        return stats.Estimate(est, (float("nan"), float("nan")))
-    half = float(sps.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs)))
-    return stats.Estimate(est, (est - half, est + half))
+    return stats.paired_block_values([p["with"] for p in pairs], [p["without"] for p in pairs])
 
 
-def _arm_stats(blocks: list[Block], arm: str) -> dict[str, Any]:
+def overheads(
+    with_groups: list[np.ndarray],
+    without_groups: list[np.ndarray],
+    pilot_blocks: int | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Overheads (with - without, ms) of paired blocks of successful latencies (ns), every metric:
+    `overhead_ms`, `method`, `paired_test` and `block_diffs_ms` (what a pilot sizes a run from).
+
+    >= 2 blocks: stats.paired_blocks (t-interval over blocks; Stein's for the sized figures of a
+    pilot-sized run). One block: the same estimator (n = 1) with a per-request bootstrap, which
+    assumes independent requests and says so; no paired test (one unit)."""
+    n = len(with_groups)
+    if n != len(without_groups) or n < 1:
+        raise ValueError("overheads needs the same number (>= 1) of blocks per arm")
+    result: dict[str, Any] = {"overhead_ms": {}, "block_diffs_ms": {}}
+    pilot = pilot_blocks if pilot_blocks is not None and 2 <= pilot_blocks < n else None
+    for metric in METRICS:
+        if n >= 2:
+            est = stats.paired_blocks(with_groups, without_groups, metric, pilot)
+        else:
+            est = stats.bootstrap_one_block(with_groups[0], without_groups[0], metric, n_boot, seed)
+        result["overhead_ms"][metric] = _ms(est)
+        diffs = stats.block_stats(with_groups, metric) - stats.block_stats(without_groups, metric)
+        result["block_diffs_ms"][metric] = [round(float(x) / 1e6, 6) for x in diffs]
+    if n >= 2:
+        interval = (
+            f"Stein's interval from the {pilot}-block pilot for {'/'.join(stats.PRECISION_METRICS)}, "
+            "t-interval over blocks for the rest"
+            if pilot
+            else "t-interval over blocks"
+        )
+        result["method"] = f"paired blocks (n={n}): mean of per-block differences, {interval}"
+        result["paired_test"] = {
+            metric: stats.sign_flip_test(np.array(result["block_diffs_ms"][metric]), seed=seed).to_dict()
+            for metric in METRICS
+        }
+    else:
+        result["method"] = (
+            "one block: bootstrap over requests (assumes independent requests; run >= 2 blocks)"
+        )
+        result["paired_test"] = None
+    return result
+
+
+def _arm_info(blocks: list[Block], arm: str, values: dict[str, float | None]) -> dict[str, Any]:
     mine = [b for b in blocks if b.arm == arm]
     frames = [b.measured() for b in mine]
     ok = [f[f["ok"]] for f in frames if f is not None and len(f)]
@@ -127,27 +184,19 @@ def _arm_stats(blocks: list[Block], arm: str) -> dict[str, Any]:
         "requests": int(sum(b.summary.requests for b in mine)),
         "errors": int(sum((b.summary.error_count or 0) for b in mine)),
         "blocks": len(mine),
+        # the per-arm values the overheads are the difference of: mean over blocks of the block's stat
+        "latency_ms": {k: v for k, v in values.items() if v is not None},
     }
     evidence = next((b.meta.get("evidence") for b in mine if b.meta.get("evidence")), None)
     out["verified"] = evidence.get("how") if evidence else None
     if ok:
-        pooled = pd.concat(ok).sort_values("ts_ns")["latency_ns"].to_numpy(dtype=float)
-        out["latency_ms"] = {
-            "mean": float(pooled.mean() / 1e6),
-            "p50": float(np.quantile(pooled, 0.5) / 1e6),
-            "p90": float(np.quantile(pooled, 0.9) / 1e6),
-            "p99": float(np.quantile(pooled, 0.99) / 1e6),
-        }
-        out["n"] = len(pooled)
+        out["n"] = int(sum(len(f) for f in ok))
         out["stable"] = all(stats.stable_windows(f["latency_ns"].to_numpy()) for f in ok)
         out["block_p50_ms"] = {
-            str(b.block): float(np.median(f[f["ok"]]["latency_ns"]) / 1e6)
+            str(b.block): float(stats.statistic(f[f["ok"]]["latency_ns"].to_numpy(), "p50") / 1e6)
             for b, f in zip(mine, frames, strict=True)
             if f is not None and f["ok"].any()
         }
-    else:
-        means = [b.summary.latency_ns["mean"] for b in mine if "mean" in b.summary.latency_ns]
-        out["latency_ms"] = {"mean": float(np.mean(means) / 1e6)} if means else {}
     return out
 
 
@@ -163,50 +212,54 @@ def _paired_groups(blocks: list[Block]) -> tuple[list[np.ndarray], list[np.ndarr
 
 
 def transport_result(
-    blocks: list[Block], threshold_ms: float | None, n_boot: int = 2000, seed: int = 0
+    blocks: list[Block],
+    threshold_ms: float | None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    pilot_blocks: int | None = None,
+    precision_ms: float | None = None,
 ) -> dict[str, Any]:
-    """Overheads (with - without) for one transport.
+    """Overheads (with - without) for one transport, per-arm values, paired test, verdict.
 
-    With >= 2 blocks: the mean over blocks of the per-block difference, with a t-interval over blocks
-    (see stats.paired_blocks). With one block: a bootstrap over requests, flagged as such. Without
-    samples: the tools' own summaries, per block.
-    """
+    From the samples when there are any (see :func:`overheads`); else the same estimator over the
+    tools' own per-block summaries. The verdict is the mean overhead's 95 % CI against the threshold
+    (orchbench.core.verdict); with `precision_ms`, whether every sized figure's half-width reached it."""
     with_groups, without_groups = _paired_groups(blocks)
-    result: dict[str, Any] = {"overhead_ms": {}}
-    if len(with_groups) >= 2:
-        for metric in METRICS:
-            est = stats.paired_blocks(with_groups, without_groups, metric)
-            result["overhead_ms"][metric] = est.to_dict(scale=1e-6)
-        result["method"] = f"paired blocks (n={len(with_groups)}): mean of per-block differences, t-interval"
-    elif with_groups:
-        for metric in METRICS:
-            est = stats.bootstrap_diff(with_groups, without_groups, metric, n_boot=n_boot, seed=seed)
-            result["overhead_ms"][metric] = est.to_dict(scale=1e-6)
-        result["method"] = (
-            "one block: bootstrap over requests (assumes independent requests; run >= 2 blocks)"
-        )
-    else:
-        for metric in METRICS:
-            block_est = _block_level(blocks, metric)
-            if block_est is not None:
-                result["overhead_ms"][metric] = block_est.to_dict(scale=1e-6)
-        result["method"] = "t-interval over per-block differences of the tools' summaries (no samples)"
     if with_groups:
-        result["mann_whitney_u_p"] = stats.mann_whitney_p(
-            np.concatenate(with_groups), np.concatenate(without_groups)
-        )
+        result = overheads(with_groups, without_groups, pilot_blocks, n_boot, seed)
+    else:
+        result = {"overhead_ms": {}, "paired_test": None}
+        for metric in METRICS:
+            est = _tool_summaries(blocks, metric)
+            if est is not None:
+                result["overhead_ms"][metric] = _ms(est)
+        result["method"] = "mean of per-block differences of the tools' summaries, t-interval (no samples)"
+    o = result["overhead_ms"]
     result["n"] = {
         "with": int(sum(len(g) for g in with_groups)),
         "without": int(sum(len(g) for g in without_groups)),
     }
-    result["blocks"] = len(with_groups)
-    result["arms"] = {arm: _arm_stats(blocks, arm) for arm in ("with", "without")}
+    result["blocks"] = max([len(with_groups)] + [int(e["n_blocks"] or 0) for e in o.values()])
+    result["arms"] = {
+        arm: _arm_info(blocks, arm, {m: o[m][f"{arm}_ms"] for m in o}) for arm in ("with", "without")
+    }
     result["threshold_ms"] = threshold_ms
-    mean = result["overhead_ms"].get("mean", {}).get("estimate")
-    if threshold_ms is None or mean is None:
-        result["verdict"] = "n/a"
-    else:
-        result["verdict"] = "pass" if mean <= threshold_ms else "fail"
+    mean = o.get("mean", {})
+    v = verdict.judge(
+        mean.get("estimate"), mean.get("ci95"), threshold_ms, mean.get("se"), int(mean.get("n_blocks") or 0)
+    )
+    result["verdict"] = v.verdict
+    result["verdict_detail"] = v.to_dict()
+    if precision_ms is not None:
+        result["precision"] = design.precision_status(
+            {
+                m: None
+                if o.get(m, {}).get("ci95", [None])[0] is None
+                else (o[m]["ci95"][1] - o[m]["ci95"][0]) / 2
+                for m in stats.PRECISION_METRICS
+            },
+            precision_ms,
+        )
     return result
 
 
@@ -232,7 +285,6 @@ def overheads_table(summary: dict[str, Any], created_at_ns: int, provenance: dic
         if not res:
             continue
         for metric, est in res["overhead_ms"].items():
-            arms = res["arms"]
             rows.append(
                 {
                     "schema_version": SCHEMA_VERSION,
@@ -244,11 +296,13 @@ def overheads_table(summary: dict[str, Any], created_at_ns: int, provenance: dic
                     "estimate_ms": est["estimate"],
                     "ci_low_ms": est["ci95"][0],
                     "ci_high_ms": est["ci95"][1],
-                    "with_ms": arms["with"].get("latency_ms", {}).get(metric),
-                    "without_ms": arms["without"].get("latency_ms", {}).get(metric),
+                    "with_ms": est.get("with_ms"),
+                    "without_ms": est.get("without_ms"),
                     "n_with": res["n"]["with"],
                     "n_without": res["n"]["without"],
-                    "mann_whitney_u_p": res.get("mann_whitney_u_p"),
+                    # no pooled rank test any more (requests are not independent units); the
+                    # paired sign-flip test is in summary.json until the schema gets a column
+                    "mann_whitney_u_p": None,
                     "threshold_ms": res.get("threshold_ms"),
                     "platform": summary.get("platform"),
                     "orchbench_version": provenance.get("orchbench_version"),
@@ -257,3 +311,159 @@ def overheads_table(summary: dict[str, Any], created_at_ns: int, provenance: dic
                 }
             )
     return pa.Table.from_pylist(rows, schema=OVERHEADS_SCHEMA)
+
+
+# ---------------------------------------------------------------------------------------------------
+# a run's summary.json
+
+
+DEPLOYMENT_REUSE = "one deployment per arm and transport, kept across its blocks"
+SHARED_MODEL = (
+    "one model process per transport, kept across its blocks; the 'with' arm's orchestrator fronts the "
+    "'without' arm's model process"
+)
+
+
+def deployment_reuse(spec: Spec) -> str:
+    """What the results say about deployments (local runs may share the model process)."""
+    return SHARED_MODEL if spec.platform == "local" and spec.local.shared_model else DEPLOYMENT_REUSE
+
+
+def summarise(
+    spec: Spec, blocks: list[Block], floor: dict[str, Any] | None, run_id: str, provenance: dict[str, Any]
+) -> dict[str, Any]:
+    """The run's summary.json: context, then per transport :func:`transport_result`. A spec with
+    `load.precision_ms` was sized by a pilot of its `blocks` (orchbench.core.design)."""
+    summary: dict[str, Any] = {
+        "schema_version": 1,
+        "experiment": spec.name,
+        "run_id": run_id,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "platform": spec.platform,
+        "deployment_reuse": deployment_reuse(spec),
+        "block_order": spec.block_order(),
+        "interleave": spec.interleave(),
+        "order_seed": spec.order_seed,
+        "aa_mode": spec.local.aa_mode if spec.platform == "local" else False,
+        "inject_delay_ms": spec.local.inject_delay_ms if spec.platform == "local" else None,
+        "provenance": provenance,
+        "spec": spec.to_json_dict(),
+        "floor": floor,
+        "model_latency_ms": (floor or {}).get("model"),
+        "seed": SEED_OVERHEAD_MS,
+        "estimator": ESTIMATOR,
+    }
+    precision = spec.load.precision_ms
+    for transport in spec.transports:
+        mine = [b for b in blocks if b.transport == transport]
+        if not mine:
+            raise ConfigError(f"no load-test results for transport {transport}")
+        arms = {b.arm for b in mine}
+        if arms != {"with", "without"}:
+            raise ConfigError(f"{transport}: results for arms {sorted(arms)}, need both 'with' and 'without'")
+        summary[transport] = transport_result(
+            mine,
+            spec.threshold_ms(transport),
+            pilot_blocks=spec.blocks if precision is not None else None,
+            precision_ms=precision,
+        )
+    return summary
+
+
+ESTIMATOR = (
+    "per metric (mean, p50, p90, p99): mean over blocks of the per-block difference of the metric "
+    "(with - without); arm values: mean over blocks of each arm's per-block metric; percentiles "
+    f"Hyndman-Fan type 7 (numpy '{stats.PERCENTILE_METHOD}'); 95 % CI: Student-t over blocks"
+)
+
+
+# ---------------------------------------------------------------------------------------------------
+# `orchbench compare`: two tool files
+
+#: Metrics the tools' summaries report (vegeta, ghz and k6 all give these).
+TOOL_METRICS = ("mean", "p50", "p90", "p95", "p99")
+
+
+def _groups(samples: pd.DataFrame) -> dict[int, np.ndarray]:
+    ok = samples[samples["ok"]]
+    if "block" in ok.columns:
+        return {int(k): g["latency_ns"].to_numpy() for k, g in ok.groupby("block", sort=True)}
+    return {0: ok["latency_ns"].to_numpy()}
+
+
+def sample_overheads(
+    with_samples: pd.DataFrame, without_samples: pd.DataFrame, n_boot: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """Overheads from two sample tables (successful requests only), the run's estimator: paired by
+    the `block` column when both carry it (>= 2 common blocks: t-interval over blocks), else the
+    two files are one block (per-request bootstrap, flagged). Point estimate and CI from the same
+    samples."""
+    a, b = _groups(with_samples), _groups(without_samples)
+    common = sorted(set(a) & set(b))
+    if len(common) >= 2:
+        wg, bg = [a[k] for k in common], [b[k] for k in common]
+    else:
+        wg, bg = [np.concatenate(list(a.values()))], [np.concatenate(list(b.values()))]
+    if not len(wg[0]) or not len(bg[0]):
+        raise ValueError("both arms need successful samples")
+    result = overheads(wg, bg, n_boot=n_boot, seed=seed)
+    result["n"] = {"with": int(sum(len(g) for g in wg)), "without": int(sum(len(g) for g in bg))}
+    return result
+
+
+def overhead_ms(with_: ToolSummary, without: ToolSummary) -> dict[str, float]:
+    """with - without in ms from the tools' own summaries, for each metric both report (integer ns)."""
+    out: dict[str, float] = {}
+    for metric in TOOL_METRICS:
+        a, b = with_.latency_ns.get(metric), without.latency_ns.get(metric)
+        if a is not None and b is not None:
+            out[metric] = (a - b) / 1e6
+    return out
+
+
+def compare(
+    with_: ToolSummary,
+    without: ToolSummary,
+    with_samples: pd.DataFrame | None = None,
+    without_samples: pd.DataFrame | None = None,
+    n_boot: int = 2000,
+) -> dict[str, Any]:
+    """The `orchbench compare` result. With per-request samples on both sides: overheads, CIs and the
+    per-arm values from the samples by the run's estimator (`source: samples`), the tools' own
+    summary figures kept apart under `tool_summaries`. Without: the tools' summaries' differences
+    (`source: tool summaries`), no CI."""
+    arm = {
+        name: {
+            "tool": s.tool,
+            "requests": s.requests,
+            "successes": s.successes,
+            "latency_ms": {k: v / 1e6 for k, v in s.latency_ns.items()},
+        }
+        for name, s in (("with", with_), ("without", without))
+    }
+    result: dict[str, Any] = {"with": arm["with"], "without": arm["without"]}
+    sampled = (
+        with_samples is not None
+        and without_samples is not None
+        and bool(with_samples["ok"].any())
+        and bool(without_samples["ok"].any())
+    )
+    if not sampled:
+        result["source"] = "tool summaries (no per-request samples: no CI)"
+        result["overhead_ms"] = overhead_ms(with_, without)
+        return result
+    assert with_samples is not None and without_samples is not None
+    s = sample_overheads(with_samples, without_samples, n_boot=n_boot)
+    o = s["overhead_ms"]
+    result["source"] = "samples"
+    result["method"] = s["method"]
+    result["overhead_ms"] = {m: o[m]["estimate"] for m in o}
+    result["ci95_ms"] = {m: o[m]["ci95"] for m in o}
+    result["se_ms"] = {m: o[m]["se"] for m in o}
+    result["paired_test"] = s["paired_test"]
+    result["samples_n"] = s["n"]
+    result["tool_summaries"] = {"overhead_ms": overhead_ms(with_, without)}
+    for name in ("with", "without"):
+        result[name]["tool_latency_ms"] = result[name]["latency_ms"]
+        result[name]["latency_ms"] = {m: o[m][f"{name}_ms"] for m in o}
+    return result

@@ -1,21 +1,22 @@
 """The measurement floor: how much latency the load tester itself reports against a server that does
 nothing, on this machine, at concurrency 1.
 
-Two no-op servers (a minimal asyncio HTTP/1.1 keep-alive server answering a 218-byte prediction-shaped
-JSON body, and a gRPC PredictionService answering a pre-serialised PredictResponse with a 5-float
-`scores` output) run in one child process pinned to one CPU; each client runs pinned to another CPU:
-k6 through the same adapter and scripts as a real run (REST and gRPC), and a minimal Python client
-(http.client keep-alive loop, grpc stub loop). The no-op answers are shaped like predictions so the
-per-request checks of the real scripts pass; they cost the server no more than an empty answer.
+Two no-op servers (serving/noop.py: a minimal asyncio HTTP/1.1 keep-alive server answering a 218-byte
+prediction-shaped JSON body, and a gRPC PredictionService answering a pre-serialised PredictResponse
+with a 5-float `scores` output) run in one child process (`python -m serving.noop`) pinned to one CPU;
+each client runs pinned to another CPU: k6 through the same adapter and scripts as a real run (REST
+and gRPC), and a minimal Python client (http.client keep-alive loop, grpc stub loop). The no-op
+answers are shaped like predictions so the per-request checks of the real scripts pass; they cost
+the server no more than an empty answer.
 
-The same servers double as test targets: `status` makes them answer errors (503 / UNAVAILABLE) and
-`record=True` keeps the raw request bytes they received.
+The same servers double as test targets (`RestNoopServer`, `GrpcNoopServer` here add the `Endpoint` a
+load tool takes): `status` makes them answer errors (503 / UNAVAILABLE) and `record=True` keeps the
+raw request bytes they received.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import http.client
 import io
@@ -25,48 +26,37 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from orchbench.core.arms import GRPC_METHOD, Endpoint
+from orchbench.core.arms import Endpoint
 from orchbench.core.errors import LoadTestError
 from orchbench.core.loadtools._process import pin_command
+from orchbench.fsio import write_bytes, write_text
+from serving import noop
+from serving.errors import ServingError
+from serving.noop import MODEL_NAME, REST_ANSWER_BYTES, grpc_answer, rest_answer
 
-REST_ANSWER_BYTES = 218
-MODEL_NAME = "flowers"
-_SERVICE, _METHOD = GRPC_METHOD.split("/")
+__all__ = [
+    "MODEL_NAME",
+    "REST_ANSWER_BYTES",
+    "GrpcNoopServer",
+    "RestNoopServer",
+    "default_payloads",
+    "format_table",
+    "grpc_answer",
+    "measure_floor",
+    "rest_answer",
+    "run_floor_cli",
+    "stats_ms",
+    "synthetic_payloads",
+]
+
 
 # ---------------------------------------------------------------------------------------------------
 # payloads
-
-
-def rest_answer(size: int = REST_ANSWER_BYTES) -> bytes:
-    """A TF-Serving-shaped answer (`predictions[0].scores`) padded with JSON whitespace to `size`."""
-    body = json.dumps(
-        {"predictions": [{"scores": [0.0125, 0.0234, 0.9312, 0.0198, 0.0131], "prediction": 2, "key": "1"}]},
-        separators=(",", ":"),
-    ).encode()
-    if len(body) > size:
-        raise ValueError(f"answer needs {len(body)} bytes, more than {size}")
-    return body[:-1] + b" " * (size - len(body)) + b"}"
-
-
-def grpc_answer() -> bytes:
-    """A serialised PredictResponse with outputs['scores'] (DT_FLOAT, shape [1, 5])."""
-    from tensorflow_serving.apis import predict_pb2
-
-    resp = predict_pb2.PredictResponse()
-    resp.model_spec.name = MODEL_NAME
-    scores = resp.outputs["scores"]
-    scores.dtype = 1  # DT_FLOAT
-    scores.tensor_shape.dim.add().size = 1
-    scores.tensor_shape.dim.add().size = 5
-    scores.float_val.extend([0.0125, 0.0234, 0.9312, 0.0198, 0.0131])
-    return resp.SerializeToString()
 
 
 def _jpeg_bytes(side: int = 224, quality: int = 40) -> bytes:
@@ -92,7 +82,7 @@ def synthetic_payloads(directory: Path) -> tuple[Path, Path]:
     jpeg = _jpeg_bytes()
     body = {"instances": [{"image_bytes": {"b64": base64.b64encode(jpeg).decode()}, "key": "1"}]}
     json_path = directory / "flowers.json"
-    json_path.write_text(json.dumps(body, separators=(",", ":")))
+    write_text(json_path, json.dumps(body, separators=(",", ":")))
     req = predict_pb2.PredictRequest()
     req.model_spec.name = MODEL_NAME
     req.model_spec.signature_name = "serving_default"
@@ -102,7 +92,7 @@ def synthetic_payloads(directory: Path) -> tuple[Path, Path]:
         tensor.tensor_shape.dim.add().size = 1
         tensor.string_val.append(value)
     bin_path = directory / "flowers.bin"
-    bin_path.write_bytes(req.SerializeToString())
+    write_bytes(bin_path, req.SerializeToString())
     return json_path, bin_path
 
 
@@ -117,176 +107,29 @@ def default_payloads(scratch: Path) -> tuple[Path, Path]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# no-op servers
+# no-op servers (serving/noop.py), with the Endpoint a load tool takes
 
 
-class _HttpNoop(asyncio.Protocol):
-    """HTTP/1.1 with Content-Length bodies and keep-alive: enough for k6, vegeta and http.client."""
-
-    def __init__(self, response: bytes, received: list[bytes] | None) -> None:
-        self.response = response
-        self.received = received
-        self.buf = bytearray()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self.buf[:end]).lower()
-            idx = head.find(b"content-length:")
-            length = int(head[idx + 15 :].split(b"\r\n", 1)[0]) if idx >= 0 else 0
-            total = end + 4 + length
-            if len(self.buf) < total:
-                return
-            if self.received is not None:
-                self.received.append(bytes(self.buf[end + 4 : total]))
-            del self.buf[:total]
-            assert self.transport is not None
-            self.transport.write(self.response)
-
-
-def http_response(status: int, body: bytes) -> bytes:
-    reason = {200: "OK", 503: "Service Unavailable", 500: "Internal Server Error"}.get(status, "Status")
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-def _serve_in_thread(
-    protocol: Callable[[], asyncio.Protocol], port: int, name: str, on_stop: Callable[[], None] | None = None
-) -> tuple[asyncio.AbstractEventLoop, threading.Thread, int]:
-    """An asyncio server on 127.0.0.1:`port` (0: any) on its own event loop in a daemon thread;
-    returns (loop, thread, bound port). `_stop_thread` ends it (`on_stop` runs first, on the loop)."""
-    ready = threading.Event()
-    loop = asyncio.new_event_loop()
-    bound: list[int] = []
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        server = loop.run_until_complete(loop.create_server(protocol, "127.0.0.1", port))
-        bound.append(server.sockets[0].getsockname()[1])
-        ready.set()
-        loop.run_forever()
-        if on_stop is not None:
-            on_stop()
-        server.close()
-        loop.run_until_complete(server.wait_closed())
-        loop.close()
-
-    thread = threading.Thread(target=serve, name=name, daemon=True)
-    thread.start()
-    if not ready.wait(10):
-        raise LoadTestError(f"{name}: the no-op server did not start")
-    return loop, thread, bound[0]
-
-
-def _stop_thread(loop: asyncio.AbstractEventLoop | None, thread: threading.Thread | None) -> None:
-    if loop is not None and thread is not None:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-
-
-@dataclass
-class RestNoopServer:
-    """Answers every POST with `status` and `body` (default: a 218-byte prediction) on 127.0.0.1."""
-
-    status: int = 200
-    body: bytes = field(default_factory=rest_answer)
-    record: bool = False
-    port: int = 0
-    received: list[bytes] = field(default_factory=list)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-
-    def start(self) -> RestNoopServer:
-        response = http_response(self.status, self.body)
-        received = self.received if self.record else None
-        self._loop, self._thread, self.port = _serve_in_thread(
-            lambda: _HttpNoop(response, received), self.port, "rest-noop"
-        )
-        return self
-
-    def stop(self) -> None:
-        _stop_thread(self._loop, self._thread)
-        self._thread = None
+class RestNoopServer(noop.RestNoopServer):
+    def start(self) -> Self:
+        try:
+            return super().start()
+        except ServingError as exc:
+            raise LoadTestError(str(exc)) from None
 
     def endpoint(self, arm: str = "without") -> Endpoint:
         return Endpoint("rest", arm, "127.0.0.1", self.port, MODEL_NAME)  # type: ignore[arg-type]
 
-    def __enter__(self) -> RestNoopServer:
-        return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-@dataclass
-class GrpcNoopServer:
-    """A PredictionService whose Predict answers a canned PredictResponse (or fails with `status`,
-    a grpc.StatusCode name such as "UNAVAILABLE"), without deserialising the request. Served by
-    `serving.h2_grpc` (the model server's own gRPC transport) on an event loop in a thread, so the
-    floor holds the load tester's cost and as little server as Python allows."""
-
-    status: str = "OK"
-    answer: bytes = field(default_factory=grpc_answer)
-    record: bool = False
-    port: int = 0
-    received: list[bytes] = field(default_factory=list)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-
-    def start(self) -> GrpcNoopServer:
-        import grpc
-
-        from serving.h2_grpc import GrpcError, GrpcH2Server
-
-        code = int(grpc.StatusCode[self.status].value[0])
-
-        def predict(request: bytes) -> bytes:
-            if self.record:
-                self.received.append(request)
-            if code != 0:
-                raise GrpcError(code, "orchbench no-op server answers errors")
-            return self.answer
-
-        h2 = GrpcH2Server({f"/{_SERVICE}/{_METHOD}": predict})
-        self._loop, self._thread, self.port = _serve_in_thread(
-            h2.protocol, self.port, "grpc-noop", h2.goaway_all
-        )
-        return self
-
-    def stop(self) -> None:
-        _stop_thread(self._loop, self._thread)
-        self._thread = None
+class GrpcNoopServer(noop.GrpcNoopServer):
+    def start(self) -> Self:
+        try:
+            return super().start()
+        except ServingError as exc:
+            raise LoadTestError(str(exc)) from None
 
     def endpoint(self, arm: str = "without") -> Endpoint:
         return Endpoint("grpc", arm, "127.0.0.1", self.port, MODEL_NAME)  # type: ignore[arg-type]
-
-    def __enter__(self) -> GrpcNoopServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _serve_main(cpus: set[int] | None) -> None:
-    """Child process: both no-op servers; prints one JSON line with their ports; exits on stdin EOF."""
-    if cpus:
-        os.sched_setaffinity(0, cpus)
-    rest = RestNoopServer().start()
-    grpc_srv = GrpcNoopServer().start()
-    print(json.dumps({"rest_port": rest.port, "grpc_port": grpc_srv.port}), flush=True)
-    sys.stdin.read()
-    grpc_srv.stop()
-    rest.stop()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -407,13 +250,7 @@ def _python_args(transport: str, endpoint: Endpoint, payload: Path, requests: in
 
 
 def _start_servers(cpus: set[int] | None) -> tuple[subprocess.Popen[str], dict[str, int]]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "orchbench.core.floor",
-        "serve",
-        *(["--cpus", _cpu_arg(cpus)] if cpus else []),
-    ]
+    cmd = [sys.executable, "-m", "serving.noop", *(["--cpus", _cpu_arg(cpus)] if cpus else [])]
     server = subprocess.Popen(
         cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -523,8 +360,6 @@ def run_floor_cli(json_out: bool, requests: int) -> None:
 def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m orchbench.core.floor")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    serve = sub.add_parser("serve")
-    serve.add_argument("--cpus", default="")
     client = sub.add_parser("client")
     client.add_argument("transport", choices=("rest", "grpc"))
     client.add_argument("--port", type=int, required=True)
@@ -533,9 +368,6 @@ def _main(argv: list[str] | None = None) -> None:
     client.add_argument("-n", type=int, required=True)
     client.add_argument("--warmup", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.cmd == "serve":
-        _serve_main({int(c) for c in args.cpus.split(",") if c} or None)
-        return
     body = args.payload.read_bytes()
     if args.transport == "rest":
         lat = python_rest_latencies_ns("127.0.0.1", args.port, args.path, body, args.n, args.warmup)

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from orchbench.core.arms import ArmName, Transport
 from orchbench.core.errors import ConfigError
+from orchbench.core.safeio import MAX_MANIFEST_BYTES, load_yaml_file
 
 NO_ENGINE = "seldon.io/no-engine"
 _MISSPELLINGS = ("seldonio/no-engine", "seldon.io/no_engine", "seldon.io/noengine", "seldon/no-engine")
@@ -39,12 +38,7 @@ class DeploymentInfo:
 
 def load_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: manifest not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = load_yaml_file(path, "manifest", MAX_MANIFEST_BYTES)
     inspect(data, source=str(path))
     return data
 

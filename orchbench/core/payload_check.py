@@ -11,9 +11,8 @@ import io
 from pathlib import Path
 
 from orchbench.core.errors import ConfigError
-
-#: Payloads are single requests; anything bigger than this is not what the benchmark sends.
-MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+from orchbench.core.safeio import MAX_PAYLOAD_BYTES, read_bytes
+from results_schema.safeio import UnsafeInput, loads_json
 
 
 def _image_ok(data: bytes) -> str | None:
@@ -31,14 +30,7 @@ def _image_ok(data: bytes) -> str | None:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        if path.stat().st_size > MAX_PAYLOAD_BYTES:
-            raise ConfigError(f"{path}: payload larger than {MAX_PAYLOAD_BYTES // 2**20} MiB")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: payload not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: payload not readable ({exc.strerror or exc})") from None
+    data = read_bytes(path, "payload", MAX_PAYLOAD_BYTES)
     if not data.strip():
         raise ConfigError(f"{path}: payload is empty")
     return data
@@ -49,8 +41,15 @@ def check_rest(path: Path) -> None:
     "<image>"}, ...}, ...]}, parsed by the server's own parser."""
     from serving.protos import BadRequestError, parse_rest_body
 
+    data = _read(path)
     try:
-        instances = parse_rest_body(_read(path))
+        loads_json(data)  # bounded nesting first: the server's parser would overflow on a deep body
+    except UnsafeInput as exc:
+        raise ConfigError(f"{path}: not a usable REST payload: JSON {exc}") from None
+    except ValueError:
+        pass  # not JSON: the server's parser words it
+    try:
+        instances = parse_rest_body(data)
     except BadRequestError as exc:
         raise ConfigError(f"{path}: not a usable REST payload: {exc}") from None
     for i, (image, _key) in enumerate(instances):

@@ -12,258 +12,66 @@ Table and data builders are small pure functions; `build_report` is the only one
 from __future__ import annotations
 
 import html
-import json
-import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from orchbench.core.analysis import SEED_OVERHEAD_MS
-from orchbench.core.errors import ConfigError, SchemaVersionError
-from results_schema.io import read_table
-from results_schema.schema import KNOWN_VERSIONS
+from orchbench.core import stats
+from orchbench.core.errors import ConfigError
+from orchbench.core.report_data import (
+    ARM_COLOURS,
+    ARM_LABELS,
+    ARMS,
+    CDF_EXACT_QUANTILES,
+    MAX_POINTS_PER_ARM,
+    TABLE_METRICS,
+    TRANSPORTS,
+    OverheadRow,
+    RunData,
+    TransportResult,
+    block_medians,
+    cdf_points,
+    dig,
+    histogram,
+    load_run,
+    load_summary,
+    number,
+    ok_latencies_ms,
+    seed_numbers,
+    transport_result,
+    transports_in,
+)
+from orchbench.fsio import write_text
 
-TRANSPORTS = ("rest", "grpc")
-ARMS = ("with", "without")
-TABLE_METRICS = ("mean", "p50", "p90", "p99")
-#: Quantiles the downsampled CDF keeps exactly (the order statistic numpy's "inverted_cdf" returns).
-CDF_EXACT_QUANTILES = (0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999)
-MAX_POINTS_PER_ARM = 20_000
-ARM_COLOURS = {"with": "#d62728", "without": "#1f77b4"}
-ARM_LABELS = {"with": "with orchestrator", "without": "without orchestrator"}
-
-
-# ---------------------------------------------------------------------------------------------------
-# loading
-
-
-@dataclass
-class RunData:
-    """Everything a report is drawn from; pieces that are absent are None and explained in `notes`."""
-
-    run_dir: Path
-    summary: dict[str, Any]
-    samples: pd.DataFrame | None = None
-    runs: pd.DataFrame | None = None
-    floor: dict[str, Any] | None = None
-    spec_yaml: str | None = None
-    notes: dict[str, str] = field(default_factory=dict)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-def load_summary(run_dir: Path) -> dict[str, Any]:
-    """summary.json of a run directory; anything that is not a run directory is a ConfigError."""
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: no such run directory")
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: not an orchbench run directory (no summary.json)")
-    summary = _read_json(path)
-    if not isinstance(summary, dict):
-        raise ConfigError(f"{path}: not an orchbench summary (expected a JSON object)")
-    version = summary.get("schema_version")
-    if version not in KNOWN_VERSIONS:
-        raise SchemaVersionError(
-            f"{path}: schema version {version!r} is unknown to this orchbench"
-            f" (knows {sorted(KNOWN_VERSIONS)})"
-        )
-    return summary
-
-
-def load_run(run_dir: str | Path) -> RunData:
-    run_dir = Path(run_dir)
-    data = RunData(run_dir=run_dir, summary=load_summary(run_dir))
-    samples_path = run_dir / "samples.parquet"
-    if samples_path.is_file():
-        data.samples = read_table(samples_path, "samples").to_pandas()
-    else:
-        data.notes["samples"] = "This run has no per-request samples (samples.parquet is missing)."
-    runs_path = run_dir / "results.parquet"
-    if runs_path.is_file():
-        data.runs = read_table(runs_path, "runs").to_pandas()
-    floor_path = run_dir / "floor.json"
-    floor = _read_json(floor_path) if floor_path.is_file() else data.summary.get("floor")
-    if isinstance(floor, dict) and floor:
-        data.floor = floor
-    else:
-        data.notes["floor"] = "No measurement floor was recorded for this run (floor.json is missing)."
-    spec_path = run_dir / "spec.yaml"
-    if spec_path.is_file():
-        data.spec_yaml = spec_path.read_text()
-    elif isinstance(data.summary.get("spec"), dict):
-        import yaml
-
-        data.spec_yaml = yaml.safe_dump(data.summary["spec"], sort_keys=False)
-    return data
-
-
-# ---------------------------------------------------------------------------------------------------
-# pure builders
-
-
-@dataclass(frozen=True)
-class OverheadRow:
-    metric: str
-    with_ms: float | None
-    without_ms: float | None
-    overhead_ms: float | None
-    ci95: tuple[float, float] | None
-    seed_ms: float | None
-
-
-@dataclass(frozen=True)
-class TransportResult:
-    transport: str
-    rows: list[OverheadRow]
-    n_with: int | None
-    n_without: int | None
-    mann_whitney_u_p: float | None
-    threshold_ms: float | None
-    verdict: str | None
-    method: str | None = None
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _get(mapping: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(mapping, Mapping):
-            return None
-        mapping = mapping.get(key)
-    return mapping
-
-
-def seed_numbers(summary: Mapping[str, Any]) -> dict[str, dict[str, float]]:
-    """The seed's published overheads: SEED_OVERHEAD_MS, overridden by what summary.json carries."""
-    out = {t: dict(v) for t, v in SEED_OVERHEAD_MS.items()}
-    for transport, metrics in (summary.get("seed") or {}).items():
-        if isinstance(metrics, Mapping):
-            for metric, value in metrics.items():
-                if _num(value) is not None:
-                    out.setdefault(transport, {})[metric] = float(value)
-    return out
-
-
-def transports_in(summary: Mapping[str, Any], samples: pd.DataFrame | None = None) -> list[str]:
-    """Transports this run has results for, REST first."""
-    present = {t for t in TRANSPORTS if isinstance(summary.get(t), Mapping)}
-    if samples is not None and "transport" in samples:
-        present |= set(samples["transport"].unique()) & set(TRANSPORTS)
-    return [t for t in TRANSPORTS if t in present]
-
-
-def transport_result(summary: Mapping[str, Any], transport: str) -> TransportResult:
-    """The overhead table of one transport from summary.json (absent values are None)."""
-    block = summary.get(transport) or {}
-    seed = seed_numbers(summary).get(transport, {})
-    rows = []
-    for metric in TABLE_METRICS:
-        ci = _get(block, "overhead_ms", metric, "ci95")
-        ci_pair = None
-        if isinstance(ci, Sequence) and len(ci) == 2 and all(_num(v) is not None for v in ci):
-            ci_pair = (float(ci[0]), float(ci[1]))
-        rows.append(
-            OverheadRow(
-                metric=metric,
-                with_ms=_num(_get(block, "arms", "with", "latency_ms", metric)),
-                without_ms=_num(_get(block, "arms", "without", "latency_ms", metric)),
-                overhead_ms=_num(_get(block, "overhead_ms", metric, "estimate")),
-                ci95=ci_pair,
-                seed_ms=seed.get(metric),
-            )
-        )
-    n_with, n_without = _get(block, "n", "with"), _get(block, "n", "without")
-    verdict = block.get("verdict")
-    return TransportResult(
-        transport=transport,
-        rows=rows,
-        n_with=int(n_with) if _num(n_with) is not None else None,
-        n_without=int(n_without) if _num(n_without) is not None else None,
-        mann_whitney_u_p=_num(block.get("mann_whitney_u_p")),
-        threshold_ms=_num(block.get("threshold_ms")),
-        method=str(block["method"]) if block.get("method") else None,
-        verdict=str(verdict) if verdict is not None else None,
-    )
-
-
-def cdf_points(values: np.ndarray, max_points: int = MAX_POINTS_PER_ARM) -> tuple[np.ndarray, np.ndarray]:
-    """Empirical CDF (x sorted, y = rank / n). Above `max_points`, keep evenly spaced ranks plus, exactly,
-    the order statistics at CDF_EXACT_QUANTILES and the min and max, so percentiles read off the
-    plot are the data's own (numpy's "inverted_cdf" quantiles)."""
-    x = np.sort(np.asarray(values, dtype=np.float64))
-    n = len(x)
-    y = np.arange(1, n + 1, dtype=np.float64) / n
-    if n <= max_points:
-        return x, y
-    exact = [max(math.ceil(q * n) - 1, 0) for q in CDF_EXACT_QUANTILES]
-    idx = np.unique(np.concatenate([np.linspace(0, n - 1, max_points).round().astype(np.int64), exact]))
-    return x[idx], y[idx]
-
-
-def ok_latencies_ms(samples: pd.DataFrame, transport: str, arm: str) -> np.ndarray:
-    sel = samples[(samples["transport"] == transport) & (samples["arm"] == arm) & samples["ok"].astype(bool)]
-    return sel["latency_ns"].to_numpy(dtype=np.float64) / 1e6
-
-
-def histogram(
-    arms: Mapping[str, np.ndarray], bins: int = 60, upper_quantile: float = 0.995
-) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, int]]:
-    """Shared bin edges over [min, upper_quantile of all arms]; fraction of each arm's requests per bin
-    and how many requests of each arm lie beyond the last edge (the tail, not drawn)."""
-    values = [v for v in arms.values() if len(v)]
-    if not values:
-        return np.array([]), {}, {}
-    allv = np.concatenate(values)
-    lo, hi = float(allv.min()), float(np.quantile(allv, upper_quantile))
-    if hi <= lo:
-        hi = lo + 1e-3
-    edges = np.linspace(lo, hi, bins + 1)
-    fractions, tails = {}, {}
-    for arm, v in arms.items():
-        counts, _ = np.histogram(v, bins=edges)
-        fractions[arm] = counts / len(v) if len(v) else counts.astype(np.float64)
-        tails[arm] = int((v > hi).sum())
-    return edges, fractions, tails
-
-
-def block_medians(samples: pd.DataFrame | None, runs: pd.DataFrame | None) -> tuple[pd.DataFrame, str]:
-    """Median latency (ms) per (transport, arm, block) and where it came from.
-
-    From samples (ok requests only) when there are any, else from the runs table's per-block p50.
-    Columns: transport, arm, block, median_ms, started (first timestamp, for the order within a block).
-    """
-    cols = ["transport", "arm", "block", "median_ms", "started"]
-    if samples is not None and len(samples):
-        ok = samples[samples["ok"].astype(bool)]
-        grouped = ok.groupby(["transport", "arm", "block"], sort=True)
-        out = grouped.agg(median_ns=("latency_ns", "median"), started=("timestamp", "min")).reset_index()
-        out["median_ms"] = out["median_ns"] / 1e6
-        return out[cols], "median of the successful requests of each block (samples.parquet)"
-    if runs is not None and len(runs) and runs["latency_p50_ns"].notna().any():
-        r = runs[runs["latency_p50_ns"].notna()]
-        out = r[["transport", "arm", "block", "latency_p50_ns", "started_at"]].copy()
-        out["median_ms"] = out["latency_p50_ns"] / 1e6
-        out = out.rename(columns={"started_at": "started"}).sort_values(["transport", "arm", "block"])
-        return out[cols].reset_index(drop=True), "p50 the load tool reported for each block (results.parquet)"
-    return pd.DataFrame(columns=cols), ""
+__all__ = [
+    "ARMS",
+    "ARM_COLOURS",
+    "ARM_LABELS",
+    "CDF_EXACT_QUANTILES",
+    "MAX_POINTS_PER_ARM",
+    "TABLE_METRICS",
+    "TRANSPORTS",
+    "OverheadRow",
+    "RunData",
+    "TransportResult",
+    "block_medians",
+    "build_report",
+    "cdf_points",
+    "fmt_ci",
+    "fmt_ms",
+    "fmt_p",
+    "histogram",
+    "load_run",
+    "load_summary",
+    "ok_latencies_ms",
+    "render_html",
+    "seed_numbers",
+    "transport_result",
+    "transports_in",
+    "write_text_atomic",
+]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -308,6 +116,17 @@ def _verdict_badge(verdict: str | None) -> str:
 # sections
 
 
+def _test_text(res: TransportResult) -> str:
+    """The paired test over blocks (a summary of an older orchbench: its pooled rank test, so named)."""
+    if res.paired_test_p is not None:
+        return (
+            f"sign-flip test over {_e(res.paired_test_blocks)} blocks (mean): p = {fmt_p(res.paired_test_p)}"
+        )
+    if res.mann_whitney_u_p is not None:
+        return f"Mann-Whitney U p = {fmt_p(res.mann_whitney_u_p)} (pooled requests)"
+    return "no paired test (one block)"
+
+
 def _overhead_section(res: TransportResult) -> str:
     rows = [
         [
@@ -329,9 +148,11 @@ def _overhead_section(res: TransportResult) -> str:
     facts = (
         f"<p>n = {_e(res.n_with if res.n_with is not None else '—')} requests with, "
         f"{_e(res.n_without if res.n_without is not None else '—')} without · "
-        f"Mann-Whitney U p = {fmt_p(res.mann_whitney_u_p)} · threshold {_e(threshold)} · "
+        f"{_test_text(res)} · threshold {_e(threshold)} · "
         f"verdict {_verdict_badge(res.verdict)}</p>"
     )
+    if res.verdict_reason:
+        facts += f'<p class="sub">verdict: {_e(res.verdict_reason)}</p>'
     if res.method:
         facts += f'<p class="sub">CI method: {_e(res.method)}</p>'
     return f'<h3 id="overhead-{res.transport}">{res.transport.upper()}</h3>{table}{facts}'
@@ -386,7 +207,7 @@ def _distribution_section(data: RunData, transport: str) -> str:
             )
         )
     allv = np.concatenate([v for v in arms.values() if len(v)])
-    cdf.update_xaxes(range=[float(allv.min()) * 0.98, float(np.quantile(allv, 0.995)) * 1.02])
+    cdf.update_xaxes(range=[float(allv.min()) * 0.98, float(stats.percentile(allv, 0.995)) * 1.02])
     _layout(
         cdf,
         f"{transport.upper()} latency CDF",
@@ -496,7 +317,7 @@ def _floor_section(data: RunData, transports: Sequence[str]) -> str:
                 if isinstance(vals, Mapping):
                     rows.append(
                         [_e(client), _e(transport)]
-                        + [fmt_ms(_num(vals.get(k))) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")]
+                        + [fmt_ms(number(vals.get(k))) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")]
                     )
         parts.append(
             "<p>Latency the client reports against a no-op server on this machine: differences smaller "
@@ -505,12 +326,12 @@ def _floor_section(data: RunData, transports: Sequence[str]) -> str:
         )
     model = data.summary.get("model_latency_ms")
     if isinstance(model, Mapping) and model:
-        vals = ", ".join(f"{_e(k)} {fmt_ms(_num(v))} ms" for k, v in model.items())
+        vals = ", ".join(f"{_e(k)} {fmt_ms(number(v))} ms" for k, v in model.items())
         parts.append(f"<p>Model latency (server side): {vals}.</p>")
     rows = []
     for transport in transports:
         for arm in ARMS:
-            a = _get(data.summary, transport, "arms", arm)
+            a = dig(data.summary, transport, "arms", arm)
             if not isinstance(a, Mapping):
                 continue
             stable = a.get("stable")
@@ -626,19 +447,11 @@ overhead = latency with the orchestrator − latency without it, same model, int
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file and a rename; unwritable places are a ConfigError."""
+    """Write `text` to `path` atomically (orchbench.fsio); unwritable places are a ConfigError."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        write_text(path, text)
     except OSError as exc:
         raise ConfigError(f"{path.parent}: cannot write there ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -22,14 +24,23 @@ from orchbench.core.errors import ConfigError
 from orchbench.core.manifest import inspect, load_manifest
 from orchbench.core.paths import MANIFESTS, PAYLOADS, SPECS, shipped_spec, shipped_spec_names
 from orchbench.core.payload_check import check_payload
+from orchbench.core.safeio import MAX_SPEC_BYTES, load_yaml, read_text
 
 DEFAULT_SPEC = SPECS / "default.yaml"
 SHIPPED_MANIFEST = MANIFESTS / "tf_flowers.yaml"
-SHIPPED_PAYLOADS = {"rest": PAYLOADS / "flowers.json", "grpc": PAYLOADS / "flowers.bin"}
+SHIPPED_PAYLOADS: dict[Transport, Path] = {
+    "rest": PAYLOADS / "flowers.json",
+    "grpc": PAYLOADS / "flowers.bin",
+}
+
+
+#: strict: no bool for an int, no "2" for a number (YAML's `blocks: true` ran one block); ints are
+#: still taken for floats. No NaN or infinity anywhere (a NaN threshold turned the gate off).
+_CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _CONFIG
 
 
 class Load(_Strict):
@@ -48,12 +59,55 @@ class Load(_Strict):
         "auto: request when the tool is k6 (or auto on the local platform), else block",
     )
 
+    precision_ms: float | None = Field(
+        None,
+        gt=0,
+        le=1000,
+        description="target 95 % CI half-width (ms) of the mean and p50 overheads: the spec's `blocks` "
+        "are a pilot that sizes the run (orchbench.core.design, Stein's two-stage rule)",
+    )
+    max_blocks: int | None = Field(
+        None,
+        ge=2,
+        le=1000,
+        description="with precision_ms: at most this many blocks in all (unset: 40)",
+    )
+    max_duration_s: float | None = Field(
+        None,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="with precision_ms: at most this many seconds of load testing in all",
+    )
+
+    @model_validator(mode="after")
+    def _precision_budget(self) -> Load:
+        if self.precision_ms is None and (self.max_blocks is not None or self.max_duration_s is not None):
+            raise ValueError("load.max_blocks and load.max_duration_s apply with load.precision_ms only")
+        return self
+
     @model_validator(mode="after")
     def _interleave_needs_k6(self) -> Load:
         if self.interleave == "request" and self.tool in ("vegeta", "ghz"):
             raise ValueError(
                 f"load.interleave 'request' needs k6; {self.tool} drives one target per run (use 'block')"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _k6_durations(self) -> Load:
+        """What k6 would refuse when the block starts (orchbench.core.loadtools.k6.build_options)."""
+        if self.tool in ("auto", "k6"):
+            if self.duration_s < 1:
+                raise ValueError(
+                    f"load.duration_s: k6 needs a duration of at least 1 s, got {self.duration_s:g}"
+                )
+            if 0 < self.warmup_s < 1:
+                raise ValueError(
+                    f"load.warmup_s: k6 needs a warm-up of 0 or at least 1 s, got {self.warmup_s:g}"
+                )
+        rate = self.rate if self.tool == "ghz" and self.mode == "open" else None
+        if rate is not None and (rate < 1 or not float(rate).is_integer()):
+            raise ValueError(f"load.rate: ghz needs a whole open-loop rate >= 1 request/s, got {rate:g}")
         return self
 
     @model_validator(mode="after")
@@ -70,7 +124,7 @@ class Ports(_Strict):
     without: int = Field(9000, ge=1, le=65535)
     model_behind_orchestrator: int = Field(9100, ge=1, le=65535)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(**_CONFIG, populate_by_name=True)
 
     @model_validator(mode="after")
     def _distinct(self) -> Ports:
@@ -91,6 +145,26 @@ class Local(_Strict):
     ready_timeout_s: float = Field(120.0, gt=0, le=3600)
     ports: Ports = Ports()
     aa_mode: bool = Field(False, description="A/A: both arms hit the 'without' deployment (CI must cover 0)")
+    # the serving stack's protocol implementations (benchmarks/protocol_bench.py); unset: the defaults
+    orchestrator_rest_impl: Literal["hand", "httptools", "aiohttp"] | None = Field(
+        None, description="the orchestrator's REST forwarder (serving.orchestrator --rest-impl)"
+    )
+    orchestrator_grpc_impl: Literal["hand", "h2", "grpcio"] | None = Field(
+        None, description="the orchestrator's gRPC forwarder (serving.orchestrator --grpc-impl)"
+    )
+    model_grpc_impl: Literal["h2", "grpcio"] | None = Field(
+        None, description="the model server's gRPC server (serving.model_server --grpc-server)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_impls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Unset implementation keys are left out, so specs (and compiled workflows) that do not name
+        one read exactly as before."""
+        data = dict(handler(self))
+        for key in ("orchestrator_rest_impl", "orchestrator_grpc_impl", "model_grpc_impl"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class NodeSelection(_Strict):
@@ -150,6 +224,29 @@ class Spec(_Strict):
     #: The folder relative paths resolve against: the spec file's folder (None: the working directory).
     _base_dir: Path | None = PrivateAttr(None)
 
+    @model_validator(mode="after")
+    def _unprivileged_ports(self) -> Spec:
+        """A local run binds local.ports as this user: below 1024 only root may (the deploy would fail)."""
+        if self.platform == "local" and os.geteuid() != 0:
+            for key, port in self.local.ports.model_dump(by_alias=True).items():
+                if port < 1024:
+                    raise ValueError(
+                        f"local.ports.{key}: port {port} is privileged (below 1024, root only); "
+                        "choose one in 1024..65535"
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _pilot_fits_budget(self) -> Spec:
+        if self.load.precision_ms is not None:
+            if self.blocks < 3:
+                raise ValueError("with load.precision_ms, blocks is the pilot and must be at least 3")
+            if self.load.max_blocks is not None and self.load.max_blocks < self.blocks:
+                raise ValueError(
+                    f"load.max_blocks {self.load.max_blocks} is below the pilot's {self.blocks} blocks"
+                )
+        return self
+
     @field_validator("transports")
     @classmethod
     def _unique_transports(cls, value: list[Transport]) -> list[Transport]:
@@ -164,6 +261,20 @@ class Spec(_Strict):
         if p.is_absolute():
             return p
         return (self._base_dir or Path.cwd()) / p
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Spec:
+        """This spec with dotted keys set (`local.inject_delay_ms`), validated again; relative paths
+        still resolve against this spec's folder."""
+        data = self.to_json_dict()
+        for dotted, value in overrides.items():
+            node = data
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[leaf] = value
+        spec = parse_spec(data, "spec with overrides")
+        spec._base_dir = self._base_dir
+        return spec
 
     def manifest_document(self) -> dict[str, Any]:
         """The manifest: inline in the spec (as compiled workflows carry it) or read from its path."""
@@ -203,7 +314,13 @@ def _first_error(exc: ValidationError) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
+    elif err["type"].endswith(("_type", "_parsing", "finite_number")) or err["type"] == "literal_error":
+        shown = repr(err.get("input"))
+        if len(shown) <= 40:
+            msg = f"{msg}, got {shown}"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    if msg.startswith(f"{where}.") or msg.startswith(f"{where} "):
+        return f"{msg}{more}"  # the validator named the field itself
     return f"{where}: {msg}{more}"
 
 
@@ -237,16 +354,7 @@ def find_spec(name: str | Path | None) -> Path:
 
 def load_spec(path: str | Path | None = None) -> Spec:
     path = find_spec(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: spec not found") from None
-    except (IsADirectoryError, UnicodeDecodeError):
-        raise ConfigError(f"{path}: not a readable YAML file") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = load_yaml(read_text(path, "spec", MAX_SPEC_BYTES), str(path))
     spec = parse_spec(data, str(path))
     spec._base_dir = path.resolve().parent
     check_inputs(spec, str(path))
@@ -263,8 +371,10 @@ def check_inputs(spec: Spec, source: str = "spec") -> None:
         where = spec.resolve(spec.manifest) if isinstance(spec.manifest, str) else "inline"
         raise ConfigError(f"{source}: manifest {where}: not readable ({reason})") from None
     for transport in spec.transports:
-        payload = spec.resolve(spec.payloads.get(transport, ""))
-        if transport not in spec.payloads or not payload.is_file():
+        if not spec.payloads.get(transport):
+            raise ConfigError(f"{source}: payloads.{transport}: no payload for transport {transport}")
+        payload = spec.resolve(spec.payloads[transport])
+        if not payload.exists():
             raise ConfigError(f"{source}: payloads.{transport}: file {payload} not found")
         check_payload(payload, transport)
 

@@ -4,238 +4,71 @@ A dataset is a directory tree of run outputs, e.g. one run a night under a date 
 `DATASET/date=2026-11-24/<run_id>/overheads.parquet`. Every `overheads.parquet` below DATASET is read
 with the schema reader, so a file of an unknown schema version is refused, not half-read.
 
-The gate (`gate`, a pure function) fails a transport when the LATEST run's overhead is
+The gate on the latest run is `trend_gate.gate` (see that module for the rule and why).
 
-1. **over the threshold**: its point estimate > `threshold_ms` (the `--threshold-ms` flag, else the
-   threshold the run itself recorded); or
-2. **significantly worse than the runs before it**. The baseline is the previous `baseline_runs`
-   (default 7) runs of the same transport and metric. Its centre is the median of their estimates; its
-   spread is the larger of
-     - the robust between-run standard deviation, 1.4826 × MAD of their estimates (night-to-night
-       noise: other tenants, other nodes, a different CPU frequency), and
-     - the median within-run standard error, (CI high − CI low) / 3.92 (so a run of identical
-       nights, MAD = 0, does not turn every microsecond into an alarm).
-   The baseline band's upper edge is `median + k × spread` (k = 3). The latest run regresses when its
-   **95 % CI lies entirely above that edge** (CI low > upper edge; its own sampling noise is thus
-   accounted for) **and** its estimate exceeds the baseline median by at least `min_effect_ms`
-   (default 0.1 ms; statistically clear but practically irrelevant shifts do not page anyone).
-
-   Why this: the spread of past estimates is what decides whether tonight is unusual; a run's own CI
-   is narrower than night-to-night variation, so comparing CIs alone raises false alarms. Median and
-   MAD ignore one odd night in the baseline. Under Gaussian noise the rule fires on well under 1 % of
-   nights (about 2 % with heavy-tailed, Student-t(3), night-to-night noise; tests/test_trend.py
-   simulates it); a real step of about 10 × the noise is caught the first night.
-   With fewer than 2 earlier runs there is no baseline: only the threshold applies, and the result
-   says so. Only the latest run is judged; earlier regressions were the earlier nights' business.
-
-Exit codes of `orchbench trend`: 0 no regression, 3 regression found (one line per failing transport
-on stderr), 2 bad input (missing/empty dataset, unknown schema version, bad flag), as ConfigError.
+Exit codes of `orchbench trend` and of the CronWorkflow's gate step (orchbench.core.verdict):
+0 pass; 3 fail, a regression found (one line per failing transport on stderr); 4 inconclusive, no
+failure but a CI that contains the threshold (one line per such transport on stderr, with how many
+more blocks would likely decide it); 2 bad input (missing/empty dataset, unknown schema version, bad
+flag), as ConfigError.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from orchbench.core.errors import ConfigError, OrchbenchError
-from results_schema.io import read_table
+from orchbench.core.report import write_text_atomic
+from orchbench.core.trend_gate import (
+    BASELINE_RUNS,
+    EXIT_INCONCLUSIVE,
+    EXIT_OK,
+    EXIT_REGRESSION,
+    GATE_METRICS,
+    K_SIGMA,
+    MIN_EFFECT_MS,
+    TABLE_ROWS,
+    TRANSPORTS,
+    Baseline,
+    GateResult,
+    RunPoint,
+    baseline_of,
+    find_overheads,
+    gate,
+    load_dataset,
+    ms_text,
+    series,
+)
 
-EXIT_OK = 0
-EXIT_REGRESSION = 3
-TRANSPORTS = ("rest", "grpc")
-GATE_METRICS = ("mean", "p50")
-BASELINE_RUNS = 7
-K_SIGMA = 3.0
-MIN_EFFECT_MS = 0.1
-TABLE_ROWS = 30
-_Z95 = 1.959964
-
-
-# ---------------------------------------------------------------------------------------------------
-# data
-
-
-@dataclass(frozen=True)
-class RunPoint:
-    """One run's overhead estimate for one transport and metric."""
-
-    run_id: str
-    created_at: datetime
-    estimate_ms: float
-    ci_low_ms: float | None = None
-    ci_high_ms: float | None = None
-    threshold_ms: float | None = None
-
-    @property
-    def se_ms(self) -> float | None:
-        """Standard error implied by the 95 % CI (None without a CI)."""
-        if self.ci_low_ms is None or self.ci_high_ms is None:
-            return None
-        return (self.ci_high_ms - self.ci_low_ms) / (2 * _Z95)
-
-
-def find_overheads(dataset: Path) -> list[Path]:
-    """Every overheads.parquet below `dataset` (or `dataset` itself when it is a Parquet file)."""
-    if not dataset.exists():
-        raise ConfigError(f"{dataset}: no such dataset")
-    if dataset.is_file():
-        return [dataset]
-    files = sorted(dataset.rglob("overheads.parquet"))
-    if not files:
-        raise ConfigError(f"{dataset}: no overheads.parquet below it; an empty dataset or not one of runs")
-    return files
-
-
-def load_dataset(dataset: str | Path) -> pd.DataFrame:
-    """All overheads rows of a dataset, read with the schema reader (unknown versions are refused)."""
-    frames = [read_table(path, "overheads").to_pandas() for path in find_overheads(Path(dataset))]
-    df = pd.concat(frames, ignore_index=True)
-    if df.empty:
-        raise ConfigError(f"{dataset}: the overheads files hold no rows")
-    return df
-
-
-def _opt(value: Any) -> float | None:
-    if value is None:
-        return None
-    v = float(value)
-    return None if math.isnan(v) else v
-
-
-def series(df: pd.DataFrame, transport: str, metric: str) -> list[RunPoint]:
-    """One transport's and metric's runs, oldest first; a run present twice counts once (the last)."""
-    sel = df[(df["transport"] == transport) & (df["metric"] == metric)]
-    sel = sel.sort_values(["created_at", "run_id"], kind="stable").drop_duplicates("run_id", keep="last")
-    return [
-        RunPoint(
-            run_id=str(r.run_id),
-            created_at=pd.Timestamp(r.created_at).to_pydatetime(),
-            estimate_ms=float(r.estimate_ms),
-            ci_low_ms=_opt(r.ci_low_ms),
-            ci_high_ms=_opt(r.ci_high_ms),
-            threshold_ms=_opt(r.threshold_ms),
-        )
-        for r in sel.itertuples(index=False)
-    ]
-
-
-# ---------------------------------------------------------------------------------------------------
-# the gate (pure)
-
-
-@dataclass(frozen=True)
-class Baseline:
-    runs: int
-    median_ms: float
-    spread_ms: float
-    upper_ms: float
-
-
-@dataclass(frozen=True)
-class GateResult:
-    transport: str
-    metric: str
-    passed: bool
-    reasons: tuple[str, ...]  # why it failed, empty when it passed
-    notes: tuple[str, ...]  # what was (not) checked
-    latest: RunPoint
-    threshold_ms: float | None
-    baseline: Baseline | None
-
-    def line(self) -> str:
-        """One line: the transport, the verdict and why."""
-        head = (
-            f"{self.transport}: {self.metric} overhead {_ms(self.latest.estimate_ms)} ms {_ci(self.latest)}"
-        )
-        head += f" in run {self.latest.run_id} ({self.latest.created_at:%Y-%m-%d})"
-        if not self.passed:
-            return f"{head}: " + "; ".join(self.reasons)
-        checks = []
-        if self.threshold_ms is not None:
-            checks.append(f"within threshold {self.threshold_ms:g} ms")
-        if self.baseline is not None:
-            checks.append(
-                f"within baseline (median {_ms(self.baseline.median_ms)} ms"
-                f" of {self.baseline.runs} earlier runs,"
-                f" band up to {_ms(self.baseline.upper_ms)} ms)"
-            )
-        return f"{head}: pass, " + ", ".join(checks + list(self.notes))
-
-
-def _ms(value: float) -> str:
-    return f"{value:+.3f}"
-
-
-def _ci(p: RunPoint) -> str:
-    if p.ci_low_ms is None or p.ci_high_ms is None:
-        return "(no CI)"
-    return f"(95 % CI [{_ms(p.ci_low_ms)}, {_ms(p.ci_high_ms)}])"
-
-
-def baseline_of(previous: Sequence[RunPoint], k_sigma: float = K_SIGMA) -> Baseline:
-    """Median of the previous estimates and `median + k × spread` (spread: see the module docstring)."""
-    estimates = [p.estimate_ms for p in previous]
-    median = statistics.median(estimates)
-    mad = statistics.median(abs(e - median) for e in estimates)
-    ses = [se for p in previous if (se := p.se_ms) is not None]
-    spread = max(1.4826 * mad, statistics.median(ses) if ses else 0.0)
-    return Baseline(
-        runs=len(previous), median_ms=median, spread_ms=spread, upper_ms=median + k_sigma * spread
-    )
-
-
-def gate(
-    points: Sequence[RunPoint],
-    transport: str,
-    metric: str = "mean",
-    threshold_ms: float | None = None,
-    baseline_runs: int = BASELINE_RUNS,
-    k_sigma: float = K_SIGMA,
-    min_effect_ms: float = MIN_EFFECT_MS,
-) -> GateResult:
-    """Judge the latest of `points` (any order; sorted by time here). See the module docstring."""
-    if not points:
-        raise ValueError("gate needs at least one run")
-    ordered = sorted(points, key=lambda p: (p.created_at, p.run_id))
-    latest, earlier = ordered[-1], ordered[:-1]
-    threshold = threshold_ms if threshold_ms is not None else latest.threshold_ms
-    reasons: list[str] = []
-    notes: list[str] = []
-    if threshold is None:
-        notes.append("no threshold set (none in the run, no --threshold-ms)")
-    elif latest.estimate_ms > threshold:
-        reasons.append(f"over the threshold {threshold:g} ms by {latest.estimate_ms - threshold:.3f} ms")
-    base = None
-    if len(earlier) < 2:
-        notes.append(f"only {len(earlier)} earlier run(s): only the threshold applies (a baseline needs 2)")
-    else:
-        base = baseline_of(earlier[-baseline_runs:], k_sigma)
-        low = latest.ci_low_ms if latest.ci_low_ms is not None else latest.estimate_ms
-        step = latest.estimate_ms - base.median_ms
-        if low > base.upper_ms and step >= min_effect_ms:
-            reasons.append(
-                f"significantly worse than the {base.runs} earlier runs: step {step:+.3f} ms,"
-                f" CI low {_ms(low)} ms > baseline band {_ms(base.upper_ms)} ms"
-                f" (median {_ms(base.median_ms)} + {k_sigma:g} × spread {base.spread_ms:.3f})"
-            )
-    return GateResult(
-        transport=transport,
-        metric=metric,
-        passed=not reasons,
-        reasons=tuple(reasons),
-        notes=tuple(notes),
-        latest=latest,
-        threshold_ms=threshold,
-        baseline=base,
-    )
+__all__ = [
+    "BASELINE_RUNS",
+    "EXIT_INCONCLUSIVE",
+    "EXIT_OK",
+    "EXIT_REGRESSION",
+    "GATE_METRICS",
+    "K_SIGMA",
+    "MIN_EFFECT_MS",
+    "TRANSPORTS",
+    "Baseline",
+    "GateResult",
+    "Inconclusive",
+    "RegressionFound",
+    "RunPoint",
+    "baseline_of",
+    "evaluate",
+    "find_overheads",
+    "gate",
+    "load_dataset",
+    "run_gate",
+    "run_trend",
+    "series",
+    "trend_html",
+    "trend_json",
+]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -256,16 +89,26 @@ def _table(per_transport: dict[str, list[RunPoint]], results: dict[str, GateResu
             verdict = ""
             if p is points[-1]:
                 verdict = (
-                    "[green]pass[/green]" if results[transport].passed else "[bold red]REGRESSION[/bold red]"
+                    "[bold red]REGRESSION[/bold red]"
+                    if not results[transport].passed
+                    else "[yellow]inconclusive[/yellow]"
+                    if results[transport].verdict == "inconclusive"
+                    else "[green]pass[/green]"
                 )
             ci = (
                 ""
                 if p.ci_low_ms is None or p.ci_high_ms is None
-                else f"[{_ms(p.ci_low_ms)}, {_ms(p.ci_high_ms)}]"
+                else f"[{ms_text(p.ci_low_ms)}, {ms_text(p.ci_high_ms)}]"
             )
             thr = "" if p.threshold_ms is None else f"{p.threshold_ms:g}"
             table.add_row(
-                transport, f"{p.created_at:%Y-%m-%d %H:%M}", p.run_id, _ms(p.estimate_ms), ci, thr, verdict
+                transport,
+                f"{p.created_at:%Y-%m-%d %H:%M}",
+                p.run_id,
+                ms_text(p.estimate_ms),
+                ci,
+                thr,
+                verdict,
             )
         table.add_section()
     return table
@@ -285,6 +128,7 @@ def trend_json(per_transport: dict[str, list[RunPoint]], results: dict[str, Gate
                 "series": [point(p) for p in pts],
                 "gate": {
                     "passed": results[t].passed,
+                    "verdict": results[t].verdict,
                     "reasons": list(results[t].reasons),
                     "notes": list(results[t].notes),
                     "threshold_ms": results[t].threshold_ms,
@@ -439,7 +283,7 @@ def run_trend(
     baseline_runs: int = BASELINE_RUNS,
     min_effect_ms: float = MIN_EFFECT_MS,
 ) -> int:
-    """The `orchbench trend` command; returns its exit code (0 or EXIT_REGRESSION)."""
+    """The `orchbench trend` command; returns its exit code (EXIT_OK, EXIT_REGRESSION, EXIT_INCONCLUSIVE)."""
     import sys
 
     if transport not in (*TRANSPORTS, "all"):
@@ -449,8 +293,6 @@ def run_trend(
         dataset, metric, wanted, dict.fromkeys(wanted, threshold_ms), experiment, baseline_runs, min_effect_ms
     )
     if html_out is not None:
-        from orchbench.core.report import write_text_atomic
-
         write_text_atomic(html_out, trend_html(per_transport, results, metric))
     if json_out:
         print(json.dumps(trend_json(per_transport, results, metric), indent=2))
@@ -460,12 +302,15 @@ def run_trend(
         console = Console(width=140) if not sys.stdout.isatty() else Console()
         console.print(_table(per_transport, results, metric))
         for r in results.values():
-            if r.passed:
+            if r.passed and r.verdict != "inconclusive":
                 console.print(f"gate {r.line()}", highlight=False, markup=False, soft_wrap=True)
     failed = [r for r in results.values() if not r.passed]
     for r in failed:
         print(f"orchbench: regression: {r.line()}", file=sys.stderr)
-    return EXIT_REGRESSION if failed else EXIT_OK
+    undecided = [r for r in results.values() if r.passed and r.verdict == "inconclusive"]
+    for r in undecided:
+        print(f"orchbench: inconclusive: {r.line()}", file=sys.stderr)
+    return EXIT_REGRESSION if failed else EXIT_INCONCLUSIVE if undecided else EXIT_OK
 
 
 class RegressionFound(OrchbenchError):
@@ -478,6 +323,16 @@ class RegressionFound(OrchbenchError):
         super().__init__("regression: " + " | ".join(r.line() for r in self.results))
 
 
+class Inconclusive(OrchbenchError):
+    """The gate could not decide: no regression, but a CI contains the threshold. Exit code 4."""
+
+    exit_code = EXIT_INCONCLUSIVE
+
+    def __init__(self, results: Sequence[GateResult]) -> None:
+        self.results = list(results)
+        super().__init__("inconclusive: " + " | ".join(r.line() for r in self.results))
+
+
 def run_gate(
     dataset: str | Path,
     rest_ms: float | None = None,
@@ -486,11 +341,15 @@ def run_gate(
     experiment: str | None = None,
 ) -> dict[str, GateResult]:
     """The CronWorkflow's gate step: gate both transports (per-transport thresholds, else each run's own),
-    print one line per transport, raise RegressionFound (exit 3) when any failed."""
+    print one line per transport, raise RegressionFound (exit 3) when any failed, else Inconclusive
+    (exit 4) when any CI contains its threshold."""
     _, results = evaluate(Path(dataset), metric, TRANSPORTS, {"rest": rest_ms, "grpc": grpc_ms}, experiment)
     for r in results.values():
         print(f"gate {r.line()}", flush=True)
     failed = [r for r in results.values() if not r.passed]
     if failed:
         raise RegressionFound(failed)
+    undecided = [r for r in results.values() if r.verdict == "inconclusive"]
+    if undecided:
+        raise Inconclusive(undecided)
     return results

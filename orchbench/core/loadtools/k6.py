@@ -35,6 +35,7 @@ from orchbench.core.loadtools._process import (
 )
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.core.loadtools.protoset import PROTOSET_NAME, request_json, write_protoset
+from orchbench.fsio import atomic_path, write_text
 
 CHECK_NAME = "status ok and prediction has scores"
 #: k6's default system tags plus vu and iter (needed to join a request with its check).
@@ -190,10 +191,11 @@ def split_samples(path: Path, outputs: dict[str, Path]) -> dict[str, int]:
 
     rows = dict.fromkeys(outputs, 0)
     with contextlib.ExitStack() as stack, open(path, newline="") as src:
-        writers = {
-            arm: csv.writer(stack.enter_context(open(p, "w", newline="")), lineterminator="\n")
-            for arm, p in outputs.items()
-        }
+        writers = {}
+        for out_arm, out_path in outputs.items():  # each file appears whole once the split is done
+            tmp = stack.enter_context(atomic_path(out_path))
+            out = stack.enter_context(open(tmp, "w", newline=""))
+            writers[out_arm] = csv.writer(out, lineterminator="\n")
         reader = csv.reader(src)
         header = next(reader, None)
         if header is None:
@@ -273,7 +275,7 @@ class K6Tool:
             cfg.update(url=endpoint.url, payload=str(payload))
         else:
             req_path = out_dir / "grpc-request.json"
-            req_path.write_text(request_json(payload))
+            write_text(req_path, request_json(payload))
             cfg.update(
                 target=endpoint.grpc_target,
                 method=GRPC_METHOD,
@@ -287,7 +289,7 @@ class K6Tool:
             ]
             del cfg[key]
         config_path = out_dir / "k6-config.json"
-        config_path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
+        write_text(config_path, json.dumps(cfg, indent=2, sort_keys=True))
         cmd = [
             self._binary(),
             "run",
@@ -417,7 +419,7 @@ class K6Tool:
         runs: dict[str, LoadRun] = {}
         for i, e in enumerate(pair):
             raw = dirs[e.arm] / "k6-summary.json"
-            raw.write_text(json.dumps(split_summary(data, e.arm)))
+            write_text(raw, json.dumps(split_summary(data, e.arm)))
             runs[e.arm] = LoadRun(
                 tool=combined.tool,
                 tool_version=combined.tool_version,

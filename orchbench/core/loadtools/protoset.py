@@ -16,6 +16,7 @@ from google.protobuf import descriptor_pb2, json_format
 from google.protobuf.descriptor import FileDescriptor
 
 from orchbench.core.errors import ConfigError
+from orchbench.fsio import write_bytes
 
 PROTOSET_NAME = "prediction_service.protoset"
 
@@ -44,11 +45,7 @@ def descriptor_set() -> descriptor_pb2.FileDescriptorSet:
 
 def write_protoset(path: Path) -> Path:
     """Write the protoset to `path` (atomically) and return it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(descriptor_set().SerializeToString(deterministic=True))
-    tmp.replace(path)
-    return path
+    return write_bytes(path, descriptor_set().SerializeToString(deterministic=True))
 
 
 def read_predict_request(path: Path) -> Any:

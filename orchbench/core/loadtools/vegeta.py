@@ -25,6 +25,7 @@ from orchbench.core.loadtools._process import (
     tool_version,
 )
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
+from orchbench.fsio import write_text
 
 KILL_MARGIN_S = 30.0
 
@@ -123,7 +124,7 @@ class VegetaTool:
         out_dir.mkdir(parents=True, exist_ok=True)
         if not Path(payload).is_file():
             raise ConfigError(f"payload not found: {payload}")
-        (out_dir / "vegeta-targets.txt").write_text(targets_text(endpoint, payload))
+        write_text(out_dir / "vegeta-targets.txt", targets_text(endpoint, payload))
         cmds = self.commands(endpoint, payload, profile, out_dir)
         raw_path, samples_path = out_dir / "vegeta-report.json", out_dir / "vegeta-samples.csv"
         for stale in (raw_path, samples_path, out_dir / "vegeta-results.bin"):

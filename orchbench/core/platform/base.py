@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchbench.core.arms import ArmName, Endpoint, Transport
+from orchbench.fsio import write_text
 
 
 @dataclass
@@ -27,11 +28,7 @@ class DeploymentRecord:
     details: dict[str, Any] = field(default_factory=dict)  # platform-specific (pids, namespace, ...)
 
     def save(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
-        tmp.replace(path)
-        return path
+        return write_text(path, json.dumps(asdict(self), indent=2, sort_keys=True))
 
     @classmethod
     def load(cls, path: Path) -> DeploymentRecord:

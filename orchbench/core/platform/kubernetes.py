@@ -30,17 +30,14 @@ Design decisions:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import urllib3.exceptions
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes import config as kube_config
 
 from orchbench.core import manifest as manifests
@@ -49,7 +46,6 @@ from orchbench.core.errors import (
     ArmVerificationError,
     ConfigError,
     DeployTimeout,
-    OrchbenchError,
     PlatformError,
 )
 from orchbench.core.platform.base import ArmEvidence, DeploymentRecord
@@ -67,6 +63,14 @@ from orchbench.core.platform.k8s_common import (
     status_of,
 )
 from orchbench.core.platform.k8s_nodes import taint_nodes, untaint_nodes
+from orchbench.core.platform.k8s_objects import (
+    EVENTS_IN_ERRORS,
+    SeldonObjects,
+    container_names,
+    is_ready,
+    is_terminating,
+    pod_name,
+)
 from orchbench.core.platform.k8s_placement import (
     Placement,
     ensure_model_placement,
@@ -87,37 +91,11 @@ __all__ = [
     "steps_placement",
 ]
 
-_MAX_WATCH_SLICE_S = 30.0  # re-check state at least this often, even if a watch stays silent
-_EVENTS_IN_ERRORS = 5
-
 
 def deployment_name(base: str, transport: str, arm: ArmName) -> str:
     """`tf-flowers` → `tf-flowers-rest-with`; a name that already ends that way is kept."""
     suffix = f"-{transport}-{arm}"
     return base if base.endswith(suffix) else base + suffix
-
-
-def _is_ready(pod: dict[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def _is_terminating(pod: dict[str, Any]) -> bool:
-    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
-
-
-def _pod_name(pod: dict[str, Any]) -> str:
-    return str((pod.get("metadata") or {}).get("name"))
-
-
-def _pod_state(pod: dict[str, Any]) -> str:
-    if _is_ready(pod):
-        return "Ready"
-    return str((pod.get("status") or {}).get("phase") or "not ready")
-
-
-def _containers(pod: dict[str, Any]) -> list[str]:
-    return [str(c.get("name")) for c in (pod.get("spec") or {}).get("containers") or []]
 
 
 class KubernetesPlatform:
@@ -139,6 +117,7 @@ class KubernetesPlatform:
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
         self._host = str(getattr(self.api_client.configuration, "host", ""))
+        self.objects = SeldonObjects(self.api_client, self.core, self.custom, self._host)
 
     # --- construction --------------------------------------------------------------------------
     @classmethod
@@ -295,22 +274,22 @@ class KubernetesPlatform:
             return ((obj.get("status") or {}).get("state")) == "Available"
 
         while True:
-            obj = self._get(record)
+            obj = self.objects.get(record)
             if obj is None:
                 raise PlatformError(
                     f"SeldonDeployment {record.details['namespace']}/{record.name} does not exist "
                     "(deleted while waiting, or never deployed)"
                 )
-            if not available(obj) and not self._watch_sdep(record, deadline, available):
+            if not available(obj) and not self.objects.watch_sdep(record, deadline, available):
                 break
-            if not self._watch_pods(record, deadline, lambda pods: self._pods_ready(record, pods)):
+            if not self.objects.watch_pods(record, deadline, lambda pods: self._pods_ready(record, pods)):
                 break
-            obj = self._get(record)  # still Available now that the pods are Ready?
+            obj = self.objects.get(record)  # still Available now that the pods are Ready?
             if obj is not None and available(obj):
                 return self.endpoint(record)
             if time.monotonic() >= deadline:
                 break
-        raise DeployTimeout(self._timeout_message(record, timeout_s, last["status"]))
+        raise DeployTimeout(self.objects.timeout_message(record, timeout_s, last["status"]))
 
     def endpoint(self, record: DeploymentRecord) -> Endpoint:
         d = self._normalize(record).details
@@ -323,8 +302,8 @@ class KubernetesPlatform:
         )
 
     def _pods_ready(self, record: DeploymentRecord, pods: list[dict[str, Any]]) -> bool:
-        live = [p for p in pods if not _is_terminating(p)]
-        return len(live) >= int(record.details.get("replicas", 1)) and all(_is_ready(p) for p in live)
+        live = [p for p in pods if not is_terminating(p)]
+        return len(live) >= int(record.details.get("replicas", 1)) and all(is_ready(p) for p in live)
 
     # --- verify --------------------------------------------------------------------------------
     def verify_arm(self, record: DeploymentRecord, endpoint: Endpoint) -> ArmEvidence:
@@ -337,7 +316,7 @@ class KubernetesPlatform:
                 f"{ns}/{name}: endpoint {endpoint.host}:{endpoint.port} (arm {endpoint.arm!r}) does not fit "
                 f"the {record.arm!r} arm, which answers on port {expected_port}"
             )
-        obj = self._get(record)
+        obj = self.objects.get(record)
         if obj is None:
             raise ArmVerificationError(f"{ns}/{name}: the SeldonDeployment does not exist")
         try:
@@ -349,10 +328,10 @@ class KubernetesPlatform:
                 f"{ns}/{name}: deployed as the {live.arm!r} arm (seldon.io/no-engine={live.no_engine}), "
                 f"but recorded as {record.arm!r}"
             )
-        pods = [p for p in self._list_pods(record) if not _is_terminating(p)]
+        pods = [p for p in self.objects.list_pods(record) if not is_terminating(p)]
         if not pods:
             raise ArmVerificationError(f"{ns}/{name}: no pods labelled {SELDON_ID_LABEL}={name} to verify")
-        containers = {_pod_name(p): _containers(p) for p in pods}
+        containers = {pod_name(p): container_names(p) for p in pods}
         with_engine = sorted(n for n, cs in containers.items() if ENGINE_CONTAINER in cs)
         how = f"pod containers: {json.dumps(containers, sort_keys=True)}"
         if record.arm == "with" and len(with_engine) != len(pods):
@@ -386,12 +365,12 @@ class KubernetesPlatform:
         except PlatformError as exc:
             if status_of(exc) != 404:
                 raise
-        gone = self._watch_sdep(record, deadline, lambda obj: False, until_deleted=True)
+        gone = self.objects.watch_sdep(record, deadline, lambda obj: False, until_deleted=True)
         if gone:
-            gone = self._watch_pods(record, deadline, lambda pods: not pods)
+            gone = self.objects.watch_pods(record, deadline, lambda pods: not pods)
         if not gone:
-            left = [_pod_name(p) for p in self._list_pods(record)]
-            exists = self._get(record) is not None
+            left = [pod_name(p) for p in self.objects.list_pods(record)]
+            exists = self.objects.get(record) is not None
             raise PlatformError(
                 f"SeldonDeployment {ns}/{name} not gone after {timeout_s:.0f}s: "
                 f"object {'still exists' if exists else 'deleted'}, pods left {left}"
@@ -421,184 +400,9 @@ class KubernetesPlatform:
         d.setdefault("port", PORT_WITH_ORCHESTRATOR if record.arm == "with" else PORT_WITHOUT_ORCHESTRATOR)
         return dataclasses.replace(record, details=d)
 
-    def _get(self, record: DeploymentRecord) -> dict[str, Any] | None:
-        d = record.details
-        try:
-            with api_call("read", f"SeldonDeployment {d['namespace']}/{record.name}", self._host):
-                obj = self.custom.get_namespaced_custom_object(
-                    d["group"], d["version"], d["namespace"], d["plural"], record.name
-                )
-        except PlatformError as exc:
-            if status_of(exc) == 404:
-                return None
-            raise
-        return obj if isinstance(obj, dict) else None
-
-    def _list_pods(self, record: DeploymentRecord) -> list[dict[str, Any]]:
-        ns, selector = record.details["namespace"], f"{SELDON_ID_LABEL}={record.name}"
-        with api_call("list", f"pods {ns} ({selector})", self._host):
-            items = self.core.list_namespaced_pod(ns, label_selector=selector).items or []
-        pods = [self.api_client.sanitize_for_serialization(p) for p in items]
-        # Filter again client-side: a correct server already did; the test emulator ignores selectors.
-        return [
-            p
-            for p in pods
-            if ((p.get("metadata") or {}).get("labels") or {}).get(SELDON_ID_LABEL) == record.name
-        ]
-
-    def _watch(
-        self,
-        func: Callable[..., Any],
-        args: Iterable[Any],
-        kwargs: dict[str, Any],
-        deadline: float,
-        check: Callable[[], bool],
-        on_event: Callable[[dict[str, Any]], bool],
-        what: str,
-    ) -> bool:
-        """True once `check()` (run before each watch) or `on_event(event)` says so; False at the deadline.
-
-        Each watch lasts at most min(remaining, 30 s): bounded on the server (`timeoutSeconds`) and on
-        the client (read timeout, which also ends a stream from a server that ignores timeoutSeconds).
-        """
-        while (remaining := deadline - time.monotonic()) > 0:
-            if check():
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            slice_s = min(remaining, _MAX_WATCH_SLICE_S)
-            w = watch.Watch()
-            with api_call("watch", what, self._host):
-                try:
-                    for event in w.stream(
-                        func,
-                        *args,
-                        timeout_seconds=max(1, int(slice_s)),
-                        _request_timeout=(min(10.0, slice_s), slice_s),
-                        **kwargs,
-                    ):
-                        if on_event(event):
-                            w.stop()
-                            return True
-                        if time.monotonic() >= deadline:
-                            w.stop()
-                            break
-                except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ProtocolError):
-                    pass  # the slice ended on a silent or dropped stream: re-check, then watch again
-                except client.ApiException as exc:
-                    if exc.status != 410:  # 410 Gone: the watch expired; re-check, then watch again
-                        raise
-        return bool(check())
-
-    def _watch_sdep(
-        self,
-        record: DeploymentRecord,
-        deadline: float,
-        done: Callable[[dict[str, Any]], bool],
-        until_deleted: bool = False,
-    ) -> bool:
-        d = record.details
-
-        def check() -> bool:
-            obj = self._get(record)
-            return obj is None if until_deleted else (obj is not None and done(obj))
-
-        def on_event(event: dict[str, Any]) -> bool:
-            obj = event.get("raw_object") or event.get("object") or {}
-            if (obj.get("metadata") or {}).get("name") != record.name:
-                return False  # the field selector is honoured by real servers, not by the test emulator
-            if until_deleted:
-                return event.get("type") == "DELETED"
-            return event.get("type") != "DELETED" and done(obj)
-
-        return self._watch(
-            self.custom.list_namespaced_custom_object,
-            (d["group"], d["version"], d["namespace"], d["plural"]),
-            {"field_selector": f"metadata.name={record.name}"},
-            deadline,
-            check,
-            on_event,
-            f"SeldonDeployment {d['namespace']}/{record.name}",
-        )
-
-    def _watch_pods(
-        self, record: DeploymentRecord, deadline: float, done: Callable[[list[dict[str, Any]]], bool]
-    ) -> bool:
-        ns = record.details["namespace"]
-
-        def check() -> bool:
-            return done(self._list_pods(record))
-
-        def on_event(event: dict[str, Any]) -> bool:
-            # An event only says "something changed": judge on a fresh, consistent listing.
-            return done(self._list_pods(record))
-
-        return self._watch(
-            self.core.list_namespaced_pod,
-            (ns,),
-            {"label_selector": f"{SELDON_ID_LABEL}={record.name}"},
-            deadline,
-            check,
-            on_event,
-            f"pods {ns} ({SELDON_ID_LABEL}={record.name})",
-        )
-
-    def recent_events(self, record: DeploymentRecord, limit: int = _EVENTS_IN_ERRORS) -> list[str]:
+    def recent_events(self, record: DeploymentRecord, limit: int = EVENTS_IN_ERRORS) -> list[str]:
         """The latest events about the deployment and its pods, one line each, oldest first."""
-        ns = record.details["namespace"]
-        names = [record.name]
-        with contextlib.suppress(OrchbenchError):  # the events of the deployment itself still help
-            names += [_pod_name(p) for p in self._list_pods(record)][:3]
-        events: list[dict[str, Any]] = []
-        for involved in names:
-            try:
-                with api_call("list", f"events {ns} for {involved}", self._host):
-                    items = (
-                        self.core.list_namespaced_event(
-                            ns, field_selector=f"involvedObject.name={involved}"
-                        ).items
-                        or []
-                    )
-            except OrchbenchError:
-                continue
-            for item in items:
-                raw = self.api_client.sanitize_for_serialization(item)
-                if (raw.get("involvedObject") or {}).get("name") == involved:  # emulator ignores selectors
-                    events.append(raw)
-
-        def when(ev: dict[str, Any]) -> str:
-            return str(
-                ev.get("lastTimestamp")
-                or ev.get("eventTime")
-                or (ev.get("metadata") or {}).get("creationTimestamp")
-                or ""
-            )
-
-        events.sort(key=when)
-        lines = []
-        for ev in events[-limit:]:
-            obj = ev.get("involvedObject") or {}
-            message = " ".join(str(ev.get("message") or "").split())[:200]
-            lines.append(
-                f"{ev.get('type') or 'Normal'} {ev.get('reason') or '?'} "
-                f"{obj.get('kind') or ''}/{obj.get('name') or ''}: {message}"
-            )
-        return lines
-
-    def _timeout_message(self, record: DeploymentRecord, timeout_s: float, status: Any) -> str:
-        ns = record.details["namespace"]
-        try:
-            pods = self._list_pods(record)
-            pod_text = ", ".join(f"{_pod_name(p)} {_pod_state(p)}" for p in pods) or "none"
-        except OrchbenchError as exc:
-            pod_text = f"unknown ({exc})"
-        events = self.recent_events(record)
-        return (
-            f"SeldonDeployment {ns}/{record.name} not ready after {timeout_s:g}s: "
-            f"last status {json.dumps(status, sort_keys=True)}; pods: {pod_text}; "
-            f"recent events: {' | '.join(events) if events else 'none'}"
-        )
+        return self.objects.recent_events(record, limit)
 
 
 def platform_from_spec(spec: Any, kubeconfig: str | os.PathLike[str] | None = None) -> KubernetesPlatform:

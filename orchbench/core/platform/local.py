@@ -17,13 +17,10 @@ the plan is written to <run_dir>/cpu_plan.json (`read_cpu_plan`) for the load-te
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,15 +32,29 @@ from orchbench.core.arms import (
     Endpoint,
     Transport,
 )
-from orchbench.core.errors import ArmVerificationError, ConfigError, DeployTimeout, PlatformError
+from orchbench.core.errors import ConfigError, DeployTimeout, PlatformError
 from orchbench.core.manifest import inspect
-from orchbench.core.paths import PAYLOADS
 from orchbench.core.platform.base import ArmEvidence, DeploymentRecord
+from orchbench.core.platform.local_cpu import CPU_PLAN_FILE, cpu_plan, read_cpu_plan, write_cpu_plan
+from orchbench.core.platform.local_procs import (
+    CHILDREN,
+    deferred_signals,
+    exit_note,
+    is_gone,
+    is_ours,
+    kill_on_error,
+    kill_spawned,
+    log_tail,
+    port_free,
+    proc_cmdline,
+    proc_starttime,
+    proc_state,
+)
+from orchbench.core.platform.local_verify import MARKER, probe, verify_arm
 
-CPU_PLAN_FILE = "cpu_plan.json"
-MARKER = "x-orchbench-orchestrator"
+__all__ = ["CPU_PLAN_FILE", "MARKER", "LocalPlatform", "LocalPorts", "read_cpu_plan"]
+
 DEFAULT_INTERNAL_PORT = 9100
-LOG_TAIL_LINES = 15
 _EXIT_BIND = 3  # serving.runtime.EXIT_BIND (not imported: keeps this module free of grpc/aiohttp)
 
 
@@ -62,159 +73,6 @@ class LocalPorts:
             raise ConfigError(f"local ports must be three distinct ports in 1..65535, got {ports}")
 
 
-def read_cpu_plan(run_dir: Path) -> dict[str, Any] | None:
-    """The CPU plan `taint()` wrote, or None when there is none (not tainted, or untainted)."""
-    path = Path(run_dir) / CPU_PLAN_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError as exc:
-        raise PlatformError(f"{path}: unreadable CPU plan ({exc})") from None
-    return data if isinstance(data, dict) else None
-
-
-# --------------------------------------------------------------------------------------------------
-# processes
-
-
-def _proc_starttime(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (clock ticks since boot), None if the process is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return int(fields[19])
-
-
-def _proc_state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
-def _proc_cmdline(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def _is_ours(proc: dict[str, Any]) -> bool:
-    """The recorded process still runs under its pid (same start time and cmdline), not a zombie."""
-    pid = int(proc["pid"])
-    if _proc_state(pid) in (None, "Z", "X"):
-        return False
-    return _proc_starttime(pid) == proc.get("starttime") and _proc_cmdline(pid) == proc["cmdline"]
-
-
-#: Popen objects of the servers this process started (kept so their exit codes are not lost).
-_CHILDREN: dict[int, Any] = {}
-
-
-def _reap(pid: int) -> int | None:
-    """Reap `pid` if it is our exited child; its exit code (negative signal) or None."""
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        return child.poll()
-    try:
-        got, status = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return None
-    if got == 0:
-        return None
-    return os.waitstatus_to_exitcode(status)
-
-
-def _gone(proc: dict[str, Any]) -> bool:
-    """The recorded process has exited (reaped, a zombie, or its pid now belongs to another process)."""
-    pid = int(proc["pid"])
-    _reap(pid)
-    return _proc_state(pid) in (None, "Z", "X") or _proc_starttime(pid) != proc.get("starttime")
-
-
-def _exit_note(proc: dict[str, Any]) -> str:
-    code = _reap(int(proc["pid"]))
-    if code is None:
-        exit_file = Path(proc["log"]).with_suffix(".exit")
-        with contextlib.suppress(OSError, ValueError):
-            code = int(exit_file.read_text().strip())
-    return "exit code unknown" if code is None else f"exit code {code}"
-
-
-def _log_tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    tail = text.strip().splitlines()[-lines:]
-    return " | ".join(tail) if tail else "(empty log)"
-
-
-def _kill_spawned(pids: list[int]) -> None:
-    """SIGKILL the process groups of servers this process just started (and reap them)."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-    for pid in pids:
-        child = _CHILDREN.get(pid)
-        if child is not None:
-            with contextlib.suppress(Exception):
-                child.wait(5.0)
-
-
-@contextlib.contextmanager
-def _deferred_signals() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM while servers are spawned and recorded: a KeyboardInterrupt raised
-    inside Popen (after the fork, before it returns) would leave a server nobody knows about. The
-    signal takes effect, as KeyboardInterrupt, once the record is on disk."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    got: list[int] = []
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    old = {sig: signal.signal(sig, lambda signum, _frame: got.append(signum)) for sig in sigs}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    if got:
-        raise KeyboardInterrupt(f"{signal.Signals(got[0]).name} while deploying")
-
-
-@contextlib.contextmanager
-def _kill_on_error(procs: list[dict[str, Any]]) -> Iterator[None]:
-    """Servers spawned before a failure that kept their record from being written are stopped here:
-    nothing else would ever know about them."""
-    try:
-        yield
-    except BaseException:
-        _kill_spawned([int(p["pid"]) for p in procs])
-        raise
-
-
-def _port_free(host: str, port: int) -> bool:
-    """Nothing listens on host:port. SO_REUSEADDR as the servers use it: a port whose last
-    connections are in TIME_WAIT is free (Linux still refuses it while a socket listens there)."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-# --------------------------------------------------------------------------------------------------
-
-
 class LocalPlatform:
     name = "local"
 
@@ -228,6 +86,7 @@ class LocalPlatform:
         python: str = sys.executable,
         host: str = "127.0.0.1",
         shared_model: bool = True,
+        impl: dict[str, str] | None = None,
     ) -> None:
         if inject_delay_ms < 0:
             raise ConfigError(f"inject_delay_ms must be >= 0, got {inject_delay_ms}")
@@ -243,38 +102,14 @@ class LocalPlatform:
         #: The "with" arm's orchestrator fronts the "without" arm's model process, so the arms differ
         #: by the orchestrator hop alone (two model processes differ by a few tenths of a ms here).
         self.shared_model = shared_model
+        #: protocol implementations: {"model_grpc": --grpc-server, "rest"/"grpc": --rest-impl/--grpc-impl}
+        self.impl = {k: v for k, v in (impl or {}).items() if v}
 
     # taints ----------------------------------------------------------------------------------------
     def taint(self) -> dict[str, Any]:
-        cpus = sorted(os.sched_getaffinity(0))
-        if not self.cpu_pinning:
-            plan = {
-                "pinned": False,
-                "reason": "cpu pinning disabled",
-                "available_cpus": cpus,
-                "loadtester_cpus": None,
-                "serving_cpus": None,
-            }
-        elif len(cpus) < 2:
-            plan = {
-                "pinned": False,
-                "reason": f"only {len(cpus)} CPU available: no pinning",
-                "available_cpus": cpus,
-                "loadtester_cpus": None,
-                "serving_cpus": None,
-            }
-        else:
-            plan = {
-                "pinned": True,
-                "reason": "load tester on one CPU, model and orchestrator on the others",
-                "available_cpus": cpus,
-                "loadtester_cpus": cpus[:1],
-                "serving_cpus": cpus[1:],
-            }
+        plan = cpu_plan(sorted(os.sched_getaffinity(0)), self.cpu_pinning)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.run_dir / (CPU_PLAN_FILE + ".tmp")
-        tmp.write_text(json.dumps(plan, indent=2))
-        tmp.replace(self.run_dir / CPU_PLAN_FILE)
+        write_cpu_plan(self.run_dir, plan)
         return plan
 
     def untaint(self) -> None:
@@ -306,15 +141,15 @@ class LocalPlatform:
                     "ORCHBENCH_EXIT_FILE": str(log.with_suffix(".exit")),
                 },
             )
-        _CHILDREN[proc.pid] = proc
+        CHILDREN[proc.pid] = proc
         try:
-            starttime = _proc_starttime(proc.pid)
+            starttime = proc_starttime(proc.pid)
             for _ in range(50):  # wait for the exec so the recorded cmdline can be checked later
-                if _proc_cmdline(proc.pid) == cmd or _proc_state(proc.pid) in (None, "Z"):
+                if proc_cmdline(proc.pid) == cmd or proc_state(proc.pid) in (None, "Z"):
                     break
                 time.sleep(0.01)
         except BaseException:  # interrupted before anything recorded it: stop it here
-            _kill_spawned([proc.pid])
+            kill_spawned([proc.pid])
             raise
         return {
             "role": role,
@@ -338,7 +173,7 @@ class LocalPlatform:
             public, wanted = self.ports.without_orchestrator, [self.ports.without_orchestrator]
         elif shared:
             public, wanted = self.ports.with_orchestrator, [self.ports.with_orchestrator]
-            if _port_free(self.host, self.ports.without_orchestrator):
+            if port_free(self.host, self.ports.without_orchestrator):
                 raise PlatformError(
                     f"arm 'with' fronts the 'without' arm's model on port {self.ports.without_orchestrator}, "
                     f"and nothing listens there: deploy 'without' first ({transport})"
@@ -346,7 +181,7 @@ class LocalPlatform:
         else:
             public, wanted = self.ports.with_orchestrator, [self.ports.with_orchestrator, self.ports.internal]
         for port in wanted:
-            if not _port_free(self.host, port):
+            if not port_free(self.host, port):
                 raise PlatformError(
                     f"port {port} on {self.host} is already in use (arm {arm!r}, {transport})"
                 )
@@ -365,10 +200,11 @@ class LocalPlatform:
             info.model_name,
             "--threads",
             str(self.model_threads),
+            *(["--grpc-server", self.impl["model_grpc"]] if "model_grpc" in self.impl else []),
             *pin,
         ]
         procs: list[dict[str, Any]] = []
-        with _deferred_signals(), _kill_on_error(procs):  # no server may outlive an unsaved record
+        with deferred_signals(), kill_on_error(procs):  # no server may outlive an unsaved record
             self._spawn_arm(
                 procs,
                 info.name,
@@ -392,7 +228,7 @@ class LocalPlatform:
         of its own, to stand in for "with", so both arms measure the very same path."""
         info = inspect(manifest)
         port = self.ports.without_orchestrator
-        if _port_free(self.host, port):
+        if port_free(self.host, port):
             raise PlatformError(f"A/A: nothing listens on the 'without' port {port}: deploy 'without' first")
         return self._record(
             info.name, info.model_name, info.transport, "without", port, [], self._serving_cpus(), record_path
@@ -428,6 +264,7 @@ class LocalPlatform:
                 f"{self.host}:{model_port}",
                 "--inject-delay-ms",
                 repr(self.inject_delay_ms),
+                *([f"--{transport}-impl", self.impl[transport]] if transport in self.impl else []),
                 *pin,
             ]
             procs.append(
@@ -473,6 +310,7 @@ class LocalPlatform:
                 "cpu_pinning": bool(cpus),
                 "inject_delay_ms": self.inject_delay_ms if arm == "with" else 0.0,
                 "model_threads": self.model_threads,
+                "impl": self.impl,
                 "run_dir": str(self.run_dir),
                 "record_path": str(record_path),
                 "deployed_at": time.time(),
@@ -484,9 +322,9 @@ class LocalPlatform:
     # wait ------------------------------------------------------------------------------------------
     def _check_alive(self, record: DeploymentRecord) -> None:
         for proc in record.details.get("processes", []):
-            if not _is_ours(proc):
-                note = _exit_note(proc)
-                tail = _log_tail(proc["log"])
+            if not is_ours(proc):
+                note = exit_note(proc)
+                tail = log_tail(proc["log"])
                 port = proc.get("port")
                 if (
                     "address already in use" in tail.lower()
@@ -519,7 +357,7 @@ class LocalPlatform:
                 last = f"{type(exc).__name__}: {exc}"
             if time.monotonic() >= deadline:
                 tails = "; ".join(
-                    f"{p['role']} log: {_log_tail(p['log'], 5)}" for p in record.details["processes"]
+                    f"{p['role']} log: {log_tail(p['log'], 5)}" for p in record.details["processes"]
                 )
                 raise DeployTimeout(
                     f"{record.name} ({record.arm}, {record.transport}) not ready on port {endpoint.port} "
@@ -528,88 +366,28 @@ class LocalPlatform:
             time.sleep(0.2)
 
     def _probe(self, endpoint: Endpoint) -> None:
-        if endpoint.transport == "rest":
-            from serving.client import HttpClient
-
-            with HttpClient(endpoint.host, endpoint.port, timeout_s=2.0) as c:
-                r = c.request("GET", f"/v1/models/{endpoint.model_name}")
-            if r.status != 200 or b"AVAILABLE" not in r.body:
-                raise PlatformError(f"status {r.status}: {r.body[:200]!r}")
-        else:
-            result = self._grpc_predict(endpoint, timeout_s=5.0)
-            if result.code.name != "OK":
-                raise PlatformError(f"gRPC {result.code.name}: {result.details}")
-
-    @staticmethod
-    def _grpc_payload(model_name: str) -> bytes:
-        from tensorflow_serving.apis import predict_pb2
-
-        req = predict_pb2.PredictRequest()
-        req.ParseFromString((PAYLOADS / "flowers.bin").read_bytes())
-        req.model_spec.name = model_name
-        return req.SerializeToString()
-
-    def _grpc_predict(self, endpoint: Endpoint, timeout_s: float) -> Any:
-        from serving.client import GrpcClient
-
-        with GrpcClient(endpoint.grpc_target, timeout_s=timeout_s) as c:
-            return c.predict(self._grpc_payload(endpoint.model_name))
+        probe(endpoint)
 
     # verify ----------------------------------------------------------------------------------------
     def verify_arm(self, record: DeploymentRecord, endpoint: Endpoint) -> ArmEvidence:
-        if endpoint.transport == "rest":
-            from serving.client import HttpClient
-
-            with HttpClient(endpoint.host, endpoint.port) as c:
-                r = c.request(
-                    "POST",
-                    f"/v1/models/{endpoint.model_name}:predict",
-                    (PAYLOADS / "flowers.json").read_bytes(),
-                )
-            if r.status != 200:
-                raise ArmVerificationError(f"{endpoint.url} answered HTTP {r.status}: {r.body[:200]!r}")
-            marker = r.headers.get(MARKER)
-            how = (
-                f"REST response header {MARKER}={marker}"
-                if marker
-                else f"REST response without {MARKER} header"
-            )
-        else:
-            res = self._grpc_predict(endpoint, timeout_s=10.0)
-            if res.code.name != "OK":
-                raise ArmVerificationError(
-                    f"gRPC {endpoint.grpc_target} answered {res.code.name}: {res.details}"
-                )
-            marker = res.initial_metadata.get(MARKER)
-            how = (
-                f"gRPC initial metadata {MARKER}={marker}"
-                if marker
-                else f"gRPC initial metadata without {MARKER}"
-            )
-        on_path = marker == "executor"
-        if on_path != (endpoint.arm == "with"):
-            raise ArmVerificationError(
-                f"arm {endpoint.arm!r} on port {endpoint.port}: orchestrator "
-                f"{'present' if on_path else 'absent'} ({how})"
-            )
-        return ArmEvidence(arm=endpoint.arm, orchestrator_on_path=on_path, how=how)
+        return verify_arm(endpoint)
 
     # teardown --------------------------------------------------------------------------------------
     def teardown(self, record: DeploymentRecord, grace_s: float = 5.0) -> None:
         procs = list(record.details.get("processes", []))
         for proc in reversed(procs):  # the orchestrator first, then the model
-            if _is_ours(proc):
+            if is_ours(proc):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(int(proc["pgid"]), signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         for proc in procs:
-            while not _gone(proc) and time.monotonic() < deadline:
+            while not is_gone(proc) and time.monotonic() < deadline:
                 time.sleep(0.02)
-            if _is_ours(proc):
+            if is_ours(proc):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(int(proc["pgid"]), signal.SIGKILL)
             kill_deadline = time.monotonic() + 5.0
-            while not _gone(proc) and time.monotonic() < kill_deadline:
+            while not is_gone(proc) and time.monotonic() < kill_deadline:
                 time.sleep(0.02)
-            if not _gone(proc):
+            if not is_gone(proc):
                 raise PlatformError(f"{proc['role']} (pid {proc['pid']}) is still running after SIGKILL")
