@@ -1,10 +1,11 @@
 """The benchmark pipeline as a Hera builder: one spec in, an Argo Workflow / WorkflowTemplate /
 CronWorkflow out. The local runner executes the very dict this builds.
 
-DAG: taint -> floor -> per transport: deploy(with, without) -> wait (+ verify arm) -> load-test blocks
--> teardown -> compare -> report [-> gate, cron only]. A block is one paired load test whose k6
-alternates the arms request by request (interleave `request`), or one load test per arm in a
-recorded random order (interleave `block`).
+DAG: taint -> floor -> per transport: deploy + wait (+ verify) each arm, the baseline first -> load-test
+blocks -> teardown -> compare -> report [-> gate, cron only]. A block is one load test whose k6
+rotates all arms request by request (interleave `request`; its `endpoints` parameter is the JSON list
+of the wait tasks' `endpoint` outputs), or one load test per arm in a recorded random order
+(interleave `block`).
 The exit handler tears everything down and untaints whatever happened.
 """
 
@@ -34,7 +35,7 @@ from steps.common import ARTIFACT_ROOT, payload_artifact
 from steps.compare import compare
 from steps.deploy import deploy
 from steps.floor import floor
-from steps.loadtest import loadtest, loadtest_pair
+from steps.loadtest import loadtest, loadtest_arms
 from steps.report import gate, report
 from steps.taint import taint
 from steps.teardown import cleanup, teardown
@@ -45,6 +46,9 @@ KINDS: tuple[Kind, ...] = ("workflow", "template", "cron")
 STATE_DIR = f"{ARTIFACT_ROOT}/state"
 SPEC = "{{workflow.parameters.spec}}"
 STATE = "{{workflow.parameters.state-dir}}"
+#: The workflow's own id: the taints a run holds on a cluster carry it, and its exit handler releases
+#: only those (k8s_nodes.py), so two experiments on one cluster never untaint each other.
+OWNER = "{{workflow.uid}}"
 
 
 #: Payload bytes the compiled workflow may carry, all transports together. The payloads travel inline
@@ -143,8 +147,8 @@ def _templates(spec: Spec, kind: Kind) -> dict[str, Script]:
         "wait": _script(spec, wait, "wait"),
         "loadtest": _script(
             spec,
-            loadtest_pair if spec.interleave() == "request" else loadtest,
-            "loadtest-pair" if spec.interleave() == "request" else "loadtest",
+            loadtest_arms if spec.interleave() == "request" else loadtest,
+            "loadtest-arms" if spec.interleave() == "request" else "loadtest",
             role="loadtester",
             inputs=list(payloads),
             outputs=[Artifact(name="raw", path=_art("out", "raw"))],
@@ -202,7 +206,9 @@ def _after(before: list[Task], task: Task) -> None:
 
 def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
     with DAG(name="benchmark"):
-        tnt = Task(name="taint", template=t["taint"], arguments={"spec": SPEC, "state_dir": STATE})
+        tnt = Task(
+            name="taint", template=t["taint"], arguments={"spec": SPEC, "state_dir": STATE, "owner": OWNER}
+        )
         flr = Task(name="floor", template=t["floor"], arguments={"spec": SPEC, "state_dir": STATE})
         tnt >> flr
         previous: list[Task] = [flr]
@@ -210,14 +216,15 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
         for transport in spec.transports:
             waits: dict[str, Task] = {}
             deploys: dict[str, Task] = {}
-            # "without" first: locally the "with" arm's orchestrator fronts that arm's model process
-            for arm in ("without", "with"):
+            # the baseline first: locally every other arm's hop fronts the baseline's model process
+            arm_names = spec.arm_names()
+            for i, arm in enumerate(arm_names):
                 dep = Task(
                     name=f"deploy-{transport}-{arm}",
                     template=t["deploy"],
                     arguments={"spec": SPEC, "state_dir": STATE, "transport": transport, "arm": arm},
                 )
-                _after(previous if arm == "without" else [waits["without"]], dep)
+                _after(previous if i == 0 else [waits[arm_names[i - 1]]], dep)
                 wt = Task(
                     name=f"wait-{transport}-{arm}",
                     template=t["wait"],
@@ -225,19 +232,16 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
                 )
                 dep >> wt
                 deploys[arm], waits[arm] = dep, wt
-            chain: list[Task] = [waits["with"], waits["without"]]
+            compared = spec.compared_arms()
+            chain: list[Task] = [waits[a] for a in [*compared, spec.baseline]]
             loads: list[Task] = []
             for name, tr, block, arms in _load_tasks(spec):
                 if tr != transport:
                     continue
                 args: dict[str, Any] = {"spec": SPEC, "state_dir": STATE, "transport": transport}
-                if len(arms) == 2:
-                    args.update(
-                        block=str(block),
-                        first=arms[0],
-                        endpoint_with=waits["with"].get_parameter("endpoint").value,
-                        endpoint_without=waits["without"].get_parameter("endpoint").value,
-                    )
+                if len(arms) > 1:  # one JSON list of every arm's endpoint, in the block's order
+                    listed = ",".join(str(waits[a].get_parameter("endpoint").value) for a in arms)
+                    args.update(block=str(block), endpoints=f"[{listed}]")
                 else:
                     args.update(
                         arm=arms[0], block=str(block), endpoint=waits[arms[0]].get_parameter("endpoint").value
@@ -248,7 +252,7 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
                 loads.append(task)
             loads_by_transport[transport] = loads
             teardowns = []
-            for arm in ("with", "without"):
+            for arm in [*compared, spec.baseline]:
                 td = Task(
                     name=f"teardown-{transport}-{arm}",
                     template=t["teardown"],
@@ -298,7 +302,12 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
         Task(
             name="cleanup",
             template=t["cleanup"],
-            arguments={"spec": SPEC, "state_dir": STATE, "workflow_status": "{{workflow.status}}"},
+            arguments={
+                "spec": SPEC,
+                "state_dir": STATE,
+                "workflow_status": "{{workflow.status}}",
+                "owner": OWNER,
+            },
         )
 
 

@@ -2,9 +2,10 @@
 
 What it honours: the entrypoint DAG and `depends` (`a && b`), workflow and task parameters, template
 input defaults, output parameters (`valueFrom.path`), artifacts passed with `from`, S3 keys (mapped to
-a local artifact repository folder), `{{workflow.status}}`, and the `onExit` handler, which runs
-whatever happened (failure, SIGINT, SIGTERM). Each script template runs through its own command and
-args (`python -m hera.workflows.runner -e module:fn <inputs file>`) in a child process group.
+a local artifact repository folder), `{{workflow.name}}`, `{{workflow.uid}}`, `{{workflow.status}}`,
+and the `onExit` handler, which runs whatever happened (failure, SIGINT, SIGTERM, SIGHUP). Each script
+template runs through its own command and args (`python -m hera.workflows.runner -e module:fn <inputs
+file>`) in a child process group, and dies with the runner (PR_SET_PDEATHSIG) if the runner is killed.
 
 Paths: everything a template reads or writes under /tmp/orchbench or /tmp/hera-outputs is mapped to
 the task's own folder `RUN_DIR/tasks/<task>/`, so runs never collide.
@@ -22,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,11 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from orchbench.core.errors import ConfigError, OrchbenchError
+from orchbench.core.parentdeath import die_with_parent
 from orchbench.fsio import write_text
 from steps.common import ARTIFACT_ROOT, ERROR_FILE
 
 HERA_OUTPUTS = "/tmp/hera-outputs"
 _EXPR = re.compile(r"{{\s*([^{}]+?)\s*}}")
+#: The signals that stop a run (its exit handler still runs); handled while `run()` runs.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: Seconds an interrupted step gets to stop what it started before its process group is SIGKILLed.
 STOP_GRACE_S = 15.0
 
@@ -43,7 +48,7 @@ class StepFailed(OrchbenchError):
 
 
 class Interrupted(OrchbenchError):
-    """The run was stopped by SIGINT or SIGTERM."""
+    """The run was stopped by SIGINT, SIGTERM or SIGHUP."""
 
     exit_code = 130
 
@@ -92,6 +97,7 @@ class LocalRunner:
         self.on_event = on_event or (lambda _kind, _name, _res: None)
         meta = workflow.get("metadata") or {}
         self.name = meta.get("name") or f"{meta.get('generateName', 'workflow-')}{secrets.token_hex(3)}"
+        self.uid = str(meta.get("uid") or uuid.uuid4())  # `{{workflow.uid}}`, as Argo gives each run
         self.created = datetime.now(UTC)
         self.params = {
             p["name"]: str(p.get("value", ""))
@@ -116,6 +122,8 @@ class LocalRunner:
             return self.params[parts[2]]
         if expr == "workflow.name":
             return self.name
+        if expr == "workflow.uid":
+            return self.uid
         if expr == "workflow.status":
             return self.status
         if parts[:2] == ["workflow", "creationTimestamp"] and len(parts) == 3:
@@ -160,8 +168,11 @@ class LocalRunner:
 
     # running --------------------------------------------------------------------------------------
     def run(self) -> str:
-        """Run the entrypoint, then the exit handler. Returns the final status or raises."""
-        old = {sig: signal.signal(sig, self._signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        """Run the entrypoint, then the exit handler. Returns the final status or raises.
+
+        SIGINT, SIGTERM and SIGHUP (a closed terminal) stop the run the same way: the running step
+        is asked to stop, and the exit handler tears down what was started."""
+        old = {sig: signal.signal(sig, self._signal) for sig in STOP_SIGNALS}
         error: BaseException | None = None
         try:
             try:
@@ -173,7 +184,7 @@ class LocalRunner:
             exit_tpl = self.spec.get("onExit")
             if exit_tpl:
                 # The exit handler must run to the end: from here on SIGINT is ignored (its children
-                # inherit that) and SIGTERM is only noted, never passed on to the cleanup step.
+                # inherit that) and SIGTERM / SIGHUP are only noted, never passed on to the cleanup step.
                 self._exiting = True
                 self._stop = None
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -333,6 +344,9 @@ class LocalRunner:
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
+                # SIGTERM to the step if this runner dies (SIGKILL included); steps are started
+                # from the thread that waits for them, the one the kernel watches
+                preexec_fn=die_with_parent(),
             )
             try:
                 rc = self._wait_child(self._child)

@@ -63,4 +63,26 @@ def read_table(path: str | Path, kind: str) -> pa.Table:
     table_kind = meta.get(META_TABLE, b"").decode()
     if table_kind != kind:
         raise ResultsFileError(f"{path}: holds the {table_kind!r} table, expected {kind!r}")
-    return pq.read_table(path)
+    table = pq.read_table(path)
+    if kind == "overheads" and version == 1:
+        table = upgrade_overheads_v1(table)
+    return table
+
+
+def upgrade_overheads_v1(table: pa.Table) -> pa.Table:
+    """A version-1 `overheads` table in the current schema: the seed's two arms (arm "with", baseline
+    "without"), no standard error, df, block count or paired test (version 1 did not store them),
+    `mann_whitney_u_p` dropped. Each row keeps its own `schema_version` (1)."""
+    n = table.num_rows
+    schema = SCHEMAS["overheads"]
+    columns = {}
+    for f in schema:
+        if f.name in table.column_names:
+            columns[f.name] = table.column(f.name).cast(f.type)
+        elif f.name == "arm":
+            columns[f.name] = pa.array(["with"] * n, f.type)
+        elif f.name == "baseline":
+            columns[f.name] = pa.array(["without"] * n, f.type)
+        else:
+            columns[f.name] = pa.nulls(n, f.type)
+    return pa.Table.from_pydict(columns, schema=schema)

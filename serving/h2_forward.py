@@ -1,9 +1,15 @@
-"""A hand-written HTTP/2 frame forwarder on asyncio protocols: the orchestrator's `--grpc-impl hand`,
-no longer its default. benchmarks/protocol_bench.py (interleaved runs, 2026-12-01, benchmarks/README.md
-"Protocol code") measured it against the grpc.aio forwarder now used: it costs ~1.3 ms less per call,
-but the 95 % CI of the overhead was not narrower by a clear margin (±0.083 / ±0.280 ms p50 against
-±0.136 / ±0.267 in two runs) nor the per-request stdev lower (2.247 / 2.548 against 2.481 / 2.704 ms).
-Kept so that figure can be reproduced.
+"""The orchestrator's gRPC hot path (`--grpc-impl hand`, the default): an HTTP/2 frame forwarder on
+asyncio protocols, hand-written.
+
+Kept as the default because of a figure (benchmarks/README.md, "Protocol code", 2026-12-01): the
+95 % CI half-width of the gRPC overhead a short `orchbench run` gets (5 blocks x 4 s per arm),
+hand-written gRPC stack (serving.h2_forward + serving.h2_grpc) against the library-built one
+(grpc.aio forwarder + grpc.aio model server), runs alternated: p50 ±0.408 / ±0.075 / ±0.226 ms
+against ±0.623 / ±0.230 / ±0.350, mean ±0.181 / ±0.040 / ±0.050 against ±0.402 / ±0.225 / ±0.186
+(the three pairs of a quieter hour; over all six pairs measured, with a noisy hour and two
+gRPC-only pairs, hand narrower in 5 of 6 at p50, 4 of 6 at mean). benchmarks/protocol_bench.py,
+which times each piece alone in one interleaved run, could not say which of the two pieces it is:
+neither showed a lower per-request jitter by a clear margin.
 
 Each client connection is paired with its own upstream connection to the model's gRPC port, and
 frames pass through unchanged (both peers negotiate SETTINGS, flow control and HPACK between

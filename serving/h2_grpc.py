@@ -1,9 +1,15 @@
-"""Unary gRPC calls served over HTTP/2 on an asyncio protocol (hand-written): the model server's
-`--grpc-server h2`, no longer its default, and the floor's no-op gRPC server (serving.noop).
-benchmarks/protocol_bench.py (interleaved runs, 2026-12-01, benchmarks/README.md "Protocol code")
-measured it against grpc.aio: 0.8-1.2 ms p50 cheaper per call, the same jitter (stdev 2.193 / 2.500
-against 2.126 / 2.539 ms, IQR 2.696 / 2.732 against 2.662 / 2.909 ms) and no consistently narrower CI
-for an orchestrator's overhead measured in front of it (±0.083 / ±0.280 against ±0.257 / ±0.163 ms).
+"""The model server's gRPC transport (`--grpc-server h2`, the default; also the floor's no-op gRPC
+server, serving.noop): unary gRPC calls served over HTTP/2 on an asyncio protocol, hand-written.
+
+Kept as the default because of a figure (benchmarks/README.md, "Protocol code", 2026-12-01): the
+95 % CI half-width of the gRPC overhead a short `orchbench run` gets (5 blocks x 4 s per arm),
+hand-written gRPC stack (serving.h2_forward + serving.h2_grpc) against the library-built one
+(grpc.aio forwarder + grpc.aio model server), runs alternated: p50 ±0.408 / ±0.075 / ±0.226 ms
+against ±0.623 / ±0.230 / ±0.350, mean ±0.181 / ±0.040 / ±0.050 against ±0.402 / ±0.225 / ±0.186
+(the three pairs of a quieter hour; over all six pairs measured, with a noisy hour and two
+gRPC-only pairs, hand narrower in 5 of 6 at p50, 4 of 6 at mean). benchmarks/protocol_bench.py,
+which times each piece alone in one interleaved run, could not say which of the two pieces it is:
+neither showed a lower per-request jitter by a clear margin.
 
 A grpcio server (`grpc.aio`) hands every call from its C core to Python through a completion queue
 and the event loop; a call answered at once took 0.43 ms p50 against grpcio's own client here, and

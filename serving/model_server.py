@@ -8,14 +8,12 @@ gRPC  tensorflow.serving.PredictionService/Predict (image_bytes, key → scores,
 Errors are TF Serving's: HTTP 400 {"error": ...} / INVALID_ARGUMENT for bad input, 404 / NOT_FOUND
 for an unknown model. Inference runs on the event loop thread by default (at concurrency 1 this is
 the fastest: no thread hand-off); `--offload` runs it in one worker thread instead (REST, and gRPC
-on grpc.aio).
+with `--grpc-server grpcio`).
 
-gRPC is served by grpcio's `grpc.aio` server by default, or with `--grpc-server h2` by the
-hand-written `serving.h2_grpc` (unary gRPC over HTTP/2 on an asyncio protocol); both answer
-byte-for-byte alike. `h2_grpc` costs less per call (0.8-1.2 ms p50 less here), but its latency
-jitters no less, and an orchestrator's overhead measured in front of it gets no narrower CI
-(`benchmarks/protocol_bench.py`; benchmarks/README.md, "Protocol code"), so the library is the
-default: with the arms interleaved, the model's own cost is paid by both and cancels.
+gRPC is served by `serving.h2_grpc` (unary gRPC over HTTP/2 on an asyncio protocol, hand-written)
+by default, or by grpcio's `grpc.aio` server with `--grpc-server grpcio`; both answer byte-for-byte
+alike. Why the hand-written one stays the default is at the top of serving/h2_grpc.py (the figures:
+benchmarks/README.md, "Protocol code").
 
     python -m serving.model_server --rest-port 9000 [--grpc-port 9001] [--model-name flowers]
 """
@@ -213,9 +211,9 @@ def build_arg_parser(prog: str = "python -m serving.model_server") -> argparse.A
     ap.add_argument("--offload", action="store_true", help="run inference in a worker thread")
     ap.add_argument(
         "--grpc-server",
-        choices=("grpcio", "h2"),
-        default="grpcio",
-        help="gRPC implementation: grpcio's grpc.aio server (default) or serving.h2_grpc (hand-written)",
+        choices=("h2", "grpcio"),
+        default="h2",
+        help="gRPC implementation: serving.h2_grpc (hand-written; default) or grpcio's grpc.aio server",
     )
     ap.add_argument("--cpus", default=None, help="pin this process to these CPUs, e.g. '1'")
     return ap

@@ -4,26 +4,25 @@ REST  POST /v1/models/{m}/:predict and /v1/models/{m}:predict → upstream /v1/m
       GET  /v1/models/{m}[...]                               → passed through
 gRPC  tensorflow.serving.PredictionService/Predict           → passed through
 
-Both transports forward over kept-alive connections: REST through an HTTP/1.1 forwarder whose
-requests and answers are parsed by `httptools` on `uvloop` (one upstream connection per client
-connection), gRPC through a `grpc.aio` server handing each call's bytes to a `grpc.aio` channel
-(metadata and the client's deadline passed on). Both return the model's answer unchanged (status
-and body) and mark it:
+Both transports forward over kept-alive connections, one upstream connection per client connection:
+REST through an HTTP/1.1 forwarder whose requests and answers are parsed by `httptools` on `uvloop`,
+gRPC through `serving.h2_forward` (a hand-written HTTP/2 frame forwarder). Both return the model's
+answer unchanged (status and body) and mark it:
 the REST header and the gRPC initial metadata `x-orchbench-orchestrator: executor`, which is how a
 run verifies that its "with" arm really has the orchestrator on the request path and its "without"
 arm has not. `--inject-delay-ms` holds every request for a known time before it is forwarded (the
 known-answer calibration), timed by `runtime.after_delay`.
 
 Implementations (`--rest-impl`, `--grpc-impl`; `benchmarks/protocol_bench.py` measures them side by
-side in one interleaved run; `benchmarks/README.md`, "Protocol code", has the figures: the
-hand-written ones showed no lower jitter and no narrower CI, so the library-built ones are the
-defaults, marked *):
+side in one interleaved run; `benchmarks/README.md`, "Protocol code", has the figures and why the
+defaults, marked *, are these: for REST the hand-written forwarder showed no lower jitter and no
+narrower CI; for gRPC the hand-written stack gave the narrower CI of the overhead):
   REST  httptools* serving.lib_rest_forward.HttptoolsForwarder (httptools parsers, on uvloop)
         aiohttp    serving.lib_rest_forward.AiohttpForwarder (aiohttp server and client session)
         hand       serving.http_forward (hand-written HTTP/1.1 framing)
-  gRPC  grpcio*    serving.lib_grpc_forward.GrpcAioForwarder (grpc.aio server and channel)
+  gRPC  hand*      serving.h2_forward (hand-written HTTP/2 frame pass-through)
+        grpcio     serving.lib_grpc_forward.GrpcAioForwarder (grpc.aio server and channel)
         h2         serving.lib_grpc_forward.H2LibForwarder (the `h2` package, on uvloop)
-        hand       serving.h2_forward (hand-written HTTP/2 frame pass-through)
 `--loop auto` runs uvloop for httptools and h2 unless grpcio is also served, asyncio otherwise.
 
     python -m serving.orchestrator --rest-port 8000 --upstream-rest 127.0.0.1:9100
@@ -44,9 +43,9 @@ MARKER_KEY = "x-orchbench-orchestrator"
 MARKER_VALUE = "executor"
 REQUEST_TIMEOUT_S = 30.0
 REST_IMPLS = ("httptools", "aiohttp", "hand")
-GRPC_IMPLS = ("grpcio", "h2", "hand")
+GRPC_IMPLS = ("hand", "grpcio", "h2")
 DEFAULT_REST_IMPL = "httptools"
-DEFAULT_GRPC_IMPL = "grpcio"
+DEFAULT_GRPC_IMPL = "hand"
 
 
 def rewrite_path(path: str) -> str | None:

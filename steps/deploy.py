@@ -1,4 +1,6 @@
-"""Step: deploy one arm (the SeldonDeployment with or without the orchestrator) and record it."""
+"""Step: deploy one arm and record it: on a cluster the SeldonDeployment with or without the
+orchestrator; locally the arm's hop (the model server, the reference orchestrator, nginx or HAProxy
+in front of the baseline's model), on the arm's port."""
 
 import json
 from dataclasses import asdict
@@ -6,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 from hera.workflows import Parameter
 
-from orchbench.core.arms import ArmName, Transport
+from orchbench.core.arms import Transport
 from orchbench.core.manifest import render
 from steps.common import deployment_name, load, log, platform_for, record_path, step
 
@@ -17,8 +19,28 @@ if TYPE_CHECKING:  # the cluster image never needs the local platform
 @step
 def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str, Parameter(name="record")]:
     s = load(spec)
-    t, a = cast(Transport, transport), cast(ArmName, arm)
+    t, a = cast(Transport, transport), arm
+    definition = s.arm(arm)  # refuses an arm the spec does not name
     platform = platform_for(s, state_dir)
+    path = record_path(state_dir, t, arm)
+    if s.platform == "local" and s.arms is not None:
+        local = cast("LocalPlatform", platform)
+        hop = definition.local_hop()
+        manifest = render(
+            s.manifest_document(),
+            t,
+            "without" if hop == "model" else "with",
+            name=deployment_name(s, t, arm),
+        )
+        verify = [v.model_dump() for v in definition.verify]
+        if hop == "model" and not definition.baseline:  # an A/A control: the baseline's endpoint
+            record = local.alias(manifest, path, arm=arm)
+            record.details["verify"] = verify
+            record.save(path)
+        else:
+            record = local.deploy(manifest, arm, path, hop=hop, port=s.arm_ports()[arm], verify=verify)
+        log(f"deployed {record.name} ({transport}, {arm}: {hop})")
+        return json.dumps(asdict(record), sort_keys=True)
     aa_copy = s.platform == "local" and s.local.aa_mode and a == "with"
     alias = aa_copy and s.local.shared_model
     if aa_copy and not alias:
@@ -26,8 +48,7 @@ def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str
         # otherwise a second, identical deployment on the "with" port)
         a = "without"
         platform = platform_for(s, state_dir, aa_copy=True)
-    manifest = render(s.manifest_document(), t, a, name=deployment_name(s, t, cast(ArmName, arm)))
-    path = record_path(state_dir, t, cast(ArmName, arm))
+    manifest = render(s.manifest_document(), t, a, name=deployment_name(s, t, arm))
     if alias:
         # A/A with a shared model: the "with" arm is the "without" endpoint itself
         record = cast("LocalPlatform", platform).alias(manifest, path)

@@ -1,9 +1,10 @@
 """Steps: load-test the arms of one block; the tool's raw JSON and samples are the output artifact.
 
-`loadtest` runs one arm (interleave `block`: the seed's way, any tool). `loadtest_pair` runs both arms
-in one k6 process that alternates them request by request (interleave `request`), so both arms meet
-the same moments of a noisy machine; its artifact holds one folder per arm (`with/`, `without/`),
-each laid out like a `loadtest` artifact, plus k6's combined files.
+`loadtest` runs one arm (interleave `block`: the seed's way, any tool). `loadtest_arms` runs every arm
+in one k6 process that rotates them request by request (interleave `request`), so all arms meet
+the same moments of a noisy machine; its artifact holds one folder per arm (`with/`, `without/`, ...),
+each laid out like a `loadtest` artifact, plus k6's combined files (`loadtest_pair`: the seed's two
+arms, for workflows compiled before).
 
 `meta.json` beside each arm's files says what was measured (transport, arm, block, tool, command,
 payload hash, CPU placement, arm evidence) so the compare step never has to guess from file names or
@@ -137,6 +138,34 @@ def loadtest(spec: str, state_dir: str, endpoint: str, transport: str, arm: str,
 
 
 @step
+def loadtest_arms(spec: str, state_dir: str, transport: str, block: str, endpoints: str) -> None:
+    """Every arm of one block in one k6 process rotating them request by request (interleave
+    `request`). `endpoints`: a JSON list of the wait tasks' `endpoint` outputs, in the block's order
+    (VU n starts at arm (n - 1) mod N); one folder per arm in the artifact."""
+    s = load(spec)
+    try:
+        targets = json.loads(endpoints)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"endpoints: not a JSON list of endpoints ({exc.msg})") from None
+    if not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
+        raise ConfigError("endpoints: not a JSON list of endpoints")
+    order = [str(t.get("arm")) for t in targets]
+    if sorted(order) != sorted(s.arm_names()):
+        raise ConfigError(
+            f"task for {transport} block {block} is wired to arms {order}, the spec has "
+            f"{s.arm_names()}: the workflow's arguments are wrong"
+        )
+    _interleaved(
+        s,
+        spec,
+        state_dir,
+        transport,
+        block,
+        [_endpoint(json.dumps(t), transport, a) for t, a in zip(targets, order, strict=True)],
+    )
+
+
+@step
 def loadtest_pair(
     spec: str,
     state_dir: str,
@@ -146,38 +175,47 @@ def loadtest_pair(
     endpoint_with: str,
     endpoint_without: str,
 ) -> None:
-    from orchbench.core.loadtools.k6 import K6Tool
-
+    """The seed's two arms alternating (workflows compiled before `loadtest_arms`)."""
     if first not in ARMS:
         raise ConfigError(f"first must be one of {', '.join(ARMS)}, got {first!r}")
     eps = {
         "with": _endpoint(endpoint_with, transport, "with"),
         "without": _endpoint(endpoint_without, transport, "without"),
     }
-    s, payload, payload_bytes, profile, cpus = _setup(spec, state_dir, transport)
-    out = out_dir("raw")
     order = [first, *(a for a in ARMS if a != first)]
+    _interleaved(load(spec), spec, state_dir, transport, block, [eps[a] for a in order])
+
+
+def _interleaved(
+    s: Spec, spec: str, state_dir: str, transport: str, block: str, eps: list[tuple[Endpoint, dict[str, Any]]]
+) -> None:
+    from orchbench.core.loadtools.k6 import K6Tool
+
+    _s, payload, payload_bytes, profile, cpus = _setup(spec, state_dir, transport)
+    out = out_dir("raw")
+    order = [ep.arm for ep, _ in eps]
+    by_arm = {ep.arm: (ep, target) for ep, target in eps}
     metas = {
         arm: {
-            **_meta(s, eps[arm][0], eps[arm][1], block, payload, payload_bytes, profile, cpus),
+            **_meta(s, by_arm[arm][0], by_arm[arm][1], block, payload, payload_bytes, profile, cpus),
             "interleave": "request",
             "pair_order": order,
         }
-        for arm in ARMS
+        for arm in order
     }
     runs: dict[str, LoadRun] = {}
     try:
         tool = K6Tool(max_error_rate=s.load.max_error_rate)
         if not tool.available():
             raise ConfigError("load.interleave 'request' needs k6, which is not installed here")
-        runs = tool.run_pair([eps[a][0] for a in order], payload, profile, out, cpus)
-        for arm in ARMS:
+        runs = tool.run_arms([ep for ep, _ in eps], payload, profile, out, cpus)
+        for arm in order:
             metas[arm].update(_run_fields(runs[arm]), status="ok")
-        log(f"{transport} block {block} {'/'.join(order)} (alternating): k6 done")
+        log(f"{transport} block {block} {'/'.join(order)} (rotating): k6 done")
     except LoadTestError as exc:
         runs = getattr(exc, "runs", None) or {}
         failed = getattr(exc, "run", None)
-        for arm in ARMS:
+        for arm in order:
             run = runs.get(arm)
             if run is not None:
                 metas[arm].update(_run_fields(run))
@@ -186,13 +224,13 @@ def loadtest_pair(
                 for key in ("raw", "samples"):
                     fields[key] = f"../{fields[key]}" if fields[key] else None
                 metas[arm].update(fields)
-            # an arm whose own check passed still fails with its block: the pair is one measurement
+            # an arm whose own check passed still fails with its block: the block is one measurement
             metas[arm].update(status="failed", error=str(exc))
         raise
     except BaseException as exc:
-        for arm in ARMS:
+        for arm in order:
             metas[arm].update(status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        for arm in ARMS:
+        for arm in order:
             _write_meta(out / arm, metas[arm])

@@ -1,6 +1,6 @@
 """Steps: tear one arm down; and the exit handler that tears everything down and untaints."""
 
-from orchbench.core.arms import ARMS, ArmName, Transport
+from orchbench.core.arms import ArmName, Transport
 from orchbench.core.errors import OrchbenchError, PlatformError
 from orchbench.core.platform.base import DeploymentRecord
 from steps.common import deployment_name, load, log, platform_for, record_from_json, record_path, step
@@ -34,13 +34,14 @@ def _known_record(
 
 
 @step
-def cleanup(spec: str, state_dir: str, workflow_status: str = "") -> None:
-    """Exit handler: runs whatever happened. Tears down every arm it can find, then untaints."""
+def cleanup(spec: str, state_dir: str, workflow_status: str = "", owner: str = "") -> None:
+    """Exit handler: runs whatever happened. Tears down every arm it can find, then releases the
+    taints of `owner` (the workflow's id, as the taint step got it); other runs' taints stay."""
     s = load(spec)
     platform = platform_for(s, state_dir)
     failures = []
     for transport in s.transports:
-        for arm in ARMS:
+        for arm in s.arm_names():
             rec = _known_record(spec, state_dir, transport, arm)
             if rec is None:
                 continue
@@ -49,7 +50,7 @@ def cleanup(spec: str, state_dir: str, workflow_status: str = "") -> None:
             except OrchbenchError as exc:
                 failures.append(f"{rec.name}: {exc}")
     try:
-        platform.untaint()
+        platform.untaint(owner)
     except OrchbenchError as exc:
         failures.append(f"untaint: {exc}")
     log(

@@ -3,6 +3,7 @@
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -42,3 +43,9 @@ def bug(message: str) -> None:
 def die(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def nap(message: str) -> None:
+    """Says `message` on stderr, then sleeps until it is stopped."""
+    print(message, file=sys.stderr, flush=True)
+    time.sleep(60)

@@ -90,6 +90,7 @@ class Run:
     transport: str = "rest"
     blocks: int = 2
     interleave: str = "auto"
+    duration_s: float = 2
     extra: dict[str, Any] = field(default_factory=dict)
     out: Path = field(init=False)
     spec_path: Path = field(init=False)
@@ -113,7 +114,7 @@ class Run:
             "transports": [self.transport],
             "load": {
                 "workers": 1,
-                "duration_s": 2,
+                "duration_s": self.duration_s,
                 "warmup_s": 1,
                 "timeout_s": 5,
                 "interleave": self.interleave,
@@ -477,6 +478,11 @@ def test_output_directory_not_writable(make_run: Callable[..., Run], where: str)
 # orchbench itself killed (SIGKILL: no clean-up of its own) or hung up on (SIGHUP: a closed terminal)
 
 
+def _is_server(what: str) -> bool:
+    """A `Run.leftover_pids` description of a model server or orchestrator (else k6 or a step)."""
+    return "serving." in what or "recorded" in what
+
+
 def _next_run_on_same_ports(make_run: Callable[..., Run], killed: Run) -> Run:
     """A second run on the killed run's ports: it can only succeed if nothing of the first is left."""
     nxt = make_run()
@@ -497,10 +503,12 @@ def _next_run_on_same_ports(make_run: Callable[..., Run], killed: Run) -> Run:
     ],
 )
 def test_orchbench_killed_or_hung_up(make_run: Callable[..., Run], sig: signal.Signals, phase: str) -> None:
-    run = make_run()
+    # killed mid-load: blocks long enough that a k6 left running would still be there seconds later
+    run = make_run(duration_s=8) if (sig, phase) == (signal.SIGKILL, "load") else make_run()
     order = load_tasks(run)
     run.start()
     finished: list[str] = []
+    k6: int | None = None
     if phase == "deploy":
         run.wait_started("deploy-")
         wait_for("a server process", lambda: _servers_up(run), 60, run.proc, interval_s=0.005)
@@ -508,6 +516,8 @@ def test_orchbench_killed_or_hung_up(make_run: Callable[..., Run], sig: signal.S
         run.wait_started(order[1])
         wait_for(f"{order[1]} mid-load", lambda: run.samples_flowing(order[1]), 60, run.proc)
         finished = order[:1]
+        k6 = run.k6_pid(order[1])
+        assert k6 is not None, "no k6 process mid-load"
     run.signal(sig)
     rc = run.finish()
     if sig == signal.SIGHUP:  # handled like SIGTERM: one line, 130, the exit handler ran
@@ -515,10 +525,18 @@ def test_orchbench_killed_or_hung_up(make_run: Callable[..., Run], sig: signal.S
         assert "[orchbench] done  cleanup" in run.stderr()
     else:
         assert rc == -signal.SIGKILL
+        if phase == "load":
+            # the step process and its k6 die with the runner (parent-death signal), within seconds
+            wait_for(
+                "the killed run's k6 and step processes to die with it",
+                lambda: not [w for w in run.leftover_pids().values() if not _is_server(w)],
+                3,
+            )
+            assert k6 is not None and not _alive(k6), f"k6 (pid {k6}) outlived the killed run"
         # the servers watch the run (their lease): they go by themselves, with nobody to stop them
         wait_for(
             "the killed run's servers to stop by themselves",
-            lambda: not [p for p in run.leftover_pids().items() if "serving." in p[1] or "recorded" in p[1]],
+            lambda: not [w for w in run.leftover_pids().values() if _is_server(w)],
             15,
         )
     # the next run, on the same ports, succeeds; it cleans up after a killed run and says so

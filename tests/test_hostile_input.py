@@ -241,6 +241,25 @@ def test_deep_manifest_and_payload(tmp_path: Path) -> None:
         load_spec(spec)
 
 
+def test_oversized_manifest_and_payload(tmp_path: Path) -> None:
+    """Every file a spec names is read with a size cap (a sparse file: nothing is really written)."""
+    manifest = tmp_path / "m.yaml"
+    with open(manifest, "wb") as fh:
+        fh.truncate(2 * 2**20)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(_spec_text(manifest=str(manifest)))
+    with pytest.raises(ConfigError) as info:
+        load_spec(spec)
+    assert str(info.value) == f"{manifest}: manifest not readable: is 2.0 MiB, larger than the limit of 1 MiB"
+    payload = tmp_path / "p.json"
+    with open(payload, "wb") as fh:
+        fh.truncate(65 * 2**20)
+    spec.write_text(_spec_text(payloads={"rest": str(payload)}))
+    with pytest.raises(ConfigError) as info:
+        load_spec(spec)
+    assert str(info.value) == f"{payload}: payload not readable: is 65.0 MiB, larger than the limit of 64 MiB"
+
+
 def test_missing_payload_names_the_field_not_a_folder(tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(

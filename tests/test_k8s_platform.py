@@ -26,6 +26,7 @@ from orchbench.core.platform.base import DeploymentRecord, Platform
 from orchbench.core.platform.k8s_common import (
     ROLE_LABEL,
     TAINT_ANNOTATION,
+    TAINT_OWNERS_ANNOTATION,
     KubernetesAccessError,
     KubernetesConfig,
     NodeSelection,
@@ -210,7 +211,7 @@ def test_needs_an_api_client() -> None:
 def test_taint_twice_leaves_one_taint_per_node(api: client.ApiClient, core: client.CoreV1Api) -> None:
     three_nodes(core)
     p = make_platform(api)
-    first = p.taint()
+    first = p.taint(owner="wf-1")
     assert {n: r["action"] for n, r in first.items()} == {
         "node-a": "added",
         "node-b": "added",
@@ -221,8 +222,9 @@ def test_taint_twice_leaves_one_taint_per_node(api: client.ApiClient, core: clie
         "taint": "loadtester=active:NoSchedule",
         "action": "added",
         "previous": [],
+        "owners": ["wf-1"],
     }
-    second = p.taint()
+    second = p.taint(owner="wf-1")
     assert {r["action"] for r in second.values()} == {"unchanged"}
     assert taints_of(core, "node-a") == [("loadtester", "active", "NoSchedule")]
     assert taints_of(core, "node-b") == taints_of(core, "node-c") == [("model", "active", "NoSchedule")]
@@ -287,6 +289,112 @@ def test_untaint_of_untainted_cluster_and_twice_is_fine(
     p.untaint()
     assert [taints_of(core, n) for n in ("node-a", "node-b", "node-c")] == [[], [], []]
     assert taints_of(core, "node-d") == [("dedicated", "x", "NoSchedule")]
+
+
+# --- two runs on one cluster: every taint carries its workflow's id, a run removes only its own -------
+
+
+def owners_of(core: client.CoreV1Api, name: str) -> list[str] | None:
+    raw = ((node(core, name).get("metadata") or {}).get("annotations") or {}).get(TAINT_OWNERS_ANNOTATION)
+    return None if raw is None else json.loads(raw)
+
+
+def test_two_runs_share_a_node_and_its_taint_stays_until_the_last_untaints(
+    api: client.ApiClient, core: client.CoreV1Api
+) -> None:
+    three_nodes(core)
+    make_node(core, "node-d")
+    p = make_platform(api)  # run A: node-a loadtester, node-b and node-c model
+    q = make_platform(api, model_nodes=NodeSelection(names=("node-c", "node-d"), count=2))  # run B
+    assert p.taint(owner="wf-a")["node-a"]["owners"] == ["wf-a"]
+    report = q.taint(owner="wf-b")
+    assert report["node-a"]["owners"] == ["wf-a", "wf-b"] and report["node-a"]["action"] == "unchanged"
+    assert owners_of(core, "node-a") == owners_of(core, "node-c") == ["wf-a", "wf-b"]
+    assert owners_of(core, "node-b") == ["wf-a"] and owners_of(core, "node-d") == ["wf-b"]
+    assert q.taint(owner="wf-b")["node-c"]["owners"] == ["wf-a", "wf-b"]  # idempotent
+
+    p.untaint(owner="wf-a")  # A leaves: its own node goes back, the shared ones stay tainted for B
+    assert taints_of(core, "node-b") == [] and owners_of(core, "node-b") is None
+    assert TAINT_ANNOTATION not in (node(core, "node-b")["metadata"].get("annotations") or {})
+    assert taints_of(core, "node-a") == [("loadtester", "active", "NoSchedule")]
+    assert taints_of(core, "node-c") == taints_of(core, "node-d") == [("model", "active", "NoSchedule")]
+    assert owners_of(core, "node-a") == owners_of(core, "node-c") == ["wf-b"]
+    assert node(core, "node-a")["metadata"]["labels"][ROLE_LABEL] == "loadtester"
+    p.untaint(owner="wf-a")  # twice: nothing of B's goes
+    assert owners_of(core, "node-a") == ["wf-b"]
+
+    q.untaint(owner="wf-b")  # the last owner leaves: every node as it was before orchbench
+    for n in ("node-a", "node-b", "node-c", "node-d"):
+        meta = node(core, n)["metadata"]
+        assert taints_of(core, n) == [], n
+        assert ROLE_LABEL not in (meta.get("labels") or {}), n
+        assert not {TAINT_ANNOTATION, TAINT_OWNERS_ANNOTATION} & set(meta.get("annotations") or {}), n
+
+
+def test_a_run_never_removes_another_runs_taint(api: client.ApiClient, core: client.CoreV1Api) -> None:
+    three_nodes(core)
+    previous = {"key": "model", "value": "old", "effect": "NoExecute"}
+    make_node(core, "node-d", taints=[previous])
+    p = make_platform(api)
+    p.taint(owner="wf-a")
+    before = {n: (taints_of(core, n), owners_of(core, n)) for n in ("node-a", "node-b", "node-c")}
+    # Another run that never tainted (or crashed before its taint step), or untaints twice:
+    make_platform(api).untaint(owner="wf-b")
+    make_platform(api).untaint()
+    assert {n: (taints_of(core, n), owners_of(core, n)) for n in before} == before
+    # Another run on other nodes untaints its own, and only its own:
+    q = make_platform(
+        api,
+        loadtester_nodes=NodeSelection(names=("node-c",)),
+        model_nodes=NodeSelection(names=("node-d",), count=1),
+    )
+    with pytest.raises(PlatformError, match=r"node-c is held by another orchbench run \(workflow wf-a\)"):
+        q.taint(owner="wf-b")  # node-c is A's model node: B may not make it its load tester's
+    assert taints_of(core, "node-d") == [("model", "old", "NoExecute")]  # refused before any patch
+    q = make_platform(api, loadtester_nodes=NodeSelection(names=("node-d",)), model_nodes=NodeSelection())
+    q.taint(owner="wf-b")
+    assert taints_of(core, "node-d") == [
+        ("loadtester", "active", "NoSchedule"),
+        ("model", "old", "NoExecute"),
+    ]
+    q.untaint(owner="wf-b")
+    assert taints_of(core, "node-d") == [("model", "old", "NoExecute")]
+    assert {n: (taints_of(core, n), owners_of(core, n)) for n in before} == before
+    p.untaint(owner="wf-a")
+    assert [taints_of(core, n) for n in ("node-a", "node-b", "node-c")] == [[], [], []]
+
+
+def test_record_without_owners_is_restored_by_any_untaint(
+    api: client.ApiClient, core: client.CoreV1Api
+) -> None:
+    """A record written before owners existed belongs to no live run: the next untaint honours it."""
+    three_nodes(core)
+    p = make_platform(api)
+    p.taint(owner="wf-old")
+    for n in ("node-a", "node-b", "node-c"):
+        core.patch_node(n, {"metadata": {"annotations": {TAINT_OWNERS_ANNOTATION: None}}})
+    assert owners_of(core, "node-a") is None
+    make_platform(api).untaint(owner="wf-new")
+    assert [taints_of(core, n) for n in ("node-a", "node-b", "node-c")] == [[], [], []]
+    core.patch_node("node-a", {"metadata": {"annotations": {TAINT_OWNERS_ANNOTATION: "nope"}}})
+    p.taint(owner="wf-a")
+    core.patch_node("node-a", {"metadata": {"annotations": {TAINT_OWNERS_ANNOTATION: "{]"}}})
+    with pytest.raises(PlatformError, match="taint-owners is not a JSON list of workflow ids"):
+        p.untaint(owner="wf-a")
+
+
+def test_the_workflow_passes_its_uid_to_taint_and_cleanup() -> None:
+    from orchbench.core.spec import load_spec
+    from pipelines.benchmark import compile_dict
+
+    wf = compile_dict(load_spec(REPO / "specs" / "seed.yaml"))
+    tasks = {
+        t["name"]: {a["name"]: a.get("value") for a in t["arguments"]["parameters"]}
+        for tpl in wf["spec"]["templates"]
+        if "dag" in tpl
+        for t in tpl["dag"]["tasks"]
+    }
+    assert tasks["taint"]["owner"] == tasks["cleanup"]["owner"] == "{{workflow.uid}}"
 
 
 def test_too_few_nodes_is_a_config_error(api: client.ApiClient, core: client.CoreV1Api) -> None:

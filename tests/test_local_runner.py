@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 from hera.workflows import DAG, Artifact, Script, Task, Workflow
 
 from orchbench.core.errors import ConfigError
-from pipelines.local_runner import LocalRunner, StepFailed, parse_depends, step_error
+from pipelines.local_runner import Interrupted, LocalRunner, StepFailed, parse_depends, step_error
 from tests import runner_steps as rs
 from tests.helpers import ROOT
 
@@ -193,3 +200,82 @@ def test_step_error_prefers_the_record_to_stderr(tmp_path: Path) -> None:
     assert step_error("deploy", -15, record, stderr) == (
         "step deploy was killed by signal SIGTERM without recording an error; last stderr line: (no stderr)"
     )
+
+
+def test_workflow_uid_is_one_per_run() -> None:
+    wf = _one_step(rs.shout, "x")
+    a, b = LocalRunner(wf, Path("/nonexistent/a")), LocalRunner(wf, Path("/nonexistent/b"))
+    assert a.subst("{{workflow.uid}}") == a.uid == str(uuid.UUID(a.uid))
+    assert a.uid != b.uid
+    wf["metadata"]["uid"] = "given-uid"
+    assert LocalRunner(wf, Path("/nonexistent/c")).subst("{{ workflow.uid }}") == "given-uid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_started_with_die_with_parent_dies_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """What the local runner (steps) and the load-tool launcher (k6, vegeta, ghz) rely on: SIGKILL
+    the parent, and the child gets SIGTERM at once, with nobody left to stop it."""
+    parent_code = (
+        "import subprocess, sys, time\n"
+        "from orchbench.core.parentdeath import die_with_parent\n"
+        "child = subprocess.Popen(['sleep', '60'], start_new_session=True, preexec_fn=die_with_parent())\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", parent_code], stdout=subprocess.PIPE, cwd=ROOT, start_new_session=True
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _alive(child)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 5
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not _alive(child), "the child outlived its SIGKILLed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+
+
+@pytest.mark.slow
+def test_sighup_stops_the_run_like_sigterm_and_the_exit_handler_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "exit-status"
+    with Workflow(generate_name="t-", entrypoint="main", on_exit="bye") as w:
+        nap, mark = _script(rs.nap), _script(rs.mark)
+        with DAG(name="main"):
+            Task(name="s", template=nap, arguments={"message": "napping"})
+        with DAG(name="bye"):
+            Task(name="mark", template=mark, arguments={"path": str(marker), "status": "{{workflow.status}}"})
+    runner = LocalRunner(w.to_dict(), tmp_path / "run")
+    stderr = tmp_path / "run" / "tasks" / "s" / "stderr.log"
+
+    def hang_up_once_napping() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if stderr.exists() and "napping" in stderr.read_text(errors="replace"):
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGHUP)  # handled by runner.run() (it stops the run)
+
+    before = signal.getsignal(signal.SIGHUP)
+    hup = threading.Thread(target=hang_up_once_napping, daemon=True)
+    hup.start()
+    started = time.monotonic()
+    with pytest.raises(Interrupted, match=r"^interrupted by SIGHUP during s$"):
+        runner.run()
+    hup.join(10)
+    assert time.monotonic() - started < 50, "the step was not stopped"
+    assert marker.read_text() == "Failed"  # the exit handler ran
+    assert signal.getsignal(signal.SIGHUP) == before  # and the handler was put back

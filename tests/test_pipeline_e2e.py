@@ -126,3 +126,50 @@ def test_compiled_workflow_of_a_users_spec_runs_from_another_folder(tmp_path, mo
     metas = [json.loads(p.read_text()) for p in (out / "tasks").rglob("meta.json")]
     assert metas and {m["payload"] for m in metas} == {"req.json"}
     assert {m["payload_sha256"] for m in metas} == {hashlib.sha256(body).hexdigest()}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not all(
+        __import__("orchbench.core.platform.proxies", fromlist=["available"]).available(k)
+        for k in ("nginx", "haproxy")
+    ),
+    reason="nginx and haproxy are needed: apt-get install nginx haproxy",
+)
+def test_proxies_spec_tiny_all_four_arms_interleaved(tmp_path):
+    """specs/proxies.yaml, tiny: the model server direct, the reference orchestrator, nginx and
+    HAProxy, all measured, each verified by its header, their measured windows overlapping in every
+    block, one overheads row per transport x compared arm x metric."""
+    data = yaml.safe_load((ROOT / "specs" / "proxies.yaml").read_text())
+    data.update(blocks=2, load={**data["load"], "duration_s": 1})
+    data["manifest"] = str(ROOT / "manifests" / "tf_flowers.yaml")
+    data["payloads"] = {
+        t: str(ROOT / "payloads" / f"flowers.{e}") for t, e in (("rest", "json"), ("grpc", "bin"))
+    }
+    spec_path = tmp_path / "proxies-tiny.yaml"
+    spec_path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    proc = orchbench("run", "--spec", str(spec_path), "--out", str(out), timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    arms = ["direct", "orchestrator", "nginx", "haproxy"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["baseline"] == "direct" and summary["compared_arms"] == arms[1:]
+    for transport in ("rest", "grpc"):
+        by_arm = summary[transport]["by_arm"]
+        assert list(by_arm) == arms[1:]
+        for arm, res in by_arm.items():
+            assert res["baseline"] == "direct" and res["overhead_ms"]["p50"]["estimate"] is not None
+            assert res["arms"][arm]["verified"] and res["arms"]["direct"]["verified"]
+    runs = read_table(out / "results.parquet", "runs").to_pandas()
+    assert set(runs["arm"]) == set(arms) and runs["arm_verified"].all()
+    windows = runs.groupby(["transport", "block"]).agg(
+        last_start=("started_at", "max"), first_end=("ended_at", "min"), arms=("arm", "nunique")
+    )
+    assert (windows["arms"] == 4).all() and (windows["last_start"] < windows["first_end"]).all(), windows
+    over = read_table(out / "overheads.parquet", "overheads").to_pandas()
+    assert len(over) == 2 * 3 * over["metric"].nunique()
+    assert set(over["arm"]) == set(arms[1:]) and set(over["baseline"]) == {"direct"}
+    assert over["n_blocks"].eq(2).all() and over["se_ms"].notna().all()
+    hows = " ".join(str(h) for h in runs["arm_evidence"])
+    assert "x-orchbench-hop=nginx" in hows and "x-orchbench-hop=haproxy" in hows
+    assert not (out / "state" / "cpu_plan.json").exists(), "untaint did not run"

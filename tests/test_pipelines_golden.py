@@ -95,7 +95,7 @@ def _dag_tasks(d: dict) -> list[dict]:
 
 
 def test_dag_shape_pairs_arms_per_block_and_cleans_up_on_exit():
-    """The local default (k6): one paired task per block, taking the block's drawn arm first."""
+    """The local default (k6): one interleaved task per block, its endpoints in the block's drawn order."""
     d = _compiled("default", "workflow")
     spec = load_spec(ROOT / "specs" / "default.yaml")
     assert spec.interleave() == "request"
@@ -105,9 +105,9 @@ def test_dag_shape_pairs_arms_per_block_and_cleans_up_on_exit():
     assert [t["name"] for t in loads] == [f"load-rest-b{b}" for b in range(spec.blocks)]
     for t, arms in zip(loads, spec.block_order(), strict=True):
         args = {p["name"]: p["value"] for p in t["arguments"]["parameters"]}
-        assert t["template"] == "loadtest-pair" and args["first"] == arms[0]
-        assert args["endpoint_with"] == "{{tasks.wait-rest-with.outputs.parameters.endpoint}}"
-        assert args["endpoint_without"] == "{{tasks.wait-rest-without.outputs.parameters.endpoint}}"
+        assert t["template"] == "loadtest-arms"
+        wired = ",".join(f"{{{{tasks.wait-rest-{a}.outputs.parameters.endpoint}}}}" for a in arms)
+        assert args["endpoints"] == f"[{wired}]"
     assert {a[0] for a in spec.block_order()} == {"with", "without"}  # both arms get to go first
     chain = {t["name"]: t.get("depends") for t in dag}
     for prev, nxt in itertools.pairwise([t["name"] for t in loads]):
@@ -154,3 +154,36 @@ def test_cluster_loadtest_pods_tolerate_and_select_loadtester_node():
 
 def test_golden_files_exist_for_every_case():
     assert {f"{s}-{k}.yaml" for s, k in CASES} <= {p.name for p in Path(GOLDEN).glob("*.yaml")}
+
+
+def test_arms_list_compiles_one_deploy_wait_per_arm_and_one_load_task_with_all_endpoints(tmp_path):
+    """Four local arms: the baseline deployed first, every other arm after the previous one's wait,
+    each block's task given all four endpoints in an order drawn from order_seed."""
+    from orchbench.core.spec import parse_spec
+
+    data = yaml.safe_load((ROOT / "specs" / "default.yaml").read_text())
+    data["arms"] = [
+        {"name": "direct", "baseline": True, "hop": "model"},
+        {"name": "orch", "hop": "orchestrator"},
+        {"name": "nginx", "hop": "nginx"},
+        {"name": "haproxy", "hop": "haproxy"},
+    ]
+    spec = parse_spec(data)
+    spec._base_dir = ROOT / "specs"
+    d = compile_dict(spec, "workflow")
+    dag = {t["name"]: t for t in _dag_tasks(d)}
+    order = ["direct", "orch", "nginx", "haproxy"]
+    for tr in ("rest", "grpc"):
+        deps = [dag[f"deploy-{tr}-{a}"].get("depends") for a in order]
+        assert deps[1:] == [f"wait-{tr}-{a}" for a in order[:-1]]
+        assert dag[f"load-{tr}-b0"]["depends"] == " && ".join(
+            f"wait-{tr}-{a}" for a in [*order[1:], "direct"]
+        )
+    for b, arms in enumerate(spec.block_order()):
+        args = {p["name"]: p["value"] for p in dag[f"load-rest-b{b}"]["arguments"]["parameters"]}
+        assert (
+            args["endpoints"]
+            == "[" + ",".join(f"{{{{tasks.wait-rest-{a}.outputs.parameters.endpoint}}}}" for a in arms) + "]"
+        )
+        assert sorted(arms) == sorted(order)
+    assert len({tuple(a) for a in spec.block_order()}) > 1

@@ -160,6 +160,8 @@ def make_run_dir(
                     "run_id": RUN_ID,
                     "created_at": pd.Timestamp("2026-11-25T08:00:00Z"),
                     "transport": transport,
+                    "arm": "with",
+                    "baseline": "without",
                     "metric": metric,
                     "estimate_ms": est["estimate"],
                     "ci_low_ms": est["ci95"][0],

@@ -71,3 +71,32 @@ def test_failed_write_keeps_previous_file(tmp_path):
         write_table(bad, path, "runs")
     assert path.read_bytes() == before
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_version_1_overheads_file_reads_as_the_seed_arms():
+    """A version-1 file (tests/fixtures/overheads_v1.parquet) reads in the current schema: arm "with",
+    baseline "without", the columns version 1 lacked null, each row still saying version 1."""
+    from results_schema.schema import OVERHEADS_SCHEMA
+    from tests.helpers import ROOT
+
+    path = ROOT / "tests" / "fixtures" / "overheads_v1.parquet"
+    table = read_table(path, "overheads")
+    assert table.schema.names == OVERHEADS_SCHEMA.names
+    df = table.to_pandas()
+    assert set(df["arm"]) == {"with"} and set(df["baseline"]) == {"without"}
+    assert df["se_ms"].isna().all() and df["paired_test_p"].isna().all()
+    assert set(df["schema_version"]) == {1} and len(df) == 4
+    assert df.loc[(df.transport == "rest") & (df.metric == "mean"), "estimate_ms"].item() == 0.52
+
+
+def test_version_1_file_in_a_trend_dataset(tmp_path):
+    import shutil
+
+    from orchbench.core.trend import evaluate
+    from tests.helpers import ROOT
+
+    d = tmp_path / "ds" / "date=2026-01-01" / "r1"
+    d.mkdir(parents=True)
+    shutil.copy(ROOT / "tests" / "fixtures" / "overheads_v1.parquet", d / "overheads.parquet")
+    per, results = evaluate(tmp_path / "ds")
+    assert set(per) == {"rest", "grpc"} and results["rest"].threshold_ms == 5.0

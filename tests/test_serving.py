@@ -206,11 +206,12 @@ def test_grpc_errors_direct_and_passed_through(stack: Stack, body: bytes, code: 
 
 
 @pytest.fixture(scope="module")
-def h2_model() -> Iterator[int]:
-    """The same model server with the hand-written serving.h2_grpc on its gRPC port instead of
-    grpcio's server (the default)."""
+def grpcio_model() -> Iterator[int]:
+    """The same model server with grpcio's server on its gRPC port instead of serving.h2_grpc."""
     rest, port = free_port(), free_port()
-    proc = _start("model_server", "--rest-port", str(rest), "--grpc-port", str(port), "--grpc-server", "h2")
+    proc = _start(
+        "model_server", "--rest-port", str(rest), "--grpc-port", str(port), "--grpc-server", "grpcio"
+    )
     try:
         _wait_rest(rest, proc)
         yield port
@@ -224,20 +225,20 @@ def h2_model() -> Iterator[int]:
     [GRPC_BODY, b"\xff\xff\xff garbage", _with_name("tulips"), _not_an_image()],
     ids=["ok", "garbage", "name", "image"],
 )
-def test_grpc_answers_alike_from_h2_and_grpcio_servers(stack: Stack, h2_model: int, body: bytes) -> None:
-    """serving.h2_grpc and grpcio's server (the default) give the same status, details and bytes."""
-    with GrpcClient(f"127.0.0.1:{h2_model}") as c:
-        h2 = c.predict(body)
+def test_grpc_answers_alike_from_h2_and_grpcio_servers(stack: Stack, grpcio_model: int, body: bytes) -> None:
+    """serving.h2_grpc (the default) and grpcio's server give the same status, details and bytes."""
     with GrpcClient(f"127.0.0.1:{stack.model_grpc}") as c:
+        h2 = c.predict(body)
+    with GrpcClient(f"127.0.0.1:{grpcio_model}") as c:
         ref = c.predict(body)
     assert (h2.code, h2.details, h2.body) == (ref.code, ref.details, ref.body)
 
 
 @pytest.mark.slow
-def test_thin_grpc_client_agrees_with_grpcio_client(stack: Stack, h2_model: int) -> None:
+def test_thin_grpc_client_agrees_with_grpcio_client(stack: Stack, grpcio_model: int) -> None:
     """The serving benchmark's H2GrpcClient, against both gRPC servers and through the orchestrator:
     the same status, details and answer bytes as grpcio's client, over many calls on one connection."""
-    for port in (stack.model_grpc, h2_model, stack.orch_grpc):
+    for port in (stack.model_grpc, grpcio_model, stack.orch_grpc):
         with GrpcClient(f"127.0.0.1:{port}") as ref, H2GrpcClient("127.0.0.1", port) as thin:
             want = ref.predict(GRPC_BODY)
             for _ in range(20):
@@ -298,11 +299,11 @@ def test_injected_delay_is_precise() -> None:
         assert delay <= median < delay + 0.0001, (delay, median)
 
 
-@pytest.fixture(scope="module", params=["hand+hand", "aiohttp+h2"])
+@pytest.fixture(scope="module", params=["hand+grpcio", "aiohttp+h2"])
 def other_orch(request: pytest.FixtureRequest, stack: Stack) -> Iterator[tuple[int, int]]:
     """The orchestrator with the non-default forwarders (REST impl + gRPC impl: the hand-written
-    serving.http_forward + serving.h2_forward; aiohttp + the `h2` package, on uvloop) in front of the
-    same model server as the default one (httptools + grpc.aio): (REST port, gRPC port)."""
+    serving.http_forward + grpc.aio; aiohttp + the `h2` package, on uvloop) in front of the same
+    model server as the default one (httptools + the hand-written serving.h2_forward)."""
     rest_impl, grpc_impl = request.param.split("+")
     rest, port = free_port(), free_port()
     proc = _start(

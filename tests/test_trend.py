@@ -7,6 +7,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -211,6 +212,8 @@ def write_night(
                     "run_id": run_id,
                     "created_at": pd.Timestamp(created),
                     "transport": transport,
+                    "arm": "with",
+                    "baseline": "without",
                     "metric": metric,
                     "estimate_ms": value + shift,
                     "ci_low_ms": value + shift - half,
@@ -219,7 +222,6 @@ def write_night(
                     "without_ms": 6.3,
                     "n_with": 1200,
                     "n_without": 1190,
-                    "mann_whitney_u_p": 1e-6,
                     "threshold_ms": threshold,
                     "platform": "kubernetes",
                     "orchbench_version": "0.1.0",
@@ -285,10 +287,17 @@ def test_cli_threshold_breach(tmp_path: Path) -> None:
     assert "grpc" not in proc.stdout  # --transport rest
 
 
+def assert_quiet(proc: Any) -> None:
+    """stderr holds the verdict's one line and nothing else: no pandas (or other) warnings."""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) <= 1 and "Warning" not in proc.stderr, proc.stderr
+
+
 def test_cli_json(tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "ds", last={"grpc": 1.5})
     proc = orchbench("trend", str(root), "--json", "--metric", "p50")
     assert proc.returncode == 3
+    assert_quiet(proc)
     out = json.loads(proc.stdout)
     assert out["regression"] is True and out["metric"] == "p50"
     assert out["transports"]["grpc"]["gate"]["passed"] is False
@@ -301,6 +310,7 @@ def test_cli_html(tmp_path: Path) -> None:
     out = tmp_path / "trend.html"
     proc = orchbench("trend", str(root), "--html", str(out))
     assert proc.returncode == 3
+    assert_quiet(proc)
     page = out.read_text()
     assert 'id="trend"' in page and "95 % CI" in page and "REGRESSION" in page
     assert not re.search(r"<script[^>]+src=", page)
@@ -310,6 +320,7 @@ def test_cli_two_runs_only_threshold(tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "ds", nights=2)
     proc = orchbench("trend", str(root))
     assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # no pandas (or other) warnings
     assert "only the threshold applies" in proc.stdout
 
 

@@ -115,7 +115,10 @@ def calibrate(
         typer.echo(
             json.dumps(
                 [
-                    {k: r[k] for k in ("transport", "injected_ms", "recovered_ms", "ci95", "se_ms", "error_ms")}
+                    {
+                        k: r[k]
+                        for k in ("transport", "injected_ms", "recovered_ms", "ci95", "se_ms", "error_ms")
+                    }
                     | {"passed": r["passed"]}
                     for r in rows
                 ],

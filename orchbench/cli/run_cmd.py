@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,6 +167,9 @@ def run_local(
             f"spec platform is {spec.platform!r}: `orchbench run` runs locally; use "
             "`orchbench compile` + `argo submit` or `orchbench submit` for a cluster"
         )
+    from orchbench.core.platform.proxies import require
+
+    require(spec.proxies_needed())  # before anything starts: one line naming what to install
     out = (out or _default_out(spec)).resolve()
     workflow = compiled(spec, "workflow")
     # one local run per machine: refused (one line) before anything starts, or --wait
@@ -188,13 +190,11 @@ def run_local(
         )
         progress = RunProgress(workflow, quiet=quiet)
         runner.on_event = progress.event
-        # a closed terminal (SIGHUP) stops the run like SIGTERM: the exit handler tears down
-        old_hup = signal.signal(signal.SIGHUP, runner._signal)
+        # SIGINT, SIGTERM and a closed terminal (SIGHUP) stop the run: the exit handler tears down
         try:
             with progress:
                 runner.run()
         finally:
-            signal.signal(signal.SIGHUP, old_hup)
             if old_owner is None:
                 os.environ.pop(OWNER_ENV, None)
             else:
@@ -253,27 +253,47 @@ def print_summary(out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from orchbench.core.analysis import arm_results
+
     summary = json.loads((out / "summary.json").read_text())
-    table = Table(title=f"orchestrator overhead, run {summary['run_id']}")
-    for col in ("transport", "metric", "overhead ms", "95% CI ms", "with ms", "without ms", "verdict"):
-        table.add_column(col, justify="right" if "ms" in col else "left")
+    tables = []
     for transport in ("rest", "grpc"):
-        res = summary.get(transport)
-        if not res:
+        if not summary.get(transport):
             continue
-        for metric, est in res["overhead_ms"].items():
-            lo, hi = est["ci95"]
-            table.add_row(
-                transport,
-                metric,
-                f"{est['estimate']:+.3f}",
-                "n/a" if lo is None else f"[{lo:+.3f}, {hi:+.3f}]",
-                f"{res['arms']['with'].get('latency_ms', {}).get(metric, float('nan')):.3f}",
-                f"{res['arms']['without'].get('latency_ms', {}).get(metric, float('nan')):.3f}",
-                res["verdict"] if metric == "mean" else "",
+        for arm, res in arm_results(summary[transport], summary.get("compared_arms")).items():
+            base = str(res.get("baseline", "without"))
+            seed = (arm, base) == ("with", "without")
+            title = (
+                f"orchestrator overhead, run {summary['run_id']}"
+                if seed
+                else (f"{transport}: {arm} − {base}, run {summary['run_id']}")
             )
-    console = Console()
-    console.print(table)
+            table = Table(title=title)
+            for col in (
+                "transport",
+                "metric",
+                "overhead ms",
+                "95% CI ms",
+                f"{arm} ms",
+                f"{base} ms",
+                "verdict",
+            ):
+                table.add_column(col[:14], justify="right" if "ms" in col else "left", overflow="fold")
+            for metric, est in res["overhead_ms"].items():
+                lo, hi = est["ci95"]
+                table.add_row(
+                    transport,
+                    metric,
+                    f"{est['estimate']:+.3f}",
+                    "n/a" if lo is None else f"[{lo:+.3f}, {hi:+.3f}]",
+                    f"{res['arms'].get(arm, {}).get('latency_ms', {}).get(metric, float('nan')):.3f}",
+                    f"{res['arms'].get(base, {}).get('latency_ms', {}).get(metric, float('nan')):.3f}",
+                    res["verdict"] if metric == "mean" else "",
+                )
+            tables.append(table)
+    console = Console(width=80) if not sys.stdout.isatty() else Console()
+    for table in tables:
+        console.print(table)
     floor = (summary.get("floor") or {}).get("k6") or {}
     for transport in ("rest", "grpc"):
         p50 = (floor.get(transport) or {}).get("p50_ms")

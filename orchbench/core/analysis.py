@@ -82,15 +82,23 @@ def _context(b: Block, run_id: str, floor_p50_ns: int | None, reuse: str) -> Run
         duration_ns=None if profile.get("duration_s") is None else round(profile["duration_s"] * 1e9),
         warmup_ns=None if profile.get("warmup_s") is None else round(profile["warmup_s"] * 1e9),
         payload_sha256=m.get("payload_sha256"),
-        arm_verified=bool(evidence) and evidence.get("orchestrator_on_path") == (b.arm == "with")
-        if evidence
-        else None,
+        arm_verified=_verified(evidence, b.arm),
         arm_evidence=evidence.get("how"),
         deployment_reuse=reuse,
         floor_p50_ns=floor_p50_ns,
         nodes=json.dumps({"loadtester_cpus": m.get("loadtester_cpus")}),
         raw_artifact=b.raw_artifact,
     )
+
+
+def _verified(evidence: dict[str, Any], arm: str) -> bool | None:
+    """The arm's checks passed (evidence `verified`), or the seed's reading for evidence of before:
+    the orchestrator on the path exactly in "with"."""
+    if not evidence:
+        return None
+    if evidence.get("verified") is not None:
+        return bool(evidence["verified"])
+    return evidence.get("orchestrator_on_path") == (arm == "with")
 
 
 def _fill_from_samples(summary: ToolSummary, measured: pd.DataFrame | None) -> ToolSummary:
@@ -117,17 +125,19 @@ def _ms(est: stats.Estimate) -> dict[str, Any]:
     return out
 
 
-def _tool_summaries(blocks: list[Block], metric: str) -> stats.Estimate | None:
+def _tool_summaries(
+    blocks: list[Block], metric: str, arm: str = "with", baseline: str = "without"
+) -> stats.Estimate | None:
     """Fallback without samples: the estimator over the tools' own per-block summaries."""
     by_block: dict[int, dict[str, int]] = {}
     for b in blocks:
         value = b.summary.latency_ns.get(metric)
-        if value is not None:
+        if value is not None and b.arm in (arm, baseline):
             by_block.setdefault(b.block, {})[b.arm] = value
     pairs = [by_block[k] for k in sorted(by_block) if len(by_block[k]) == 2]
     if not pairs:
         return None
-    return stats.paired_block_values([p["with"] for p in pairs], [p["without"] for p in pairs])
+    return stats.paired_block_values([p[arm] for p in pairs], [p[baseline] for p in pairs])
 
 
 def overheads(
@@ -200,15 +210,18 @@ def _arm_info(blocks: list[Block], arm: str, values: dict[str, float | None]) ->
     return out
 
 
-def _paired_groups(blocks: list[Block]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Successful latencies per block, for the blocks where both arms have some, in block order."""
+def _paired_groups(
+    blocks: list[Block], arm: str = "with", baseline: str = "without"
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Successful latencies per block of `arm` and `baseline`, for the blocks where both have some,
+    in block order."""
     per: dict[int, dict[str, np.ndarray]] = {}
     for b in blocks:
         f = b.measured()
-        if f is not None and f["ok"].any():
+        if b.arm in (arm, baseline) and f is not None and f["ok"].any():
             per.setdefault(b.block, {})[b.arm] = f[f["ok"]]["latency_ns"].to_numpy()
     pairs = [per[k] for k in sorted(per) if len(per[k]) == 2]
-    return [p["with"] for p in pairs], [p["without"] for p in pairs]
+    return [p[arm] for p in pairs], [p[baseline] for p in pairs]
 
 
 def transport_result(
@@ -218,19 +231,23 @@ def transport_result(
     seed: int = 0,
     pilot_blocks: int | None = None,
     precision_ms: float | None = None,
+    arm: str = "with",
+    baseline: str = "without",
 ) -> dict[str, Any]:
-    """Overheads (with - without) for one transport, per-arm values, paired test, verdict.
+    """Overheads (arm - baseline; the seed's: with - without) for one transport, per-arm values,
+    paired test, verdict. In the overhead entries `with_ms` is the arm's value, `without_ms` the
+    baseline's; `n` counts them under "with" / "without" too; `arms` is keyed by the arms' names.
 
     From the samples when there are any (see :func:`overheads`); else the same estimator over the
     tools' own per-block summaries. The verdict is the mean overhead's 95 % CI against the threshold
     (orchbench.core.verdict); with `precision_ms`, whether every sized figure's half-width reached it."""
-    with_groups, without_groups = _paired_groups(blocks)
+    with_groups, without_groups = _paired_groups(blocks, arm, baseline)
     if with_groups:
         result = overheads(with_groups, without_groups, pilot_blocks, n_boot, seed)
     else:
         result = {"overhead_ms": {}, "paired_test": None}
         for metric in METRICS:
-            est = _tool_summaries(blocks, metric)
+            est = _tool_summaries(blocks, metric, arm, baseline)
             if est is not None:
                 result["overhead_ms"][metric] = _ms(est)
         result["method"] = "mean of per-block differences of the tools' summaries, t-interval (no samples)"
@@ -240,8 +257,10 @@ def transport_result(
         "without": int(sum(len(g) for g in without_groups)),
     }
     result["blocks"] = max([len(with_groups)] + [int(e["n_blocks"] or 0) for e in o.values()])
+    result["arm"], result["baseline"] = arm, baseline
     result["arms"] = {
-        arm: _arm_info(blocks, arm, {m: o[m][f"{arm}_ms"] for m in o}) for arm in ("with", "without")
+        name: _arm_info(blocks, name, {m: o[m][f"{role}_ms"] for m in o})
+        for name, role in ((arm, "with"), (baseline, "without"))
     }
     result["threshold_ms"] = threshold_ms
     mean = o.get("mean", {})
@@ -278,38 +297,54 @@ def build_tables(
     return runs_table(rows), samples_table(frames)
 
 
+def arm_results(res: dict[str, Any], order: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """One transport's results per compared arm (in `order`, summary.json's `compared_arms`, when
+    given): `by_arm`, or (summaries of before) the seed's one."""
+    by_arm = res.get("by_arm")
+    if isinstance(by_arm, dict) and by_arm:
+        ranked = [a for a in order or [] if a in by_arm] + sorted(set(by_arm) - set(order or []))
+        return {a: by_arm[a] for a in ranked}
+    return {str(res.get("arm", "with")): res}
+
+
 def overheads_table(summary: dict[str, Any], created_at_ns: int, provenance: dict[str, Any]) -> pa.Table:
+    """One row per transport x compared arm x metric (SCHEMA_VERSION 2: `arm`, `baseline`, `se_ms`,
+    `df`, `n_blocks`, `paired_test_p`)."""
     rows = []
     for transport in ("rest", "grpc"):
-        res = summary.get(transport)
-        if not res:
+        if not summary.get(transport):
             continue
-        for metric, est in res["overhead_ms"].items():
-            rows.append(
-                {
-                    "schema_version": SCHEMA_VERSION,
-                    "experiment": summary["experiment"],
-                    "run_id": summary["run_id"],
-                    "created_at": created_at_ns,
-                    "transport": transport,
-                    "metric": metric,
-                    "estimate_ms": est["estimate"],
-                    "ci_low_ms": est["ci95"][0],
-                    "ci_high_ms": est["ci95"][1],
-                    "with_ms": est.get("with_ms"),
-                    "without_ms": est.get("without_ms"),
-                    "n_with": res["n"]["with"],
-                    "n_without": res["n"]["without"],
-                    # no pooled rank test any more (requests are not independent units); the
-                    # paired sign-flip test is in summary.json until the schema gets a column
-                    "mann_whitney_u_p": None,
-                    "threshold_ms": res.get("threshold_ms"),
-                    "platform": summary.get("platform"),
-                    "orchbench_version": provenance.get("orchbench_version"),
-                    "git_commit": provenance.get("git_commit"),
-                    "host": provenance.get("host"),
-                }
-            )
+        for arm, res in arm_results(summary[transport]).items():
+            tests = res.get("paired_test") or {}
+            for metric, est in res["overhead_ms"].items():
+                rows.append(
+                    {
+                        "schema_version": SCHEMA_VERSION,
+                        "experiment": summary["experiment"],
+                        "run_id": summary["run_id"],
+                        "created_at": created_at_ns,
+                        "transport": transport,
+                        "arm": arm,
+                        "baseline": str(res.get("baseline", "without")),
+                        "metric": metric,
+                        "estimate_ms": est["estimate"],
+                        "ci_low_ms": est["ci95"][0],
+                        "ci_high_ms": est["ci95"][1],
+                        "se_ms": est.get("se"),
+                        "df": est.get("df"),
+                        "n_blocks": est.get("n_blocks"),
+                        "paired_test_p": (tests.get(metric) or {}).get("p"),
+                        "with_ms": est.get("with_ms"),
+                        "without_ms": est.get("without_ms"),
+                        "n_with": res["n"]["with"],
+                        "n_without": res["n"]["without"],
+                        "threshold_ms": res.get("threshold_ms"),
+                        "platform": summary.get("platform"),
+                        "orchbench_version": provenance.get("orchbench_version"),
+                        "git_commit": provenance.get("git_commit"),
+                        "host": provenance.get("host"),
+                    }
+                )
     return pa.Table.from_pylist(rows, schema=OVERHEADS_SCHEMA)
 
 
@@ -335,13 +370,15 @@ def summarise(
     """The run's summary.json: context, then per transport :func:`transport_result`. A spec with
     `load.precision_ms` was sized by a pilot of its `blocks` (orchbench.core.design)."""
     summary: dict[str, Any] = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "experiment": spec.name,
         "run_id": run_id,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "platform": spec.platform,
         "deployment_reuse": deployment_reuse(spec),
         "block_order": spec.block_order(),
+        "baseline": spec.baseline,
+        "compared_arms": spec.compared_arms(),
         "interleave": spec.interleave(),
         "order_seed": spec.order_seed,
         "aa_mode": spec.local.aa_mode if spec.platform == "local" else False,
@@ -359,14 +396,23 @@ def summarise(
         if not mine:
             raise ConfigError(f"no load-test results for transport {transport}")
         arms = {b.arm for b in mine}
-        if arms != {"with", "without"}:
-            raise ConfigError(f"{transport}: results for arms {sorted(arms)}, need both 'with' and 'without'")
-        summary[transport] = transport_result(
-            mine,
-            spec.threshold_ms(transport),
-            pilot_blocks=spec.blocks if precision is not None else None,
-            precision_ms=precision,
-        )
+        if arms != set(spec.arm_names()):
+            need = " and ".join(repr(a) for a in spec.arm_names())
+            raise ConfigError(f"{transport}: results for arms {sorted(arms)}, need {need}")
+        by_arm = {
+            arm: transport_result(
+                mine,
+                spec.threshold_ms(transport, arm),
+                pilot_blocks=spec.blocks if precision is not None else None,
+                precision_ms=precision,
+                arm=arm,
+                baseline=spec.baseline,
+            )
+            for arm in spec.compared_arms()
+        }
+        # the first compared arm's figures at the top (the seed's one: "with"), every arm in by_arm
+        first = spec.compared_arms()[0]
+        summary[transport] = {**by_arm[first], "by_arm": by_arm}
     return summary
 
 

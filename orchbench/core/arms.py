@@ -6,9 +6,17 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 Transport = Literal["rest", "grpc"]
-ArmName = Literal["with", "without"]
+#: An arm's name: the spec's `arms[].name`; the seed's two arms are "with" and "without" (the baseline).
+ArmName = str
 TRANSPORTS: tuple[Transport, ...] = ("rest", "grpc")
+#: The seed's two arms, the default when a spec names none (in the order `block_order` shuffles).
 ARMS: tuple[ArmName, ...] = ("with", "without")
+DEFAULT_BASELINE: ArmName = "without"
+#: Arm names appear in task names (`deploy-rest-<arm>`), file paths and k6 tags.
+ARM_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$"
+#: Local hops: the model server direct, the reference orchestrator, or a third-party proxy in front
+#: of the baseline's model server.
+HOPS = ("model", "orchestrator", "nginx", "haproxy")
 
 #: Seldon Core's service ports: clients reach the orchestrator ("executor") on 8000; with the
 #: `seldon.io/no-engine` annotation they reach the model container directly on 9000.

@@ -118,7 +118,7 @@ class RestNoopServer(noop.RestNoopServer):
             raise LoadTestError(str(exc)) from None
 
     def endpoint(self, arm: str = "without") -> Endpoint:
-        return Endpoint("rest", arm, "127.0.0.1", self.port, MODEL_NAME)  # type: ignore[arg-type]
+        return Endpoint("rest", arm, "127.0.0.1", self.port, MODEL_NAME)
 
 
 class GrpcNoopServer(noop.GrpcNoopServer):
@@ -129,7 +129,7 @@ class GrpcNoopServer(noop.GrpcNoopServer):
             raise LoadTestError(str(exc)) from None
 
     def endpoint(self, arm: str = "without") -> Endpoint:
-        return Endpoint("grpc", arm, "127.0.0.1", self.port, MODEL_NAME)  # type: ignore[arg-type]
+        return Endpoint("grpc", arm, "127.0.0.1", self.port, MODEL_NAME)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -31,14 +31,18 @@ from orchbench.core.report_data import (
     OverheadRow,
     RunData,
     TransportResult,
+    arm_colour,
+    arm_label,
     block_medians,
     cdf_points,
+    compared_arms,
     dig,
     histogram,
     load_run,
     load_summary,
     number,
     ok_latencies_ms,
+    run_arms,
     seed_numbers,
     transport_result,
     transports_in,
@@ -140,14 +144,21 @@ def _overhead_section(res: TransportResult) -> str:
         for r in res.rows
     ]
     table = _table(
-        ["metric", "with ms", "without ms", "overhead ms", "95 % CI ms", "seed overhead ms (published)"],
+        [
+            "metric",
+            f"{res.arm} ms",
+            f"{res.baseline} ms",
+            "overhead ms",
+            "95 % CI ms",
+            "seed overhead ms (published)",
+        ],
         rows,
         "num",
     )
     threshold = "none set" if res.threshold_ms is None else f"{res.threshold_ms:g} ms (mean overhead)"
     facts = (
-        f"<p>n = {_e(res.n_with if res.n_with is not None else '—')} requests with, "
-        f"{_e(res.n_without if res.n_without is not None else '—')} without · "
+        f"<p>n = {_e(res.n_with if res.n_with is not None else '—')} requests {_e(res.arm)}, "
+        f"{_e(res.n_without if res.n_without is not None else '—')} {_e(res.baseline)} · "
         f"{_test_text(res)} · threshold {_e(threshold)} · "
         f"verdict {_verdict_badge(res.verdict)}</p>"
     )
@@ -155,7 +166,10 @@ def _overhead_section(res: TransportResult) -> str:
         facts += f'<p class="sub">verdict: {_e(res.verdict_reason)}</p>'
     if res.method:
         facts += f'<p class="sub">CI method: {_e(res.method)}</p>'
-    return f'<h3 id="overhead-{res.transport}">{res.transport.upper()}</h3>{table}{facts}'
+    if (res.arm, res.baseline) == ("with", "without"):
+        return f'<h3 id="overhead-{res.transport}">{res.transport.upper()}</h3>{table}{facts}'
+    head = f"{res.transport.upper()} · {_e(res.arm)} − {_e(res.baseline)}"
+    return f'<h3 id="overhead-{res.transport}-{_e(res.arm)}">{head}</h3>{table}{facts}'
 
 
 def _fig_html(fig: Any, div_id: str) -> str:
@@ -187,7 +201,8 @@ def _distribution_section(data: RunData, transport: str) -> str:
 
     if data.samples is None or not len(data.samples):
         return f"<p class='missing'>{_e(data.notes.get('samples', 'No per-request samples.'))} "
-    arms = {arm: ok_latencies_ms(data.samples, transport, arm) for arm in ARMS}
+    order = run_arms(data.summary, data.samples)
+    arms = {arm: ok_latencies_ms(data.samples, transport, arm) for arm in order}
     if not any(len(v) for v in arms.values()):
         return f"<p class='missing'>No successful {transport.upper()} requests in samples.parquet.</p>"
     cdf = go.Figure()
@@ -201,8 +216,8 @@ def _distribution_section(data: RunData, transport: str) -> str:
                 x=x.round(4),
                 y=y.round(6),
                 mode="lines",
-                name=f"{ARM_LABELS[arm]}{shown}",
-                line={"color": ARM_COLOURS[arm]},
+                name=f"{arm_label(arm)}{shown}",
+                line={"color": arm_colour(arm, order)},
                 hovertemplate="%{x:.3f} ms: %{y:.4f}<extra>" + arm + "</extra>",
             )
         )
@@ -224,9 +239,9 @@ def _distribution_section(data: RunData, transport: str) -> str:
                 go.Bar(
                     x=centres.round(4),
                     y=frac.round(6),
-                    name=ARM_LABELS[arm],
+                    name=arm_label(arm),
                     opacity=0.6,
-                    marker={"color": ARM_COLOURS[arm]},
+                    marker={"color": arm_colour(arm, order)},
                     width=float(edges[1] - edges[0]),
                 )
             )
@@ -272,12 +287,16 @@ def _blocks_section(data: RunData, transports: Sequence[str]) -> str:
             sel.sort_values("started").groupby("block")["arm"].first() if sel["started"].notna().any() else {}
         )
         fig = go.Figure()
-        for arm in ARMS:
+        arms = run_arms(data.summary, data.samples)
+        for arm in arms:
             a = sel[sel["arm"] == arm].sort_values("block")
             if not len(a):
                 continue
             order = (
-                ["ran first" if firsts.get(b) == arm else "ran second" for b in a["block"]]
+                [
+                    "ran first" if firsts.get(b) == arm else "ran second" if len(arms) == 2 else "ran later"
+                    for b in a["block"]
+                ]
                 if len(firsts)
                 else None
             )
@@ -286,8 +305,8 @@ def _blocks_section(data: RunData, transports: Sequence[str]) -> str:
                     x=a["block"].astype(int),
                     y=a["median_ms"].round(4),
                     mode="lines+markers",
-                    name=ARM_LABELS[arm],
-                    line={"color": ARM_COLOURS[arm]},
+                    name=arm_label(arm),
+                    line={"color": arm_colour(arm, arms)},
                     text=order,
                     hovertemplate="block %{x}: %{y:.3f} ms %{text}<extra>" + arm + "</extra>",
                 )
@@ -330,8 +349,17 @@ def _floor_section(data: RunData, transports: Sequence[str]) -> str:
         parts.append(f"<p>Model latency (server side): {vals}.</p>")
     rows = []
     for transport in transports:
-        for arm in ARMS:
+        for arm in run_arms(data.summary, data.samples):
             a = dig(data.summary, transport, "arms", arm)
+            if not isinstance(a, Mapping):
+                a = next(
+                    (
+                        r["arms"][arm]
+                        for r in (dig(data.summary, transport, "by_arm") or {}).values()
+                        if isinstance(dig(r, "arms", arm), Mapping)
+                    ),
+                    None,
+                )
             if not isinstance(a, Mapping):
                 continue
             stable = a.get("stable")
@@ -383,7 +411,9 @@ def _headline(res: TransportResult) -> str:
     mean = res.rows[0]
     seed = f"; the seed published {fmt_ms(mean.seed_ms, signed=True)} ms" if mean.seed_ms is not None else ""
     return (
-        f"<li><b>{res.transport.upper()}</b>: mean overhead"
+        f"<li><b>{res.transport.upper()}</b>"
+        + ("" if res.arm == "with" else f" {_e(res.arm)} − {_e(res.baseline)}")
+        + ": mean overhead"
         f" <b>{fmt_ms(mean.overhead_ms, signed=True)} ms</b> "
         f"(95 % CI {fmt_ci(mean.ci95)}) {_verdict_badge(res.verdict)}{seed}</li>"
     )
@@ -411,7 +441,12 @@ def render_html(data: RunData) -> str:
 
     s = data.summary
     transports = transports_in(s, data.samples)
-    results = [transport_result(s, t) for t in transports if isinstance(s.get(t), Mapping)]
+    results = [
+        transport_result(s, t, arm)
+        for t in transports
+        if isinstance(s.get(t), Mapping)
+        for arm in compared_arms(s, t)
+    ]
     if results:
         overhead = "".join(_overhead_section(r) for r in results)
     else:

@@ -29,6 +29,36 @@ CDF_EXACT_QUANTILES = (0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999
 MAX_POINTS_PER_ARM = 20_000
 ARM_COLOURS = {"with": "#d62728", "without": "#1f77b4"}
 ARM_LABELS = {"with": "with orchestrator", "without": "without orchestrator"}
+#: Colours of arms beyond the seed's two, in the run's order.
+EXTRA_COLOURS = ("#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+
+
+def run_arms(summary: Mapping[str, Any], samples: pd.DataFrame | None = None) -> list[str]:
+    """The run's arms, the baseline first: summary.json's `baseline` and `compared_arms`, else the
+    seed's two (plus any other arm the samples hold)."""
+    base, compared = summary.get("baseline"), summary.get("compared_arms")
+    if isinstance(base, str) and isinstance(compared, list) and compared:
+        out = [str(a) for a in compared] + [base]
+    else:
+        out = list(ARMS)
+    if samples is not None and "arm" in samples:
+        out += sorted(set(map(str, samples["arm"].unique())) - set(out))
+    return out
+
+
+def arm_colour(arm: str, arms: Sequence[str]) -> str:
+    """The seed's colours for its two arms; otherwise the baseline (last of `arms`) blue, the first
+    compared arm red, the others from EXTRA_COLOURS."""
+    if set(arms) <= set(ARMS) and arm in ARM_COLOURS:
+        return ARM_COLOURS[arm]
+    if arms and arm == arms[-1]:
+        return ARM_COLOURS["without"]
+    i = list(arms).index(arm) if arm in arms else len(arms)
+    return ARM_COLOURS["with"] if i == 0 else EXTRA_COLOURS[(i - 1) % len(EXTRA_COLOURS)]
+
+
+def arm_label(arm: str) -> str:
+    return ARM_LABELS.get(arm, arm)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -130,6 +160,8 @@ class TransportResult:
     paired_test_p: float | None = None  # sign-flip test of the mean block difference
     paired_test_blocks: int | None = None
     verdict_reason: str | None = None
+    arm: str = "with"
+    baseline: str = "without"
 
 
 def number(value: Any) -> float | None:
@@ -165,9 +197,18 @@ def transports_in(summary: Mapping[str, Any], samples: pd.DataFrame | None = Non
     return [t for t in TRANSPORTS if t in present]
 
 
-def transport_result(summary: Mapping[str, Any], transport: str) -> TransportResult:
-    """The overhead table of one transport from summary.json (absent values are None)."""
+def compared_arms(summary: Mapping[str, Any], transport: str) -> list[str | None]:
+    """The arms compared with the baseline for `transport` (None: the summary's one, of before)."""
+    by_arm = dig(summary, transport, "by_arm")
+    return list(by_arm) if isinstance(by_arm, Mapping) and by_arm else [None]
+
+
+def transport_result(summary: Mapping[str, Any], transport: str, arm: str | None = None) -> TransportResult:
+    """The overhead table of one transport (and compared arm) from summary.json (absent: None)."""
     block = summary.get(transport) or {}
+    if arm is not None and isinstance(dig(block, "by_arm", arm), Mapping):
+        block = block["by_arm"][arm]
+    a_name, b_name = str(block.get("arm") or "with"), str(block.get("baseline") or "without")
     seed = seed_numbers(summary).get(transport, {})
     rows = []
     for metric in TABLE_METRICS:
@@ -178,8 +219,8 @@ def transport_result(summary: Mapping[str, Any], transport: str) -> TransportRes
         rows.append(
             OverheadRow(
                 metric=metric,
-                with_ms=number(dig(block, "arms", "with", "latency_ms", metric)),
-                without_ms=number(dig(block, "arms", "without", "latency_ms", metric)),
+                with_ms=number(dig(block, "arms", a_name, "latency_ms", metric)),
+                without_ms=number(dig(block, "arms", b_name, "latency_ms", metric)),
                 overhead_ms=number(dig(block, "overhead_ms", metric, "estimate")),
                 ci95=ci_pair,
                 seed_ms=seed.get(metric),
@@ -201,6 +242,8 @@ def transport_result(summary: Mapping[str, Any], transport: str) -> TransportRes
         paired_test_p=number(dig(test, "p")),
         paired_test_blocks=int(n_test) if number(n_test) is not None else None,
         verdict_reason=str(r) if (r := dig(block, "verdict_detail", "reason")) else None,
+        arm=a_name,
+        baseline=b_name,
     )
 
 

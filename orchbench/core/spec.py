@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from orchbench.core.arms import ARMS, ArmName, Transport
+from orchbench.core.arms import ARM_NAME_PATTERN, ARMS, DEFAULT_BASELINE, HOPS, ArmName, Transport
 from orchbench.core.errors import ConfigError
 from orchbench.core.manifest import inspect, load_manifest
 from orchbench.core.paths import MANIFESTS, PAYLOADS, SPECS, shipped_spec, shipped_spec_names
@@ -194,6 +194,48 @@ class Thresholds(_Strict):
     grpc_ms: float | None = Field(None, ge=0, description="largest allowed mean overhead over gRPC")
 
 
+Hop = Literal["model", "orchestrator", "nginx", "haproxy"]
+assert tuple(Hop.__args__) == HOPS  # type: ignore[attr-defined]
+
+
+class Verify(_Strict):
+    """What an arm's answers must show: a response header (REST) or initial-metadata key (gRPC)
+    present (optionally with this value) or absent."""
+
+    header: str = Field(pattern=r"^[a-z0-9][-a-z0-9_.]{0,62}$", description="lower-case header name")
+    present: bool = True
+    value: str | None = Field(None, max_length=200, description="with present: the value it must have")
+
+    @model_validator(mode="after")
+    def _value_needs_present(self) -> Verify:
+        if self.value is not None and not self.present:
+            raise ValueError("verify.value applies with present: true only")
+        return self
+
+
+class Arm(_Strict):
+    """One arm of the experiment. Locally, `hop` says what answers: the model server direct
+    (`model`), or the reference orchestrator / nginx / HAProxy in front of the baseline's model."""
+
+    name: str = Field(pattern=ARM_NAME_PATTERN, description="used in task names, file paths and k6 tags")
+    baseline: bool = False
+    hop: Hop | None = Field(
+        None, description="local platform: unset is model for the baseline, else orchestrator"
+    )
+    port: int | None = Field(None, ge=1024, le=65535, description="local: where the arm listens")
+    verify: list[Verify] = Field([], description="checked on the arm's answers, besides the hop's own marker")
+    threshold_ms: float | None = Field(
+        None, ge=0, description="this arm's regression threshold (both transports)"
+    )
+
+    def local_hop(self) -> str:
+        return self.hop or ("model" if self.baseline else "orchestrator")
+
+
+#: The seed's two arms: what a spec without `arms:` means.
+DEFAULT_ARMS = (Arm(name=DEFAULT_BASELINE, baseline=True, hop="model"), Arm(name="with", hop="orchestrator"))
+
+
 class Spec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
     platform: Literal["local", "kubernetes"] = "local"
@@ -218,6 +260,11 @@ class Spec(_Strict):
     )
     order_seed: int = Field(20200712, ge=0, description="seeds the random arm order inside each block")
     thresholds: Thresholds = Thresholds()
+    arms: list[Arm] | None = Field(
+        None,
+        description="the arms, exactly one with baseline: true; unset: the seed's 'without' (baseline) "
+        "and 'with'",
+    )
     local: Local = Local()
     kubernetes: Kubernetes = Kubernetes()
     argo: Argo = Argo()
@@ -235,6 +282,109 @@ class Spec(_Strict):
                         "choose one in 1024..65535"
                     )
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_arms(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """No `arms:` stays no `arms:`: specs (and compiled workflows) of before read as they did."""
+        data = dict(handler(self))
+        if data.get("arms") is None:
+            data.pop("arms", None)
+        return data
+
+    @model_validator(mode="after")
+    def _arms_make_sense(self) -> Spec:
+        if self.arms is None:
+            return self
+        names = [a.name for a in self.arms]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"arms: arm {twice[0]!r} is named twice")
+        if len(self.arms) < 2:
+            raise ValueError("arms: name at least two arms (a baseline and one to compare with it)")
+        baselines = [a.name for a in self.arms if a.baseline]
+        if len(baselines) != 1:
+            raise ValueError(
+                "arms: exactly one arm must have baseline: true, "
+                + (f"got {len(baselines)} ({', '.join(baselines)})" if baselines else "got none")
+            )
+        if self.platform == "kubernetes":
+            if (
+                set(names) != set(ARMS)
+                or baselines != [DEFAULT_BASELINE]
+                or any(a.hop or a.port or a.verify for a in self.arms)
+            ):
+                raise ValueError(
+                    "arms: on kubernetes the arms are the SeldonDeployment with and without the "
+                    "orchestrator ('with', and 'without' the baseline), with no hop, port or verify"
+                )
+            return self
+        base = next(a for a in self.arms if a.baseline)
+        if base.local_hop() != "model":
+            raise ValueError(
+                f"arms.{base.name}: the baseline is the model server direct locally (hop: model), "
+                f"got hop {base.local_hop()!r}"
+            )
+        if self.local.aa_mode or not self.local.shared_model:
+            raise ValueError(
+                "arms: local.aa_mode and local.shared_model: false apply to the default two arms only "
+                "(an A/A control is an arm with hop: model)"
+            )
+        ports = self.arm_ports()
+        taken = {self.local.ports.model_behind_orchestrator: "local.ports.model_behind_orchestrator"}
+        for name, port in ports.items():
+            if port in taken:
+                raise ValueError(f"arms.{name}: port {port} is also {taken[port]}")
+            taken[port] = f"arm {name}'s"
+        return self
+
+    def arm_list(self) -> list[Arm]:
+        """The arms, the baseline first (deploy order: the hops front the baseline's model)."""
+        arms = list(self.arms) if self.arms is not None else list(DEFAULT_ARMS)
+        return sorted(arms, key=lambda a: not a.baseline)
+
+    def arm(self, name: str) -> Arm:
+        for a in self.arm_list():
+            if a.name == name:
+                return a
+        raise ConfigError(f"no arm {name!r} in the spec (arms: {', '.join(self.arm_names())})")
+
+    def arm_names(self) -> list[ArmName]:
+        return [a.name for a in self.arm_list()]
+
+    @property
+    def baseline(self) -> ArmName:
+        return self.arm_list()[0].name
+
+    def compared_arms(self) -> list[ArmName]:
+        """The non-baseline arms, in spec order: each is compared with the baseline."""
+        return [a.name for a in self.arm_list() if not a.baseline]
+
+    def arm_ports(self) -> dict[ArmName, int]:
+        """Local: where each arm listens. The baseline on local.ports.without, the others on their
+        `port` or local.ports.with, with + 1, ... in spec order (the default 'with': 8000)."""
+        out: dict[ArmName, int] = {}
+        used = {a.port for a in self.arm_list() if a.port is not None}
+        nxt = self.local.ports.with_
+        for a in self.arm_list():
+            if a.port is not None:
+                out[a.name] = a.port
+            elif a.baseline:
+                out[a.name] = self.local.ports.without
+            else:
+                while nxt in used or nxt in (
+                    self.local.ports.without,
+                    self.local.ports.model_behind_orchestrator,
+                ):
+                    nxt += 1
+                out[a.name] = nxt
+                used.add(nxt)
+        return out
+
+    def proxies_needed(self) -> list[str]:
+        """The third-party proxies a local run of this spec starts."""
+        if self.platform != "local":
+            return []
+        return sorted({a.local_hop() for a in self.arm_list()} & {"nginx", "haproxy"})
 
     @model_validator(mode="after")
     def _pilot_fits_budget(self) -> Spec:
@@ -283,7 +433,12 @@ class Spec(_Strict):
             return self.manifest
         return load_manifest(self.resolve(self.manifest))
 
-    def threshold_ms(self, transport: Transport) -> float | None:
+    def threshold_ms(self, transport: Transport, arm: ArmName | None = None) -> float | None:
+        """The regression threshold: the arm's own `threshold_ms`, else `thresholds.<transport>_ms`."""
+        if arm is not None:
+            own = self.arm(arm).threshold_ms
+            if own is not None:
+                return own
         return self.thresholds.rest_ms if transport == "rest" else self.thresholds.grpc_ms
 
     def interleave(self) -> Literal["request", "block"]:
@@ -295,11 +450,13 @@ class Spec(_Strict):
         return mode
 
     def block_order(self) -> list[list[ArmName]]:
-        """Arm order per block: each block runs both arms once, in an order drawn from `order_seed`."""
+        """Arm order per block: each block runs every arm once, in an order drawn from `order_seed`
+        (shuffled from the spec's order; the default arms from ("with", "without"), as ever)."""
         rng = random.Random(self.order_seed)
+        names = list(ARMS) if self.arms is None else [a.name for a in self.arms]
         out: list[list[ArmName]] = []
         for _ in range(self.blocks):
-            arms = list(ARMS)
+            arms = list(names)
             rng.shuffle(arms)
             out.append(arms)
         return out

@@ -36,6 +36,8 @@ from orchbench.core.trend_gate import (
     Baseline,
     GateResult,
     RunPoint,
+    arm_label,
+    arms_of,
     baseline_of,
     find_overheads,
     gate,
@@ -261,13 +263,29 @@ def evaluate(
         raise ConfigError(
             f"{dataset}: runs of several experiments ({', '.join(experiments)}); pick one with --experiment"
         )
-    per_transport = {t: pts for t in transports if (pts := series(df, t, metric))}
+    # one series per transport and compared arm: `rest` (the seed's "with"), `rest/<arm>` for others
+    per_transport: dict[str, list[RunPoint]] = {}
+    transport_of: dict[str, str] = {}
+    for t in transports:
+        for arm in arms_of(df, t):
+            if pts := series(df, t, metric, arm):
+                label = arm_label(t, arm)
+                per_transport[label], transport_of[label] = pts, t
     if not per_transport:
         raise ConfigError(f"{dataset}: no {metric!r} overheads for {' or '.join(transports)}")
     thresholds = thresholds or {}
+    # a threshold given per transport applies to every arm of it; without one, each run's own
+    # (the arm's threshold_ms, else the spec's thresholds.<transport>_ms)
     results = {
-        t: gate(pts, t, metric, thresholds.get(t), baseline_runs=baseline_runs, min_effect_ms=min_effect_ms)
-        for t, pts in per_transport.items()
+        label: gate(
+            pts,
+            label,
+            metric,
+            thresholds.get(transport_of[label]),
+            baseline_runs=baseline_runs,
+            min_effect_ms=min_effect_ms,
+        )
+        for label, pts in per_transport.items()
     }
     return per_transport, results
 

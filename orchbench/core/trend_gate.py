@@ -113,8 +113,10 @@ def load_dataset(dataset: str | Path) -> pd.DataFrame:
 
 
 def _with_se(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Each row's standard error and block count from the run's summary.json beside its Parquet file
-    (the overheads table has no column for them); NaN when there is none."""
+    """Each row's standard error and block count: its own columns (schema version 2), else from the
+    run's summary.json beside its Parquet file (version 1 had no column for them); NaN without."""
+    if "se_ms" in frame.columns and frame["se_ms"].notna().all():
+        return frame
     se, n = {}, {}
     try:
         summary = json.loads((path.parent / "summary.json").read_text())
@@ -128,8 +130,12 @@ def _with_se(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
                 n[(transport, metric)] = entry.get("n_blocks")
     keys = list(zip(frame["transport"], frame["metric"], strict=True))
     frame = frame.copy()
-    frame["se_ms"] = [se.get(k, math.nan) for k in keys]
-    frame["n_blocks"] = [n.get(k) for k in keys]
+    own_se = frame["se_ms"] if "se_ms" in frame.columns else pd.Series([math.nan] * len(frame))
+    own_n = frame["n_blocks"] if "n_blocks" in frame.columns else pd.Series([None] * len(frame))
+    frame["se_ms"] = [
+        float(o) if pd.notna(o) else se.get(k, math.nan) for o, k in zip(own_se, keys, strict=True)
+    ]
+    frame["n_blocks"] = [int(o) if pd.notna(o) else n.get(k) for o, k in zip(own_n, keys, strict=True)]
     return frame
 
 
@@ -140,9 +146,26 @@ def _opt(value: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
-def series(df: pd.DataFrame, transport: str, metric: str) -> list[RunPoint]:
-    """One transport's and metric's runs, oldest first; a run present twice counts once (the last)."""
+def arm_label(transport: str, arm: str) -> str:
+    """How trend and gate name one transport's compared arm: the seed's "with" is the transport
+    alone (`rest`), any other arm `rest/<arm>`."""
+    return transport if arm == "with" else f"{transport}/{arm}"
+
+
+def arms_of(df: pd.DataFrame, transport: str) -> list[str]:
+    """The compared arms a dataset holds for `transport` ("with" first, then by name)."""
+    if "arm" not in df.columns:
+        return ["with"]
+    arms = {str(a) for a in df.loc[df["transport"] == transport, "arm"].dropna().unique()}
+    return sorted(arms, key=lambda a: (a != "with", a))
+
+
+def series(df: pd.DataFrame, transport: str, metric: str, arm: str | None = None) -> list[RunPoint]:
+    """One transport's (and compared arm's) metric over the runs, oldest first; a run present twice
+    counts once (the last)."""
     sel = df[(df["transport"] == transport) & (df["metric"] == metric)]
+    if arm is not None and "arm" in sel.columns:
+        sel = sel[sel["arm"] == arm]
     sel = sel.sort_values(["created_at", "run_id"], kind="stable").drop_duplicates("run_id", keep="last")
     return [
         RunPoint(

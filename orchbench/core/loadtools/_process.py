@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from orchbench.core.errors import ConfigError, LoadTestError, ParseError
 from orchbench.core.loadtools.base import LoadRun
+from orchbench.core.parentdeath import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ def run_bounded(
     cwd: Path | None = None,
 ) -> Finished:
     """Run `cmd` in its own session; kill its whole process group on timeout or on any exception
-    (KeyboardInterrupt included). Never uses a shell."""
+    (KeyboardInterrupt included). Never uses a shell. The tool gets SIGTERM if this thread dies
+    first, SIGKILL included (PR_SET_PDEATHSIG, orchbench/core/parentdeath.py)."""
     started = time.time_ns()
     proc = subprocess.Popen(
         list(cmd),
@@ -81,6 +83,7 @@ def run_bounded(
         stderr=stderr,
         cwd=cwd,
         start_new_session=True,
+        preexec_fn=die_with_parent(),
     )
     timed_out = False
     try:

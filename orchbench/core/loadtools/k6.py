@@ -7,7 +7,7 @@ the handleSummary JSON (the raw artifact, nested `values` format), so warm-up ne
 Per-request samples: `--out csv` with nanosecond timestamps plus the `vu` and `iter` system tags, so
 each request row can be joined with its check row (results_schema/samples.py).
 
-`run_pair` measures both arms in one process, alternating request by request (`load.interleave:
+`run_arms` (`run_pair`: two) measures all arms in one process, rotating request by request (`load.interleave:
 request`, the default for k6): every metric of an iteration carries the tag `arm`, thresholds on
 `{scenario:measure,arm:<arm>}` submetrics put each arm's figures in the summary, and the adapter
 splits k6's summary and CSV into one folder per arm (`split_summary`, `split_samples`), each read
@@ -259,8 +259,12 @@ class K6Tool:
         if not payload.is_file():
             raise ConfigError(f"payload not found: {payload}")
         if pair is not None:
-            if len(pair) != 2 or len({e.arm for e in pair}) != 2 or len({e.transport for e in pair}) != 1:
-                raise ConfigError("a paired k6 run needs the two arms' endpoints of one transport")
+            if (
+                len(pair) < 2
+                or len({e.arm for e in pair}) != len(pair)
+                or len({e.transport for e in pair}) != 1
+            ):
+                raise ConfigError("an interleaved k6 run needs two or more arms' endpoints of one transport")
             endpoint = pair[0]
         transport = endpoint.transport
         cfg: dict[str, Any] = {
@@ -368,9 +372,20 @@ class K6Tool:
         out_dir: Path,
         cpus: set[int] | None = None,
     ) -> dict[str, LoadRun]:
-        """Both arms in one k6 process, alternating request by request; `pair[0]` goes first.
-        `profile.duration_s` stays what each arm gets: the measure phase lasts that times two (the
-        warm-up, which only has to warm both connections, is not stretched).
+        """The seed's name for `run_arms` with two arms."""
+        return self.run_arms(pair, payload, profile, out_dir, cpus)
+
+    def run_arms(
+        self,
+        pair: list[Endpoint],
+        payload: Path,
+        profile: LoadProfile,
+        out_dir: Path,
+        cpus: set[int] | None = None,
+    ) -> dict[str, LoadRun]:
+        """All arms in one k6 process, rotating request by request: VU n starts at `pair[(n-1) % N]`.
+        `profile.duration_s` stays what each arm gets: the measure phase lasts that times N (the
+        warm-up, which only has to warm every connection, is not stretched).
 
         Returns one LoadRun per arm whose files (k6-summary.json, k6-samples.csv) are in
         out_dir/<arm>/. Raises LoadTestError (with `.run` the failing arm's LoadRun, or the combined

@@ -42,6 +42,9 @@ class ArmEvidence:
     arm: ArmName
     orchestrator_on_path: bool
     how: str  # e.g. "response header x-orchbench-orchestrator", "pod containers: [...]"
+    #: the arm's checks passed (None: the seed's reading, orchestrator_on_path == (arm == "with"))
+    verified: bool | None = None
+    hop: str | None = None  # local: model | orchestrator | nginx | haproxy
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,11 +53,12 @@ class ArmEvidence:
 class Platform(Protocol):
     name: str
 
-    def taint(self) -> dict[str, Any]:
-        """Isolate the load tester from the model (node taints, or CPU pinning). Idempotent."""
+    def taint(self, owner: str = "") -> dict[str, Any]:
+        """Isolate the load tester from the model (node taints, or CPU pinning) for the run `owner`
+        (the workflow's id). Idempotent."""
 
-    def untaint(self) -> None:
-        """Undo `taint`. Safe to call when nothing was tainted."""
+    def untaint(self, owner: str = "") -> None:
+        """Undo `owner`'s `taint`, never another run's. Safe to call when nothing was tainted."""
 
     def deploy(self, manifest: dict[str, Any], arm: ArmName, record_path: Path) -> DeploymentRecord:
         """Start the system under test for one arm and save its record to `record_path`."""

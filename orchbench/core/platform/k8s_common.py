@@ -27,6 +27,9 @@ ROLES: tuple[Role, ...] = ("loadtester", "model")
 #: Node annotation holding what orchbench changed on a node (JSON), so that `untaint` can undo exactly
 #: that, from any process (each Argo step is its own pod): see k8s_nodes.py.
 TAINT_ANNOTATION = "orchbench.io/tainted"
+#: Node annotation listing (JSON, sorted) the workflow ids that hold orchbench's taint on a node: two
+#: experiments on one cluster may share a node, and its taint goes only when its last owner untaints.
+TAINT_OWNERS_ANNOTATION = "orchbench.io/taint-owners"
 #: Node label set by `taint` on the nodes of each role; load-test pods select their node with it.
 ROLE_LABEL = "orchbench.io/role"
 #: Seldon Core v1 puts this label on every pod of a SeldonDeployment, valued with the deployment's name.

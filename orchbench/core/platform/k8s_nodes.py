@@ -8,16 +8,25 @@ it touches, holding the node's state *before orchbench* for what orchbench manag
      "previous_role_label": null}
 
 The record lives on the node itself (not in a file) because each Argo step is its own pod: the untaint
-step (usually an exit handler) must find it without any handover, and a crashed run leaves a record
-that the next `untaint` still honours.
+step (usually an exit handler) must find it without any handover, and a step that crashed leaves a
+record that the exit handler (or an `untaint` by hand with the workflow's id) still honours.
+
+Which run holds the taint: a second annotation `orchbench.io/taint-owners` lists (JSON, sorted) the
+ids of the workflows that tainted the node (`{{workflow.uid}}`, passed to the taint and cleanup steps).
+Two experiments on one cluster may share a node: the second joins the owners, and the node's taint is
+removed only when its last owner untaints. A run never removes a taint another run still holds, and a
+run that wants a node another run holds in another role or with another taint is refused before any
+node is patched. (A record without the owners annotation, written by an orchbench before owners
+existed, belongs to no live run: any `untaint` restores it, as it did then.)
 
 - `taint` is idempotent. The node's state before orchbench (the "baseline") is recomputed from the
   current state and the record, so running it twice changes nothing the second time; a taint with the
   same key but another value or effect is replaced (and restored by `untaint`); a node that already had
   exactly the wanted taint before orchbench came keeps it after `untaint`.
-- `untaint` removes exactly the taint orchbench recorded, puts back the taints it replaced, restores the
-  role label and deletes the record. Nodes without a record are left alone, so untainting twice (or
-  untainting an untainted cluster) is not an error.
+- `untaint` (by its owner) drops that owner; when none is left it removes exactly the taint orchbench
+  recorded, puts back the taints it replaced, restores the role label and deletes the record. Nodes
+  without a record, or held only by other runs, are left alone, so untainting twice (or untainting an
+  untainted cluster) is not an error.
 - Nodes also get the label `orchbench.io/role=<role>`, which load-test pods select (k8s_placement.py).
 """
 
@@ -34,6 +43,7 @@ from orchbench.core.platform.k8s_common import (
     ROLE_LABEL,
     ROLES,
     TAINT_ANNOTATION,
+    TAINT_OWNERS_ANNOTATION,
     KubernetesConfig,
     NodeSelection,
     Role,
@@ -144,6 +154,38 @@ def _read_record(node: Mapping[str, Any]) -> dict[str, Any] | None:
     return record
 
 
+def _read_owners(node: Mapping[str, Any]) -> list[str]:
+    """The workflow ids holding orchbench's taint on the node (empty: none recorded)."""
+    raw = ((node.get("metadata") or {}).get("annotations") or {}).get(TAINT_OWNERS_ANNOTATION)
+    if raw is None:
+        return []
+    try:
+        owners = json.loads(raw)
+    except ValueError:
+        owners = None
+    if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
+        raise PlatformError(
+            f"node {_name(node)}: annotation {TAINT_OWNERS_ANNOTATION} is not a JSON list of workflow ids "
+            f"({str(raw)[:80]!r}); fix it by hand after checking which runs still use the node"
+        )
+    return sorted(set(owners))
+
+
+def _conflict(node: Mapping[str, Any], role: Role, taint: Taint, owner: str) -> str | None:
+    """Why this run may not take the node: other runs hold it in another role or with another taint."""
+    record = _read_record(node)
+    others = [o for o in _read_owners(node) if o != owner] if record else []
+    if record is None or not others:
+        return None
+    if record.get("role") == role and _same(record["taint"], taint.to_dict()):
+        return None
+    return (
+        f"node {_name(node)} is held by another orchbench run (workflow {', '.join(others)}) as its "
+        f"{record.get('role')} node with taint {_fmt(record['taint'])}; this run wants it as its {role} "
+        f"node with {taint}: select other nodes, or wait until that run has untainted"
+    )
+
+
 def _clean(taint: Mapping[str, Any]) -> dict[str, Any]:
     out = {"key": taint.get("key"), "effect": taint.get("effect")}
     if taint.get("value"):
@@ -182,10 +224,14 @@ def _patch_node(
     taints: list[dict[str, Any]],
     label: str | None,
     record: dict[str, Any] | None,
+    owners: list[str] | None = None,
 ) -> None:
     meta: dict[str, Any] = {
         "labels": {ROLE_LABEL: label},  # None deletes the key (JSON merge patch)
-        "annotations": {TAINT_ANNOTATION: json.dumps(record, sort_keys=True) if record else None},
+        "annotations": {
+            TAINT_ANNOTATION: json.dumps(record, sort_keys=True) if record else None,
+            TAINT_OWNERS_ANNOTATION: json.dumps(sorted(owners)) if record and owners else None,
+        },
     }
     rv = (node.get("metadata") or {}).get("resourceVersion")
     if rv:
@@ -214,10 +260,19 @@ def _with_conflict_retry(api_client: client.ApiClient, name: str, fn: Any) -> An
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def taint_node(api_client: client.ApiClient, name: str, role: Role, taint: Taint) -> dict[str, Any]:
-    """Make `taint` the node's only taint with its key, label it with its role, and record the baseline."""
+def taint_node(
+    api_client: client.ApiClient, name: str, role: Role, taint: Taint, owner: str = ""
+) -> dict[str, Any]:
+    """Make `taint` the node's only taint with its key, label it with its role, record the baseline,
+    and add `owner` (the workflow's id) to the node's owners. PlatformError if another run holds the
+    node in another role or with another taint."""
 
     def apply(node: dict[str, Any]) -> dict[str, Any]:
+        why = _conflict(node, role, taint, owner)
+        if why:
+            raise PlatformError(why)
+        owners_now = _read_owners(node) if _read_record(node) is not None else []
+        owners = sorted({*owners_now, owner})
         current = [_clean(t) for t in ((node.get("spec") or {}).get("taints") or [])]
         base_taints, base_label = _baseline(node)
         previous = [t for t in base_taints if t.get("key") == taint.key]
@@ -237,25 +292,41 @@ def taint_node(api_client: client.ApiClient, name: str, role: Role, taint: Taint
             action = "added"
         unchanged = (
             _read_record(node) == record
+            and owners == owners_now
             and _labels(node).get(ROLE_LABEL) == role
             and sorted(map(json.dumps, map(_strip_time, current)))
             == sorted(map(json.dumps, map(_strip_time, wanted)))
         )
         if not unchanged:
-            _patch_node(api_client, node, wanted, role, record)
-        return {"role": role, "taint": str(taint), "action": action, "previous": [_fmt(t) for t in previous]}
+            _patch_node(api_client, node, wanted, role, record, owners)
+        return {
+            "role": role,
+            "taint": str(taint),
+            "action": action,
+            "previous": [_fmt(t) for t in previous],
+            "owners": owners,
+        }
 
     result: dict[str, Any] = _with_conflict_retry(api_client, name, apply)
     return result
 
 
-def untaint_node(api_client: client.ApiClient, name: str) -> dict[str, Any] | None:
-    """Restore a node to its state before orchbench; None if orchbench had not touched it."""
+def untaint_node(api_client: client.ApiClient, name: str, owner: str = "") -> dict[str, Any] | None:
+    """Release `owner`'s hold on the node; once no owner is left, restore the node to its state before
+    orchbench. None if orchbench had not touched it, or only other runs hold it."""
 
     def restore(node: dict[str, Any]) -> dict[str, Any] | None:
         record = _read_record(node)
         if record is None:
             return None
+        owners = _read_owners(node)
+        if owners and owner not in owners:
+            return None  # another run's taint: never ours to remove
+        remaining = [o for o in owners if o != owner]
+        if remaining:
+            current = [_clean(t) for t in ((node.get("spec") or {}).get("taints") or [])]
+            _patch_node(api_client, node, current, _labels(node).get(ROLE_LABEL), record, remaining)
+            return {"role": record.get("role"), "released": owner, "kept_for": remaining}
         taints, label = _baseline(node)
         _patch_node(api_client, node, taints, label, None)
         return {
@@ -268,21 +339,30 @@ def untaint_node(api_client: client.ApiClient, name: str) -> dict[str, Any] | No
     return result
 
 
-def taint_nodes(api_client: client.ApiClient, config: KubernetesConfig) -> dict[str, Any]:
+def taint_nodes(api_client: client.ApiClient, config: KubernetesConfig, owner: str = "") -> dict[str, Any]:
+    """Taint the selected nodes for `owner` (the workflow's id). A node another run holds in another
+    role or with another taint is refused before any node is patched."""
     chosen = select_nodes(api_client, config)
+    by_name = {_name(n): n for n in list_nodes(api_client)}
+    for role in ROLES:
+        for name in chosen[role]:
+            why = _conflict(by_name.get(name) or {}, role, config.taint_for(role), owner)
+            if why:
+                raise PlatformError(why)
     report: dict[str, Any] = {}
     for role in ROLES:
         for name in chosen[role]:
-            report[name] = taint_node(api_client, name, role, config.taint_for(role))
+            report[name] = taint_node(api_client, name, role, config.taint_for(role), owner)
     return report
 
 
-def untaint_nodes(api_client: client.ApiClient) -> dict[str, Any]:
-    """Undo `taint` on every node carrying orchbench's record (whatever selection tainted it)."""
+def untaint_nodes(api_client: client.ApiClient, owner: str = "") -> dict[str, Any]:
+    """Release `owner`'s taints on every node carrying orchbench's record (whatever selection tainted
+    it): each node's taint is removed once its last owner has gone; other runs' holds are left."""
     report: dict[str, Any] = {}
     for node in list_nodes(api_client):
         if _read_record(node) is not None:
-            done = untaint_node(api_client, _name(node))
+            done = untaint_node(api_client, _name(node), owner)
             if done is not None:
                 report[_name(node)] = done
     return report

@@ -2,13 +2,13 @@
 
     cfg = KubernetesConfig(namespace="seldon", loadtester_nodes=NodeSelection(names=("node-a",)))
     platform = KubernetesPlatform.from_environment(cfg)     # in-cluster in a pod, else ~/.kube/config
-    platform.taint()
+    platform.taint(owner=workflow_uid)     # the workflow's id: what this run holds, and releases
     record = platform.deploy(manifest, "without", run_dir / "deploy-rest-without.json")
     endpoint = platform.wait(record, timeout_s=600)
     evidence = platform.verify_arm(record, endpoint)
     ...
     platform.teardown(record)
-    platform.untaint()
+    platform.untaint(owner=workflow_uid)   # removes a node's taint once its last owner has gone
 
 Every call is a typed API call (CoreV1Api, CustomObjectsApi, kubernetes.watch.Watch); API failures
 become PlatformError/ConfigError with one line (k8s_common.api_call). Waiting uses watch streams bounded
@@ -164,17 +164,19 @@ class KubernetesPlatform:
         return steps_placement(self.config)
 
     # --- taint ---------------------------------------------------------------------------------
-    def taint(self) -> dict[str, Any]:
-        """Taint and label the loadtester and model nodes. Idempotent.
+    def taint(self, owner: str = "") -> dict[str, Any]:
+        """Taint and label the loadtester and model nodes for `owner` (the workflow's id). Idempotent.
 
         Returns `{node: {"role", "taint": "key=value:Effect", "action": added|updated|unchanged,
-        "previous": [...]}}`. What to undo is recorded on each node (annotation `orchbench.io/tainted`).
+        "previous": [...], "owners": [...]}}`. What to undo is recorded on each node (annotation
+        `orchbench.io/tainted`), and who holds it (`orchbench.io/taint-owners`): see k8s_nodes.py.
         """
-        return taint_nodes(self.api_client, self.config)
+        return taint_nodes(self.api_client, self.config, owner)
 
-    def untaint(self) -> None:
-        """Undo `taint` on every node that carries orchbench's record. Nothing to undo is fine."""
-        untaint_nodes(self.api_client)
+    def untaint(self, owner: str = "") -> None:
+        """Release `owner`'s taints; a node's taint goes once its last owner has released it, and
+        other runs' taints stay. Nothing to undo is fine."""
+        untaint_nodes(self.api_client, owner)
 
     # --- deploy --------------------------------------------------------------------------------
     def render(self, manifest: dict[str, Any], arm: ArmName, transport: str | None = None) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from orchbench.core.arms import (
+    HOPS,
     PORT_WITH_ORCHESTRATOR,
     PORT_WITHOUT_ORCHESTRATOR,
     ArmName,
@@ -50,11 +51,12 @@ from orchbench.core.platform.local_procs import (
     proc_starttime,
     proc_state,
 )
-from orchbench.core.platform.local_verify import MARKER, probe, verify_arm
+from orchbench.core.platform.local_verify import MARKER, legacy_hop, probe, verify_arm
 
 __all__ = ["CPU_PLAN_FILE", "MARKER", "LocalPlatform", "LocalPorts", "read_cpu_plan"]
 
 DEFAULT_INTERNAL_PORT = 9100
+PROXY_KINDS = ("nginx", "haproxy")  # orchbench.core.platform.proxies.KINDS (imported when used)
 _EXIT_BIND = 3  # serving.runtime.EXIT_BIND (not imported: keeps this module free of grpc/aiohttp)
 
 
@@ -86,7 +88,7 @@ class LocalPlatform:
         python: str = sys.executable,
         host: str = "127.0.0.1",
         shared_model: bool = True,
-        impl: dict[str, str] | None = None,
+        impl: dict[str, str | None] | None = None,
     ) -> None:
         if inject_delay_ms < 0:
             raise ConfigError(f"inject_delay_ms must be >= 0, got {inject_delay_ms}")
@@ -106,13 +108,15 @@ class LocalPlatform:
         self.impl = {k: v for k, v in (impl or {}).items() if v}
 
     # taints ----------------------------------------------------------------------------------------
-    def taint(self) -> dict[str, Any]:
+    def taint(self, owner: str = "") -> dict[str, Any]:
+        # `owner` is unused: the CPU plan lives in this run's own directory (and the machine lock
+        # keeps a second local run out), so there is nothing another run could remove.
         plan = cpu_plan(sorted(os.sched_getaffinity(0)), self.cpu_pinning)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_cpu_plan(self.run_dir, plan)
         return plan
 
-    def untaint(self) -> None:
+    def untaint(self, owner: str = "") -> None:
         (self.run_dir / CPU_PLAN_FILE).unlink(missing_ok=True)
 
     # deploy ----------------------------------------------------------------------------------------
@@ -160,34 +164,53 @@ class LocalPlatform:
             "log": str(log),
         }
 
-    def deploy(self, manifest: dict[str, Any], arm: ArmName, record_path: Path) -> DeploymentRecord:
-        if arm not in ("with", "without"):
-            raise ConfigError(f"arm must be 'with' or 'without', got {arm!r}")
+    def deploy(
+        self,
+        manifest: dict[str, Any],
+        arm: ArmName,
+        record_path: Path,
+        hop: str | None = None,
+        port: int | None = None,
+        verify: list[dict[str, Any]] | None = None,
+    ) -> DeploymentRecord:
+        """Start one arm. `hop` (default: the seed's reading of "with" / "without"): `model` (the
+        model server on `port`, default the "without" port), `orchestrator` (the reference
+        orchestrator on `port`, default the "with" port, in front of the "without" arm's model, or
+        its own with shared_model false) or `nginx` / `haproxy` (in front of the "without" port's
+        model). `verify`: the spec's extra checks of the arm's answers, kept in the record."""
+        if hop is None:
+            if arm not in ("with", "without"):
+                raise ConfigError(f"arm {arm!r}: name its hop (model, orchestrator, nginx or haproxy)")
+            hop = legacy_hop(arm)
+        if hop not in HOPS:
+            raise ConfigError(f"arm {arm!r}: hop must be one of {', '.join(HOPS)}, got {hop!r}")
+        role = "without" if hop == "model" else "with"  # the seed's topology this arm has
         info = inspect(manifest)
         transport: Transport = info.transport
         flag = f"--{transport}-port"
         cpus = self._serving_cpus()
         pin = ["--cpus", ",".join(map(str, cpus))] if cpus else []
-        shared = arm == "with" and self.shared_model
-        if arm == "without":
-            public, wanted = self.ports.without_orchestrator, [self.ports.without_orchestrator]
+        shared = role == "with" and (self.shared_model or hop in PROXY_KINDS)
+        if role == "without":
+            public = port or self.ports.without_orchestrator
+            wanted = [public]
         elif shared:
-            public, wanted = self.ports.with_orchestrator, [self.ports.with_orchestrator]
+            public = port or self.ports.with_orchestrator
+            wanted = [public]
             if port_free(self.host, self.ports.without_orchestrator):
                 raise PlatformError(
-                    f"arm 'with' fronts the 'without' arm's model on port {self.ports.without_orchestrator}, "
-                    f"and nothing listens there: deploy 'without' first ({transport})"
+                    f"arm {arm!r} fronts the baseline's model on port {self.ports.without_orchestrator}, "
+                    f"and nothing listens there: deploy the baseline first ({transport})"
                 )
         else:
-            public, wanted = self.ports.with_orchestrator, [self.ports.with_orchestrator, self.ports.internal]
-        for port in wanted:
-            if not port_free(self.host, port):
-                raise PlatformError(
-                    f"port {port} on {self.host} is already in use (arm {arm!r}, {transport})"
-                )
+            public = port or self.ports.with_orchestrator
+            wanted = [public, self.ports.internal]
+        for p in wanted:
+            if not port_free(self.host, p):
+                raise PlatformError(f"port {p} on {self.host} is already in use (arm {arm!r}, {transport})")
         logs = self.run_dir / "logs"
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        if arm == "without":
+        if role == "without":
             model_port = public
         else:
             model_port = self.ports.without_orchestrator if shared else self.ports.internal
@@ -205,33 +228,99 @@ class LocalPlatform:
         ]
         procs: list[dict[str, Any]] = []
         with deferred_signals(), kill_on_error(procs):  # no server may outlive an unsaved record
-            self._spawn_arm(
-                procs,
-                info.name,
-                arm,
-                transport,
-                None if shared else model_args,
-                flag,
-                public,
-                model_port,
-                pin,
-                logs,
-                stamp,
-            )
+            if hop in PROXY_KINDS:
+                self._spawn_proxy(procs, hop, arm, transport, public, model_port, cpus)
+            else:
+                self._spawn_arm(
+                    procs,
+                    info.name,
+                    arm,
+                    transport,
+                    None if shared else model_args,
+                    flag,
+                    public,
+                    model_port,
+                    pin,
+                    logs,
+                    stamp,
+                    orchestrator=hop == "orchestrator",
+                )
             record = self._record(
-                info.name, info.model_name, transport, arm, public, procs, cpus, record_path
+                info.name,
+                info.model_name,
+                transport,
+                arm,
+                public,
+                procs,
+                cpus,
+                record_path,
+                hop=hop,
+                internal_port=None if role == "without" else model_port,
+                verify=verify,
             )
         return record
 
-    def alias(self, manifest: dict[str, Any], record_path: Path) -> DeploymentRecord:
+    def _spawn_proxy(
+        self,
+        procs: list[dict[str, Any]],
+        kind: str,
+        arm: ArmName,
+        transport: Transport,
+        public: int,
+        model_port: int,
+        cpus: list[int] | None,
+    ) -> None:
+        """nginx or HAProxy on `public`, in front of the model on `model_port`, pinned like the
+        servers; started in its own session so it outlives this step, recorded like them."""
+        from orchbench.core.platform.proxies import ProxySpec, spawn_proxy
+
+        upstream = f"{self.host}:{model_port}"
+        rest = transport == "rest"
+        spec = ProxySpec(
+            kind,
+            rest_port=public if rest else None,
+            upstream_rest=upstream if rest else None,
+            grpc_port=None if rest else public,
+            upstream_grpc=None if rest else upstream,
+            cpus=cpus,
+            host=self.host,
+        )
+        proxy = spawn_proxy(spec, self.run_dir / "proxies" / f"{arm}-{transport}")
+        CHILDREN[proxy.pid] = proxy.popen
+        procs.append(
+            {
+                "role": kind,
+                "pid": proxy.pid,
+                "pgid": proxy.pid,
+                "cmdline": proxy.cmd,
+                "starttime": None,
+                "log": str(proxy.log),
+                "port": public,
+            }
+        )
+        proxy.wait_ready()
+        procs[-1] = proxy.record()
+
+    def alias(
+        self, manifest: dict[str, Any], record_path: Path, arm: ArmName = "without"
+    ) -> DeploymentRecord:
         """A/A with a shared model: a record of the running "without" endpoint itself, with no process
-        of its own, to stand in for "with", so both arms measure the very same path."""
+        of its own, to stand in for "with" (or for `arm`, an arm with hop model besides the baseline),
+        so both arms measure the very same path."""
         info = inspect(manifest)
         port = self.ports.without_orchestrator
         if port_free(self.host, port):
             raise PlatformError(f"A/A: nothing listens on the 'without' port {port}: deploy 'without' first")
         return self._record(
-            info.name, info.model_name, info.transport, "without", port, [], self._serving_cpus(), record_path
+            info.name,
+            info.model_name,
+            info.transport,
+            arm,
+            port,
+            [],
+            self._serving_cpus(),
+            record_path,
+            hop="model",
         )
 
     def _spawn_arm(
@@ -247,14 +336,18 @@ class LocalPlatform:
         pin: list[str],
         logs: Path,
         stamp: str,
+        orchestrator: bool | None = None,
     ) -> None:
         """Start the arm's processes: its model server (unless `model_args` is None: the model is
-        shared) and, for "with", the orchestrator in front of the model on `model_port`."""
+        shared) and, for an orchestrator arm ("with"), the orchestrator in front of the model on
+        `model_port`."""
+        if orchestrator is None:
+            orchestrator = arm == "with"
         if model_args is not None:
             model_log = logs / f"{name}-{arm}-{transport}-model-{stamp}.log"
             procs.append(self._spawn("model_server", model_args, model_log))
             procs[-1]["port"] = model_port
-        if arm == "with":
+        if orchestrator:
             orch_args = [
                 flag,
                 str(public),
@@ -286,7 +379,19 @@ class LocalPlatform:
         procs: list[dict[str, Any]],
         cpus: list[int] | None,
         record_path: Path,
+        hop: str | None = None,
+        internal_port: int | bool | None = False,
+        verify: list[dict[str, Any]] | None = None,
     ) -> DeploymentRecord:
+        hop = hop or legacy_hop(arm)
+        if internal_port is False:
+            internal_port = (
+                None
+                if hop == "model"
+                else self.ports.without_orchestrator
+                if self.shared_model
+                else self.ports.internal
+            )
         record = DeploymentRecord(
             platform=self.name,
             name=name,
@@ -296,19 +401,15 @@ class LocalPlatform:
             details={
                 "host": self.host,
                 "port": public,
-                "internal_port": (
-                    None
-                    if arm == "without"
-                    else self.ports.without_orchestrator
-                    if self.shared_model
-                    else self.ports.internal
-                ),
+                "internal_port": internal_port,
+                "hop": hop,
+                "verify": list(verify or []),
                 "shared_model": self.shared_model,
                 "ports": asdict(self.ports),
                 "processes": procs,
                 "serving_cpus": cpus,
                 "cpu_pinning": bool(cpus),
-                "inject_delay_ms": self.inject_delay_ms if arm == "with" else 0.0,
+                "inject_delay_ms": self.inject_delay_ms if hop == "orchestrator" else 0.0,
                 "model_threads": self.model_threads,
                 "impl": self.impl,
                 "run_dir": str(self.run_dir),
@@ -370,7 +471,10 @@ class LocalPlatform:
 
     # verify ----------------------------------------------------------------------------------------
     def verify_arm(self, record: DeploymentRecord, endpoint: Endpoint) -> ArmEvidence:
-        return verify_arm(endpoint)
+        """The record's hop and checks (an endpoint claiming another arm: that arm's seed reading)."""
+        if endpoint.arm != record.arm:
+            return verify_arm(endpoint, legacy_hop(endpoint.arm))
+        return verify_arm(endpoint, record.details.get("hop"), record.details.get("verify"))
 
     # teardown --------------------------------------------------------------------------------------
     def teardown(self, record: DeploymentRecord, grace_s: float = 5.0) -> None:

@@ -44,8 +44,19 @@ def grpc_predict(endpoint: Endpoint, timeout_s: float) -> Any:
         return c.predict(grpc_payload(endpoint.model_name))
 
 
-def verify_arm(endpoint: Endpoint) -> ArmEvidence:
-    """The orchestrator is on the path of `endpoint` exactly when its arm is "with"."""
+#: What answers of each local hop carry: (header, value it must have, or None: must be absent).
+def hop_markers(hop: str) -> list[tuple[str, str | None]]:
+    from orchbench.core.platform.proxies import HOP_HEADER, KINDS
+
+    return [
+        (MARKER, "executor" if hop == "orchestrator" else None),
+        (HOP_HEADER, hop if hop in KINDS else None),
+    ]
+
+
+def _answer_headers(endpoint: Endpoint) -> tuple[dict[str, str], str]:
+    """One real predict through the endpoint: its response headers (REST) or initial metadata
+    (gRPC), and how they were obtained."""
     if endpoint.transport == "rest":
         from serving.client import HttpClient
 
@@ -56,25 +67,49 @@ def verify_arm(endpoint: Endpoint) -> ArmEvidence:
                 (PAYLOADS / "flowers.json").read_bytes(),
             )
         if r.status != 200:
-            raise ArmVerificationError(f"{endpoint.url} answered HTTP {r.status}: {r.body[:200]!r}")
-        marker = r.headers.get(MARKER)
-        how = (
-            f"REST response header {MARKER}={marker}" if marker else f"REST response without {MARKER} header"
-        )
-    else:
-        res = grpc_predict(endpoint, timeout_s=10.0)
-        if res.code.name != "OK":
-            raise ArmVerificationError(f"gRPC {endpoint.grpc_target} answered {res.code.name}: {res.details}")
-        marker = res.initial_metadata.get(MARKER)
-        how = (
-            f"gRPC initial metadata {MARKER}={marker}"
-            if marker
-            else f"gRPC initial metadata without {MARKER}"
-        )
-    on_path = marker == "executor"
-    if on_path != (endpoint.arm == "with"):
+            raise ArmVerificationError(
+                f"arm {endpoint.arm!r}: {endpoint.url} answered HTTP {r.status}: {r.body[:200]!r}"
+            )
+        return {k.lower(): v for k, v in r.headers.items()}, "REST response header"
+    res = grpc_predict(endpoint, timeout_s=10.0)
+    if res.code.name != "OK":
         raise ArmVerificationError(
-            f"arm {endpoint.arm!r} on port {endpoint.port}: orchestrator "
-            f"{'present' if on_path else 'absent'} ({how})"
+            f"arm {endpoint.arm!r}: gRPC {endpoint.grpc_target} answered {res.code.name}: {res.details}"
         )
-    return ArmEvidence(arm=endpoint.arm, orchestrator_on_path=on_path, how=how)
+    return {k.lower(): v for k, v in dict(res.initial_metadata).items()}, "gRPC initial metadata"
+
+
+def legacy_hop(arm: str) -> str:
+    """The seed's arms: "with" is the orchestrator, "without" the model server direct."""
+    return "orchestrator" if arm == "with" else "model"
+
+
+def verify_arm(
+    endpoint: Endpoint, hop: str | None = None, checks: list[dict[str, Any]] | None = None
+) -> ArmEvidence:
+    """The arm's answers carry its hop's marker and no other hop's (the model server direct: none),
+    plus the spec's own `verify` checks (header present, optionally with a value, or absent)."""
+    hop = hop or legacy_hop(endpoint.arm)
+    headers, where = _answer_headers(endpoint)
+    wanted = [(h, v, v is not None) for h, v in hop_markers(hop)]
+    wanted += [(c["header"].lower(), c.get("value"), bool(c.get("present", True))) for c in checks or []]
+    seen = []
+    for header, value, present in wanted:
+        got = headers.get(header)
+        ok = (got is not None and (value is None or got == value)) if present else got is None
+        if not ok:
+            what = f"{header}={got}" if got is not None else f"no {header}"
+            need = f"{header}={value}" if present and value else (header if present else f"no {header}")
+            raise ArmVerificationError(
+                f"arm {endpoint.arm!r} (hop {hop}) on port {endpoint.port}: {where} has {what}, "
+                f"expected {need}"
+            )
+        seen.append(f"{header}={got}" if got is not None else f"no {header}")
+    how = f"{where} " + ", ".join(seen)
+    return ArmEvidence(
+        arm=endpoint.arm,
+        orchestrator_on_path=headers.get(MARKER) == "executor",
+        how=how,
+        verified=True,
+        hop=hop,
+    )

@@ -341,3 +341,14 @@ def start_proxy(spec: ProxySpec, folder: Path, timeout_s: float = 15.0) -> Proxy
             proxy.stop(grace_s=1.0)
         raise
     return proxy
+
+
+def require(kinds: Sequence[str]) -> None:
+    """Before a run starts: every proxy it needs is installed (ProxyUnavailable, exit 2, one line
+    naming what to install, otherwise)."""
+    missing = [k for k in kinds if not available(k)]
+    if missing:
+        raise ProxyUnavailable(
+            f"this spec puts {' and '.join(missing)} in an arm, and {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not installed: apt-get install {' '.join(missing)}"
+        )
