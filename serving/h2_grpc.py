@@ -168,7 +168,7 @@ class GrpcH2Protocol(asyncio.Protocol):
             S_ENABLE_PUSH,
             0,
         )
-        transport.write(
+        self.transport.write(
             frame(SETTINGS, 0, 0, settings)
             + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", RECV_WINDOW - DEFAULT_WINDOW))
         )

@@ -82,7 +82,15 @@ def load(spec_json: str) -> Spec:
     return spec_from_json(spec_json)
 
 
-def platform_for(spec: Spec, state_dir: str, aa_copy: bool = False) -> Platform:
+def platform_for(spec: Spec, state_dir: str, aa_copy: bool = False, transport: str = "rest") -> Platform:
+    """The spec's platform. `transport`: what a KServe / Seldon v2 platform renders `deploy`'s objects
+    for (wait, verify and teardown read everything from the record)."""
+    if spec.custom_kind():
+        return custom_platform(spec, transport)
+    if spec.platform == "endpoints":  # nothing deployed: the arms' own URLs
+        from orchbench.core.platform.endpoints import endpoints_platform
+
+        return endpoints_platform(spec, transport)  # type: ignore[arg-type]
     if spec.platform == "local":
         from orchbench.core.platform.local import LocalPlatform
 
@@ -99,10 +107,29 @@ def platform_for(spec: Spec, state_dir: str, aa_copy: bool = False) -> Platform:
                 "grpc": local.orchestrator_grpc_impl,
                 "model_grpc": local.model_grpc_impl,
             },
+            endpoint_extras=spec.endpoint_extras(),
         )
     from orchbench.core.platform.kubernetes import platform_from_spec
 
     return platform_from_spec(spec)
+
+
+def custom_platform(spec: Spec, transport: str = "rest") -> Any:
+    """kubernetes.kind kserve / seldon2: KServePlatform / Seldon2Platform with the spec's options for
+    `transport`, in-cluster inside an Argo pod, else from the kubeconfig."""
+    from orchbench.core.platform.k8s_common import config_from_spec
+    from orchbench.core.platform.k8s_kinds import kserve_options, seldon2_options
+    from orchbench.core.platform.kserve import KServePlatform
+    from orchbench.core.platform.seldon2 import Seldon2Platform
+
+    config = config_from_spec(spec)
+    if spec.custom_kind() == "kserve":
+        platform = KServePlatform.from_environment(config)
+        platform.options = kserve_options(spec, transport)
+    else:
+        platform = Seldon2Platform.from_environment(config)
+        platform.options = seldon2_options(spec, transport)
+    return platform
 
 
 def local_ports(spec: Spec, aa_copy: bool = False) -> Any:

@@ -12,6 +12,7 @@ from pathlib import Path
 from orchbench.core.analysis import Block, build_tables, deployment_reuse, overheads_table, summarise
 from orchbench.core.errors import ConfigError
 from orchbench.core.provenance import collect
+from orchbench.core.spec import Spec
 from orchbench.fsio import write_text
 from results_schema import load_summary, write_table
 from results_schema.samples import load_samples
@@ -63,16 +64,8 @@ def compare(spec: str, results_dir: str = "", run_id: str = "") -> None:
     blocks = read_blocks(in_dir("raw"))
     floor_file = in_dir("floor") / "floor.json"
     floor = json.loads(floor_file.read_text()) if floor_file.exists() else None
-    summary = summarise(s, blocks, floor, run_id, collect())
-    prov = summary["provenance"]
-    runs, samples = build_tables(blocks, run_id, prov, _floor_p50_ns(floor), deployment_reuse(s))
     out = out_dir("results")
-    write_table(runs, out / "results.parquet", "runs")
-    write_table(samples, out / "samples.parquet", "samples")
-    write_table(overheads_table(summary, time.time_ns(), prov), out / "overheads.parquet", "overheads")
-    write_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
-    if floor is not None:
-        write_text(out / "floor.json", json.dumps(floor, indent=2, sort_keys=True))
+    summary = write_results(s, blocks, floor, run_id, out)
     for transport in s.transports:
         res = summary[transport]
         o = res["overhead_ms"]
@@ -83,6 +76,23 @@ def compare(spec: str, results_dir: str = "", run_id: str = "") -> None:
         )
     if results_dir:
         publish(out, Path(results_dir))
+
+
+def write_results(
+    s: Spec, blocks: list[Block], floor: dict | None, run_id: str, out: Path, extra: dict | None = None
+) -> dict:
+    """The Parquet tables and summary.json (with `extra` keys merged in) of `blocks`, into `out`."""
+    summary = summarise(s, blocks, floor, run_id, collect())
+    summary.update(extra or {})
+    prov = summary["provenance"]
+    runs, samples = build_tables(blocks, run_id, prov, _floor_p50_ns(floor), deployment_reuse(s))
+    write_table(runs, out / "results.parquet", "runs")
+    write_table(samples, out / "samples.parquet", "samples")
+    write_table(overheads_table(summary, time.time_ns(), prov), out / "overheads.parquet", "overheads")
+    write_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
+    if floor is not None:
+        write_text(out / "floor.json", json.dumps(floor, indent=2, sort_keys=True))
+    return summary
 
 
 def publish(out: Path, results_dir: Path) -> None:

@@ -21,8 +21,16 @@ def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str
     s = load(spec)
     t, a = cast(Transport, transport), arm
     definition = s.arm(arm)  # refuses an arm the spec does not name
-    platform = platform_for(s, state_dir)
     path = record_path(state_dir, t, arm)
+    if s.custom_kind():  # KServe / Seldon v2: the arm's objects rendered from the one manifest
+        record = platform_for(s, state_dir, transport=t).deploy(s.manifest_document(), arm, path)
+        log(f"deployed {record.name} ({transport}, {arm}: {s.custom_kind()})")
+        return json.dumps(asdict(record), sort_keys=True)
+    if s.platform == "endpoints":  # nothing deployed: the arm's target is recorded
+        record = platform_for(s, state_dir, transport=t).deploy({}, arm, path)
+        log(f"recorded {record.name} ({transport}, {arm}: endpoints)")
+        return json.dumps(asdict(record), sort_keys=True)
+    platform = platform_for(s, state_dir)
     if s.platform == "local" and s.arms is not None:
         local = cast("LocalPlatform", platform)
         hop = definition.local_hop()
@@ -33,7 +41,8 @@ def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str
             name=deployment_name(s, t, arm),
         )
         verify = [v.model_dump() for v in definition.verify]
-        if hop == "model" and not definition.baseline:  # an A/A control: the baseline's endpoint
+        if hop == "model" and not definition.baseline and not definition.aa:
+            # hop model without aa: the baseline's endpoint under a second name (aa: its own process)
             record = local.alias(manifest, path, arm=arm)
             record.details["verify"] = verify
             record.save(path)

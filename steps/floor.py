@@ -59,7 +59,8 @@ def floor(spec: str, state_dir: str) -> None:
         from orchbench.core.platform.local import read_cpu_plan
 
         plan = read_cpu_plan(Path(state_dir)) or {}
-        rest = payload_file(s, "rest")[0] if "rest" in s.transports else SHIPPED_PAYLOADS["rest"]
+        own = "rest" in s.transports and s.protocol == "tfserving"  # the model alone reads a TF body
+        rest = payload_file(s, "rest")[0] if own else SHIPPED_PAYLOADS["rest"]
         result["model"] = model_latency(
             rest,
             100,

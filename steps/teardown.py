@@ -3,7 +3,16 @@
 from orchbench.core.arms import ArmName, Transport
 from orchbench.core.errors import OrchbenchError, PlatformError
 from orchbench.core.platform.base import DeploymentRecord
-from steps.common import deployment_name, load, log, platform_for, record_from_json, record_path, step
+from steps.common import (
+    custom_platform,
+    deployment_name,
+    load,
+    log,
+    platform_for,
+    record_from_json,
+    record_path,
+    step,
+)
 
 
 @step
@@ -21,6 +30,10 @@ def _known_record(
     path = record_path(state_dir, transport, arm)
     if path.exists():
         return DeploymentRecord.load(path)
+    if s.custom_kind():  # KServe / Seldon v2: the record (its `objects`) rendered again, as deploy did
+        platform = custom_platform(s, transport)
+        record: DeploymentRecord = platform.plan(s.manifest_document(), arm)[0]
+        return record
     if s.platform == "kubernetes":  # deterministic names: a record can be rebuilt without the file
         return DeploymentRecord(
             "kubernetes",

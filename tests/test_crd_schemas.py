@@ -31,6 +31,7 @@ from kubernetes import client
 
 from orchbench.core import manifest as manifests
 from orchbench.core.platform.k8s_common import KubernetesConfig
+from orchbench.core.platform.k8s_kinds import render_arms
 from orchbench.core.platform.kserve_render import KServeOptions, render_kserve
 from orchbench.core.platform.kubernetes import KubernetesPlatform
 from orchbench.core.platform.seldon2_render import Seldon2Options, render_seldon2
@@ -162,7 +163,9 @@ def _seldon_v1_renderings() -> Iterator[tuple[str, dict[str, Any]]]:
     platform = KubernetesPlatform(KubernetesConfig(namespace="seldon"), api_client=client.ApiClient())
     sources = {"manifests/tf_flowers.yaml": manifests.load_manifest(REPO / "manifests" / "tf_flowers.yaml")}
     for spec_path in sorted((REPO / "specs").glob("*.yaml")):
-        sources[f"specs/{spec_path.name}"] = load_spec(spec_path).manifest_document()
+        spec = load_spec(spec_path)
+        if spec.custom_kind() is None:
+            sources[f"specs/{spec_path.name}"] = spec.manifest_document()
     for source, manifest in sources.items():
         for transport in ("rest", "grpc"):
             for arm in ("with", "without"):
@@ -190,8 +193,29 @@ def _seldon2_renderings() -> Iterator[tuple[str, dict[str, Any]]]:
                 yield f"seldon2 {transport}/{arm.arm} {obj['kind']}", obj
 
 
+def _shipped_custom_renderings() -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every arm of every shipped KServe / Seldon v2 spec, as the deploy step renders it (the spec's
+    options, each transport it runs and, to cover both, gRPC too where the arms allow it)."""
+    for spec_path in sorted((REPO / "specs").glob("*.yaml")):
+        spec = load_spec(spec_path)
+        if spec.custom_kind() is None:
+            continue
+        manifest = spec.manifest_document()
+        transports = set(spec.transports) | ({"grpc"} if "graph" not in spec.arm_names() else set())
+        for transport in sorted(transports):
+            for placement in (None, PLACEMENT):
+                for arm in render_arms(spec, manifest, transport, placement).values():
+                    for obj in arm.objects:
+                        yield f"specs/{spec_path.name} {transport}/{arm.arm} {obj['kind']}", obj
+
+
 def all_renderings() -> list[tuple[str, dict[str, Any]]]:
-    return [*_seldon_v1_renderings(), *_kserve_renderings(), *_seldon2_renderings()]
+    return [
+        *_seldon_v1_renderings(),
+        *_kserve_renderings(),
+        *_seldon2_renderings(),
+        *_shipped_custom_renderings(),
+    ]
 
 
 RENDERINGS = all_renderings()
@@ -201,6 +225,21 @@ RENDERINGS = all_renderings()
 def test_rendering_matches_its_crd(label: str, obj: dict[str, Any]) -> None:
     assert schema_errors(obj) == []
     assert pruned_fields(obj) == []
+
+
+def test_every_shipped_spec_and_arm_is_covered() -> None:
+    shipped = {label.split(" ")[0] for label, _ in RENDERINGS if label.startswith("specs/")}
+    custom = {f"specs/{p.name}" for p in (REPO / "specs").glob("*.yaml") if load_spec(p).custom_kind()}
+    assert {"specs/kserve.yaml", "specs/seldon2.yaml"} <= custom
+    assert shipped == {f"specs/{p.name}" for p in (REPO / "specs").glob("*.yaml")}
+    for path in sorted(custom):
+        spec = load_spec(REPO / path)
+        arms = {
+            obj["metadata"]["labels"]["orchbench.io/arm"]
+            for label, obj in RENDERINGS
+            if label.startswith(path)
+        }
+        assert arms == set(spec.arm_names()), path
 
 
 def test_every_kind_and_arm_is_covered() -> None:

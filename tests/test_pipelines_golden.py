@@ -19,7 +19,7 @@ from tests.helpers import ROOT
 
 GOLDEN = ROOT / "pipelines" / "golden"
 ARGO_SCHEMA = ROOT.parent / "shared" / "argo" / "workflow-schema-v4.1.json"
-CASES = [(spec, kind) for spec in ("default", "seed") for kind in KINDS]
+CASES = [(spec, kind) for spec in ("default", "seed", "kserve", "seldon2") for kind in KINDS]
 
 
 def _normalise(d):

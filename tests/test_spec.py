@@ -140,3 +140,82 @@ def test_proxies_spec_ships():
     spec = load_spec("proxies")
     assert spec.baseline == "direct" and spec.compared_arms() == ["orchestrator", "nginx", "haproxy"]
     assert spec.interleave() == "request" and spec.transports == ["rest", "grpc"]
+
+
+def _kind_spec(tmp_path, name, **changes):
+    import yaml as _yaml
+
+    from orchbench.core.paths import SPECS
+    from orchbench.core.spec import load_spec as _load
+
+    data = _yaml.safe_load((SPECS / f"{name}.yaml").read_text())
+    for dotted, value in changes.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    if isinstance(data["manifest"], str):
+        data["manifest"] = str(SPECS / data["manifest"])
+    data["payloads"] = {t: str(SPECS / p) for t, p in data["payloads"].items()}
+    path = tmp_path / "spec.yaml"
+    path.write_text(_yaml.safe_dump(data))
+    return _load(path)
+
+
+def test_kserve_and_seldon2_specs_ship_and_keep_seldon_specs_as_they_were(tmp_path):
+    kserve, seldon2 = load_spec("kserve"), load_spec("seldon2")
+    assert (kserve.custom_kind(), kserve.baseline, kserve.compared_arms()) == (
+        "kserve",
+        "raw",
+        ["serverless", "graph"],
+    )
+    assert (seldon2.custom_kind(), seldon2.baseline) == ("seldon2", "direct")
+    assert kserve.manifest_document()["kind"] == "InferenceService"
+    assert (
+        "kind" not in load_spec("seed").to_json_dict()["kubernetes"]
+    )  # the seed's compiled form is unchanged
+
+
+def test_a_rendering_with_the_same_hop_in_two_arms_is_refused_in_one_line(tmp_path):
+    # a graph fronting a Knative service next to the Knative arm: both add queue-proxy & co.
+    with pytest.raises(ConfigError, match="arms 'graph' and 'serverless' both put") as exc:
+        _kind_spec(tmp_path, "kserve", **{"kubernetes.kserve.graph_backend": "serverless"})
+    assert exc.value.exit_code == 2 and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "message"),
+    [
+        (
+            "kserve",
+            {"arms": [{"name": "raw", "baseline": True}, {"name": "with"}]},
+            "the arms are raw, serverless, graph",
+        ),
+        ("kserve", {"protocol": "tfserving"}, "set protocol: v2"),
+        (
+            "kserve",
+            {"kubernetes.seldon2": {"server": "x"}},
+            "kubernetes.seldon2 applies with kubernetes.kind seldon2",
+        ),
+        ("kserve", {"transports": ["rest", "grpc"], "payloads": None}, None),
+        ("seldon2", {"manifest": "../manifests/kserve_sklearn_iris.yaml"}, "expected kind Model"),
+        ("seldon2", {"kubernetes.kind": "seldon"}, "kubernetes.seldon2 applies with kubernetes.kind seldon2"),
+    ],
+)
+def test_bad_kind_specs_one_line(tmp_path, name, changes, message):
+    if changes.get("payloads", 0) is None:  # gRPC with the graph arm: the router serves HTTP only
+        changes = {"transports": ["rest", "grpc"]}
+        message = "payloads.grpc|router serves HTTP only"
+    with pytest.raises(ConfigError, match=message):
+        _kind_spec(tmp_path, name, **changes)
+
+
+def test_kind_spec_with_inline_manifest(tmp_path):
+    import yaml as _yaml
+
+    from orchbench.core.paths import MANIFESTS
+
+    doc = _yaml.safe_load((MANIFESTS / "seldon2_iris.yaml").read_text())
+    spec = _kind_spec(tmp_path, "seldon2", manifest=doc)
+    assert spec.manifest_document()["metadata"]["name"] == "iris"

@@ -84,9 +84,42 @@ def recovered(
     }
 
 
+def aa_row(
+    run: dict[str, Any], transport: str, run_delay: float, metric: str = "p50"
+) -> dict[str, Any] | None:
+    """Pure: the A/A arm's overhead in one run (two copies of the model, so the truth is 0): its
+    estimate and 95 % CI straight from the run's summary.json; `passed` when the CI covers 0."""
+    arm = run.get("aa_arm")
+    res = ((run.get(transport) or {}).get("by_arm") or {}).get(arm) if arm else None
+    if res is None:
+        return None
+    e = res["overhead_ms"][metric]
+    se, df = _se_df(e, f"{transport} A/A arm {arm} (run with {run_delay:g} ms injected)")
+    lo, hi = e["ci95"]
+    covers = lo <= 0.0 <= hi
+    return {
+        "kind": "aa",
+        "arm": arm,
+        "transport": transport,
+        "run_delay_ms": run_delay,
+        "injected_ms": 0.0,
+        "recovered_ms": round(float(e["estimate"]), 4),
+        "ci95": [round(float(lo), 4), round(float(hi), 4)],
+        "se_ms": round(se, 5),
+        "df": df,
+        "error_ms": round(float(e["estimate"]), 4),
+        "metric": metric,
+        "covers": bool(covers),
+        "passed": bool(covers),
+    }
+
+
 def table_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The terminal table (80 columns): one line per transport and delay."""
+    """The terminal table (80 columns): one line per transport and delay, then the A/A arm's
+    interval per run and transport (two copies of the model: it should cover 0)."""
     out = [f"{'transport':<10}{'injected':>9}{'recovered':>11}{'95% CI ms':>20}{'error':>9}  ok"]
+    aa_rows = [r for r in rows if r.get("kind") == "aa"]
+    rows = [r for r in rows if r.get("kind") != "aa"]
     for r in rows:
         ci = f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
         why = (
@@ -98,10 +131,21 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
             f"{r['transport']:<10}{r['injected_ms']:>9.3f}{r['recovered_ms']:>11.3f}{ci:>20}"
             f"{r['error_ms']:>+9.3f}  {'yes' if r['passed'] else 'NO' + why}"
         )
+    if aa_rows:
+        out.append(f"A/A arm {aa_rows[0]['arm']} (a second model server; its interval should cover 0)")
+        out.append(f"{'transport':<10}{'run':>9}{'overhead':>11}{'95% CI ms':>20}{'':>9}  covers 0")
+        for r in aa_rows:
+            ci = f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
+            run = f"{r['run_delay_ms']:g} ms"
+            out.append(
+                f"{r['transport']:<10}{run:>9}{r['recovered_ms']:>+11.3f}{ci:>20}{'':>9}  "
+                f"{'yes' if r['covers'] else 'NO'}"
+            )
     return out
 
 
-def calibrate(delays: list[float], spec: Path | None, out: Path, quiet: bool = True) -> list[dict[str, Any]]:
+def calibrate(delays: list[float], spec: Path | None, out: Path, quiet: bool = False) -> list[dict[str, Any]]:
+    """Every run with the live progress display on stderr (step `calibrate: <delay>`), unless quiet."""
     spec = spec or CALIBRATE_SPEC
     blocks = load_spec(spec).blocks
     if blocks < 2:
@@ -110,9 +154,18 @@ def calibrate(delays: list[float], spec: Path | None, out: Path, quiet: bool = T
         )
     runs: dict[float, dict[str, Any]] = {}
     for delay in [0.0, *delays]:
-        run_dir = run_local(spec, out / f"delay-{delay:g}ms", {"local.inject_delay_ms": delay}, quiet=True)
+        run_dir = run_local(
+            spec,
+            out / f"delay-{delay:g}ms",
+            {"local.inject_delay_ms": delay},
+            quiet=quiet,
+            step=f"calibrate: {delay:g} ms injected",
+            show_summary=False,
+        )
         runs[delay] = json.loads((run_dir / "summary.json").read_text())
     transports = [t for t in ("rest", "grpc") if t in runs[0.0]]
     rows = [recovered(runs[d], runs[0.0], t, d) for d in delays for t in transports]
+    # the A/A arm (aa: true in the spec), in every run: the noise between two copies of the model
+    rows += [r for d in [0.0, *delays] for t in transports if (r := aa_row(runs[d], t, d)) is not None]
     write_text(out / "calibration.json", json.dumps(rows, indent=2))
     return rows

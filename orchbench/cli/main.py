@@ -91,6 +91,55 @@ def cleanup(
 
 
 @app.command()
+def measure(
+    baseline: Annotated[
+        str | None, typer.Option(help="The baseline: REST base URL, or host:port for gRPC.")
+    ] = None,
+    arm: Annotated[
+        list[str] | None, typer.Option(help="NAME=URL of an arm compared with the baseline (repeat).")
+    ] = None,
+    transport: Annotated[str, typer.Option(help="rest or grpc.")] = "rest",
+    protocol: Annotated[
+        str, typer.Option(help="tfserving, v2 (Open Inference Protocol) or http.")
+    ] = "tfserving",
+    model: Annotated[str | None, typer.Option(help="Model name in paths and requests.")] = None,
+    payload: Annotated[Path | None, typer.Option(help="Request body file (default: per protocol).")] = None,
+    verify: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=HEADER the arm's answers must carry (NAME=!HEADER: must not) (repeat)."),
+    ] = None,
+    header: Annotated[
+        list[str] | None, typer.Option(help="NAME=VALUE or NAME=env:VARIABLE sent to every arm (repeat).")
+    ] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CA bundle for https / grpcs arms.")] = None,
+    insecure: Annotated[bool, typer.Option(help="No TLS certificate checks.")] = False,
+    duration: Annotated[float, typer.Option(help="Measured seconds per arm and block.")] = 10.0,
+    blocks: Annotated[int, typer.Option(help="Blocks (each measures every arm once).")] = 4,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<time>-measure).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress and no table.")] = False,
+) -> None:
+    """Measure your own endpoints: N arms against a baseline, interleaved request by request."""
+    from orchbench.cli.measure_cmd import run_measure
+
+    run_measure(
+        out,
+        quiet=quiet,
+        baseline=baseline,
+        arms=list(arm or []),
+        transport=transport,
+        protocol=protocol,
+        model=model,
+        payload=payload,
+        verify=list(verify or []),
+        headers=list(header or []),
+        ca_file=ca_file,
+        insecure=insecure,
+        duration_s=duration,
+        blocks=blocks,
+    )
+
+
+@app.command()
 def calibrate(
     delays: Annotated[
         str, typer.Option(help="Injected orchestrator delays in ms, comma-separated.")

@@ -13,11 +13,17 @@ from typing import Any
 
 import yaml
 
+from orchbench.cli.progress import RunProgress
+from orchbench.cli.tables import summary_tables
+from orchbench.core import precision_run
 from orchbench.core.errors import ConfigError
 from orchbench.core.machine import Cleanup, MachineLock, cleanup_run, holder
+from orchbench.core.report import build_report
 from orchbench.core.spec import Spec, load_spec
 from orchbench.fsio import write_text
+from pipelines.local_runner import LocalRunner
 from serving.lease import OWNER_ENV, owner_value
+from steps.compare import read_blocks, write_results
 
 
 def compiled(spec: Spec, kind: str) -> dict[str, Any]:
@@ -155,14 +161,13 @@ def run_local(
     overrides: dict[str, Any] | None = None,
     quiet: bool = False,
     wait: bool = False,
+    step: str = "run",
+    show_summary: bool = True,
 ) -> Path:
-    from orchbench.cli.progress import RunProgress
-    from pipelines.local_runner import LocalRunner
-
     spec = load_spec(spec_path)
     if overrides:
         spec = spec.with_overrides(overrides)
-    if spec.platform != "local":
+    if spec.platform not in ("local", "endpoints"):  # endpoints: the user's own stack, from here
         raise ConfigError(
             f"spec platform is {spec.platform!r}: `orchbench run` runs locally; use "
             "`orchbench compile` + `argo submit` or `orchbench submit` for a cluster"
@@ -179,32 +184,81 @@ def run_local(
         if previous:
             clean_up_after(previous)
         _writable(out)
-        write_text(out / "spec.yaml", yaml.safe_dump(spec.to_json_dict(), sort_keys=False))
-        write_text(out / "workflow.yaml", to_yaml(workflow))
-        owner = owner_value()
-        old_owner = os.environ.get(OWNER_ENV)
-        os.environ[OWNER_ENV] = owner  # every process the run starts carries it (their lease)
-        write_text(out / OWNER_FILE, json.dumps({"owner": owner, "pid": os.getpid()}))
-        runner = LocalRunner(
-            workflow, out, parameters={"state-dir": str(out / "state"), "results-dir": str(out)}
-        )
-        progress = RunProgress(workflow, quiet=quiet)
-        runner.on_event = progress.event
-        # SIGINT, SIGTERM and a closed terminal (SIGHUP) stop the run: the exit handler tears down
-        try:
-            with progress:
-                runner.run()
-        finally:
-            if old_owner is None:
-                os.environ.pop(OWNER_ENV, None)
-            else:
-                os.environ[OWNER_ENV] = old_owner
-            collect_raw(out)
+        progress = RunProgress(workflow, quiet=quiet, spec=spec, run_dir=out, step=step)
+        run_workflow(spec, workflow, out, progress)
+        if spec.load.precision_ms is not None:
+            extend_to_precision(spec, out, quiet, step, progress.blocks)
     finally:
         lock.release()
-    if not quiet:
+    if not quiet and show_summary:
         print_summary(out)
     return out
+
+
+def run_workflow(spec: Spec, workflow: dict[str, Any], out: Path, progress: RunProgress) -> None:
+    """One compiled workflow, executed by the local runner into `out` (under the machine lock)."""
+    write_text(out / "spec.yaml", yaml.safe_dump(spec.to_json_dict(), sort_keys=False))
+    write_text(out / "workflow.yaml", to_yaml(workflow))
+    owner = owner_value()
+    old_owner = os.environ.get(OWNER_ENV)
+    os.environ[OWNER_ENV] = owner  # every process the run starts carries it (their lease)
+    write_text(out / OWNER_FILE, json.dumps({"owner": owner, "pid": os.getpid()}))
+    runner = LocalRunner(workflow, out, parameters={"state-dir": str(out / "state"), "results-dir": str(out)})
+    runner.on_event = progress.event
+    # SIGINT, SIGTERM and a closed terminal (SIGHUP) stop the run: the exit handler tears down
+    try:
+        with progress:
+            runner.run()
+    finally:
+        if old_owner is None:
+            os.environ.pop(OWNER_ENV, None)
+        else:
+            os.environ[OWNER_ENV] = old_owner
+        collect_raw(out)
+
+
+#: A precision-targeted run's second workflow runs here, inside the run directory.
+EXTENSION_DIR = "extension"
+
+
+def extend_to_precision(spec: Spec, out: Path, quiet: bool, step: str, pilot_blocks: list[Any]) -> None:
+    """`load.precision_ms`: the workflow just run was the pilot. Size the run from its summary.json
+    (orchbench.core.precision_run), run the remaining blocks as a second workflow in OUT/extension
+    (every arm deployed afresh), then one final compare over all blocks into OUT (the pilot's own
+    summary kept as OUT/pilot-summary.json)."""
+    pilot = json.loads((out / "summary.json").read_text())
+    write_text(out / "pilot-summary.json", json.dumps(pilot, indent=2, sort_keys=True))
+    plan = precision_run.plan_for(spec, pilot)
+    if not quiet:
+        print(f"orchbench: {precision_run.limited_line(plan)}", file=sys.stderr)
+    blocks = read_blocks(out / "raw")
+    orders = spec.block_order()
+    more = plan.n_blocks - plan.pilot_blocks
+    if more > 0:
+        ext = precision_run.extension_spec(spec, more)
+        ext_dir = out / EXTENSION_DIR
+        ext_dir.mkdir(parents=True, exist_ok=True)
+        progress = RunProgress(
+            compiled(ext, "workflow"),
+            quiet=quiet,
+            spec=ext,
+            run_dir=ext_dir,
+            step=f"{step} (extension)",
+            blocks_before=pilot_blocks,
+            blocks_total=plan.n_blocks,
+            block_offset=plan.pilot_blocks,
+        )
+        run_workflow(ext, compiled(ext, "workflow"), ext_dir, progress)
+        for b in read_blocks(ext_dir / "raw"):
+            b.meta["block"] = int(b.meta["block"]) + plan.pilot_blocks
+            b.raw_artifact = f"{EXTENSION_DIR}/{b.raw_artifact}"
+            blocks.append(b)
+        orders += ext.block_order()
+    floor_file = out / "floor.json"
+    floor = json.loads(floor_file.read_text()) if floor_file.exists() else None
+    extra = {"precision_run": precision_run.record(plan, spec), "block_order": orders}
+    write_results(spec, blocks, floor, str(pilot.get("run_id") or out.name), out, extra)
+    build_report(out)
 
 
 #: In a run folder: the ORCHBENCH_OWNER value its processes carry (for `orchbench cleanup RUN_DIR`).
@@ -251,49 +305,18 @@ def run_cleanup(run_dir: Path | None) -> None:
 
 def print_summary(out: Path) -> None:
     from rich.console import Console
-    from rich.table import Table
-
-    from orchbench.core.analysis import arm_results
 
     summary = json.loads((out / "summary.json").read_text())
-    tables = []
-    for transport in ("rest", "grpc"):
-        if not summary.get(transport):
-            continue
-        for arm, res in arm_results(summary[transport], summary.get("compared_arms")).items():
-            base = str(res.get("baseline", "without"))
-            seed = (arm, base) == ("with", "without")
-            title = (
-                f"orchestrator overhead, run {summary['run_id']}"
-                if seed
-                else (f"{transport}: {arm} − {base}, run {summary['run_id']}")
-            )
-            table = Table(title=title)
-            for col in (
-                "transport",
-                "metric",
-                "overhead ms",
-                "95% CI ms",
-                f"{arm} ms",
-                f"{base} ms",
-                "verdict",
-            ):
-                table.add_column(col[:14], justify="right" if "ms" in col else "left", overflow="fold")
-            for metric, est in res["overhead_ms"].items():
-                lo, hi = est["ci95"]
-                table.add_row(
-                    transport,
-                    metric,
-                    f"{est['estimate']:+.3f}",
-                    "n/a" if lo is None else f"[{lo:+.3f}, {hi:+.3f}]",
-                    f"{res['arms'].get(arm, {}).get('latency_ms', {}).get(metric, float('nan')):.3f}",
-                    f"{res['arms'].get(base, {}).get('latency_ms', {}).get(metric, float('nan')):.3f}",
-                    res["verdict"] if metric == "mean" else "",
-                )
-            tables.append(table)
     console = Console(width=80) if not sys.stdout.isatty() else Console()
-    for table in tables:
+    for table in summary_tables(summary):
         console.print(table)
+    run = summary.get("precision_run")
+    if run:
+        console.print(run["line"])
+    for transport in ("rest", "grpc"):
+        line = ((summary.get(transport) or {}).get("precision") or {}).get("line")
+        if line:
+            console.print(f"{transport}: {line}")
     floor = (summary.get("floor") or {}).get("k6") or {}
     for transport in ("rest", "grpc"):
         p50 = (floor.get(transport) or {}).get("p50_ms")

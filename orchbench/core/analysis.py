@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from orchbench.core import design, stats, verdict
+from orchbench.core import aa, design, stats, verdict
 from orchbench.core.errors import ConfigError
 from orchbench.core.spec import Spec
 from results_schema.rows import RunContext, runs_row, runs_table, samples_table
@@ -224,6 +224,10 @@ def _paired_groups(
     return [p[arm] for p in pairs], [p[baseline] for p in pairs]
 
 
+#: Public: the running estimates of a watched run (orchbench.core.watch) pair blocks the same way.
+paired_groups = _paired_groups
+
+
 def transport_result(
     blocks: list[Block],
     threshold_ms: float | None,
@@ -410,9 +414,14 @@ def summarise(
             )
             for arm in spec.compared_arms()
         }
+        # an A/A arm (aa: true): its interval is the band every other arm is flagged against
+        flags = aa.flag_arms(by_arm, spec.aa_arm())
         # the first compared arm's figures at the top (the seed's one: "with"), every arm in by_arm
         first = spec.compared_arms()[0]
         summary[transport] = {**by_arm[first], "by_arm": by_arm}
+        if spec.aa_arm() is not None:
+            summary[transport]["within_aa_noise"] = flags
+    summary["aa_arm"] = spec.aa_arm()
     return summary
 
 

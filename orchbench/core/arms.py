@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Transport = Literal["rest", "grpc"]
@@ -24,21 +25,84 @@ PORT_WITH_ORCHESTRATOR = 8000
 PORT_WITHOUT_ORCHESTRATOR = 9000
 
 GRPC_METHOD = "tensorflow.serving.PredictionService/Predict"
+#: The Open Inference Protocol's gRPC inference method (serving.v2.INFER_PATH without the slash).
+V2_GRPC_METHOD = "inference.GRPCInferenceService/ModelInfer"
+#: What a request speaks: TF-Serving's predict API, the Open Inference Protocol, or plain HTTP.
+Protocol = Literal["tfserving", "v2", "http"]
+PROTOCOLS: tuple[Protocol, ...] = ("tfserving", "v2", "http")
+
+#: An extra request header: its value, or {"env": NAME}: the value of that environment variable, read
+#: where the request is made (never written anywhere: records, configs and results carry NAME only).
+HeaderValue = str | dict[str, str]
+
+
+def header_values(headers: dict[str, HeaderValue] | None) -> dict[str, str]:
+    """The headers with env-sourced values read from this process's environment (a missing variable
+    is an error naming the variable, never a request without the header)."""
+    from orchbench.core.errors import ConfigError
+
+    out: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if isinstance(value, dict):
+            var = value["env"]
+            got = os.environ.get(var)
+            if got is None:
+                raise ConfigError(f"header {name}: environment variable {var} is not set")
+            out[name] = got
+        else:
+            out[name] = value
+    return out
+
+
+def secret_values(headers: dict[str, HeaderValue] | None) -> list[str]:
+    """The env-sourced header values present in this environment (to scrub from messages)."""
+    vals = []
+    for value in (headers or {}).values():
+        if isinstance(value, dict) and os.environ.get(value["env"]):
+            vals.append(os.environ[value["env"]])
+    return vals
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where one arm answers. `url` is the REST predict URL; `grpc_target` is host:port for gRPC."""
+    """Where one arm answers. `url` is the REST request URL (per protocol); `grpc_target` is
+    host:port for gRPC. `http`: the plain-HTTP protocol's request (method, path, success_status,
+    json_field); `headers`: extra request headers (env-sourced ones by variable name only); `tls`:
+    {"ca_file": path or None, "insecure": bool} for https / TLS gRPC; `base_path`: a REST URL prefix."""
 
     transport: Transport
     arm: ArmName
     host: str
     port: int
     model_name: str
+    protocol: Protocol = "tfserving"
+    scheme: str = "http"
+    base_path: str = ""
+    http: dict[str, Any] | None = None
+    headers: dict[str, HeaderValue] = field(default_factory=dict)
+    tls: dict[str, Any] | None = None
+
+    @property
+    def path(self) -> str:
+        """The REST request path (with base_path)."""
+        if self.protocol == "v2":
+            rest = f"/v2/models/{self.model_name}/infer"
+        elif self.protocol == "http":
+            rest = str((self.http or {}).get("path") or "/")
+            if rest == "/" and self.base_path.strip("/"):
+                return self.base_path  # the arm's URL names the full path
+
+        else:
+            rest = f"/v1/models/{self.model_name}:predict"
+        return self.base_path.rstrip("/") + rest
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1/models/{self.model_name}:predict"
+        return f"{self.scheme}://{self.host}:{self.port}{self.path}"
+
+    @property
+    def grpc_method(self) -> str:
+        return V2_GRPC_METHOD if self.protocol == "v2" else GRPC_METHOD
 
     @property
     def grpc_target(self) -> str:
@@ -55,4 +119,10 @@ class Endpoint:
             host=data["host"],
             port=int(data["port"]),
             model_name=data["model_name"],
+            protocol=data.get("protocol", "tfserving"),
+            scheme=data.get("scheme", "http"),
+            base_path=data.get("base_path", ""),
+            http=data.get("http"),
+            headers=dict(data.get("headers") or {}),
+            tls=data.get("tls"),
         )

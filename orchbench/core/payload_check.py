@@ -74,11 +74,60 @@ def check_grpc(path: Path) -> None:
         raise ConfigError(f"{path}: not a usable gRPC payload: image_bytes: {why}")
 
 
-def check_payload(path: Path, transport: str) -> None:
-    """Raise ConfigError (one line, naming the file) unless `path` is a usable payload for `transport`."""
-    if transport == "rest":
-        check_rest(path)
-    elif transport == "grpc":
-        check_grpc(path)
-    else:
-        raise ConfigError(f"{path}: no payload check for transport {transport!r}")
+def check_v2_rest(path: Path) -> None:
+    """An Open Inference Protocol REST infer body the model server takes (serving.v2's own parser)."""
+    from serving.protos import BadRequestError
+    from serving.v2 import parse_rest_infer
+
+    data = _read(path)
+    try:
+        loads_json(data)
+    except UnsafeInput as exc:
+        raise ConfigError(f"{path}: not a usable v2 REST payload: JSON {exc}") from None
+    except ValueError:
+        pass
+    try:
+        req = parse_rest_infer(data)
+    except BadRequestError as exc:
+        raise ConfigError(f"{path}: not a usable v2 REST payload: {exc}") from None
+    why = _image_ok(req.image)
+    if why:
+        raise ConfigError(f"{path}: not a usable v2 REST payload: image_bytes: {why}")
+
+
+def check_v2_grpc(path: Path) -> None:
+    """A serialized inference.ModelInferRequest the model server takes (a model name, one BYTES
+    `image_bytes` holding an image), parsed by serving.v2's own parser."""
+    from serving.protos import BadRequestError
+    from serving.v2 import parse_infer_request
+
+    try:
+        req = parse_infer_request(_read(path))
+    except BadRequestError as exc:
+        raise ConfigError(f"{path}: not a usable v2 gRPC payload: {exc}") from None
+    if not req.model_name:
+        raise ConfigError(f"{path}: not a usable v2 gRPC payload: no model_name (is it a ModelInferRequest?)")
+    why = _image_ok(req.image)
+    if why:
+        raise ConfigError(f"{path}: not a usable v2 gRPC payload: image_bytes: {why}")
+
+
+def check_http(path: Path) -> None:
+    """protocol http: any body, within the size limit (what counts as an answer is the spec's)."""
+    read_bytes(path, "payload", MAX_PAYLOAD_BYTES)
+
+
+def check_payload(path: Path, transport: str, protocol: str = "tfserving") -> None:
+    """Raise ConfigError (one line, naming the file) unless `path` is a usable payload for `transport`
+    in `protocol`."""
+    checks = {
+        ("tfserving", "rest"): check_rest,
+        ("tfserving", "grpc"): check_grpc,
+        ("v2", "rest"): check_v2_rest,
+        ("v2", "grpc"): check_v2_grpc,
+        ("http", "rest"): check_http,
+    }
+    check = checks.get((protocol, transport))
+    if check is None:
+        raise ConfigError(f"{path}: no payload check for transport {transport!r} in protocol {protocol!r}")
+    check(path)

@@ -141,6 +141,7 @@ def _overhead_section(res: TransportResult) -> str:
             fmt_ci(r.ci95),
             fmt_ms(r.seed_ms, signed=True),
         ]
+        + ([fmt_ci(res.aa_band.get(r.metric))] if res.aa_band is not None else [])
         for r in res.rows
     ]
     table = _table(
@@ -151,7 +152,8 @@ def _overhead_section(res: TransportResult) -> str:
             "overhead ms",
             "95 % CI ms",
             "seed overhead ms (published)",
-        ],
+        ]
+        + ([f"A/A band ms ({res.aa_arm}: 95 % CI)"] if res.aa_band is not None else []),
         rows,
         "num",
     )
@@ -166,6 +168,16 @@ def _overhead_section(res: TransportResult) -> str:
         facts += f'<p class="sub">verdict: {_e(res.verdict_reason)}</p>'
     if res.method:
         facts += f'<p class="sub">CI method: {_e(res.method)}</p>'
+    if res.within_aa_noise is not None:
+        facts += (
+            f"<p>A/A noise (arm {_e(res.aa_arm)}, a second copy of the baseline): "
+            + (
+                "<b>within the A/A noise</b>: the mean or p50 CI overlaps the A/A arm's"
+                if res.within_aa_noise
+                else "stands clear: the mean and p50 CIs lie outside the A/A arm's"
+            )
+            + "</p>"
+        )
     if (res.arm, res.baseline) == ("with", "without"):
         return f'<h3 id="overhead-{res.transport}">{res.transport.upper()}</h3>{table}{facts}'
     head = f"{res.transport.upper()} · {_e(res.arm)} − {_e(res.baseline)}"

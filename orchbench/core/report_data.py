@@ -162,6 +162,23 @@ class TransportResult:
     verdict_reason: str | None = None
     arm: str = "with"
     baseline: str = "without"
+    #: the A/A arm's 95 % CI per metric (the band between two copies of the baseline), if the run had one
+    aa_arm: str | None = None
+    aa_band: dict[str, tuple[float, float]] | None = None
+    within_aa_noise: bool | None = None
+
+
+def _aa(block: Mapping[str, Any]) -> tuple[str | None, dict[str, tuple[float, float]] | None, bool | None]:
+    noise = block.get("aa_noise")
+    if not isinstance(noise, Mapping):
+        return None, None, None
+    band = {
+        str(m): (float(v["aa_ci95"][0]), float(v["aa_ci95"][1]))
+        for m, v in (noise.get("metrics") or {}).items()
+        if isinstance(v, Mapping) and isinstance(v.get("aa_ci95"), Sequence) and len(v["aa_ci95"]) == 2
+    }
+    flag = noise.get("within_aa_noise")
+    return str(noise.get("aa_arm")), band, bool(flag) if flag is not None else None
 
 
 def number(value: Any) -> float | None:
@@ -230,6 +247,7 @@ def transport_result(summary: Mapping[str, Any], transport: str, arm: str | None
     verdict = block.get("verdict")
     test = dig(block, "paired_test", "mean")
     n_test = dig(test, "n_blocks")
+    aa_info = _aa(block)
     return TransportResult(
         transport=transport,
         rows=rows,
@@ -244,6 +262,9 @@ def transport_result(summary: Mapping[str, Any], transport: str, arm: str | None
         verdict_reason=str(r) if (r := dig(block, "verdict_detail", "reason")) else None,
         arm=a_name,
         baseline=b_name,
+        aa_arm=aa_info[0],
+        aa_band=aa_info[1],
+        within_aa_noise=aa_info[2],
     )
 
 

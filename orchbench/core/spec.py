@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,11 +20,27 @@ from pydantic import (
     model_validator,
 )
 
-from orchbench.core.arms import ARM_NAME_PATTERN, ARMS, DEFAULT_BASELINE, HOPS, ArmName, Transport
+from orchbench.core.arms import (
+    ARM_NAME_PATTERN,
+    ARMS,
+    DEFAULT_BASELINE,
+    HOPS,
+    PROTOCOLS,
+    ArmName,
+    Protocol,
+    Transport,
+)
 from orchbench.core.errors import ConfigError
 from orchbench.core.manifest import inspect, load_manifest
 from orchbench.core.paths import MANIFESTS, PAYLOADS, SPECS, shipped_spec, shipped_spec_names
 from orchbench.core.payload_check import check_payload
+from orchbench.core.platform.k8s_kinds import (
+    KIND_ARMS,
+    check_manifest,
+    check_renders,
+    check_tensor_payload,
+    load_kind_manifest,
+)
 from orchbench.core.safeio import MAX_SPEC_BYTES, load_yaml, read_text
 
 DEFAULT_SPEC = SPECS / "default.yaml"
@@ -31,6 +48,11 @@ SHIPPED_MANIFEST = MANIFESTS / "tf_flowers.yaml"
 SHIPPED_PAYLOADS: dict[Transport, Path] = {
     "rest": PAYLOADS / "flowers.json",
     "grpc": PAYLOADS / "flowers.bin",
+}
+#: The default payloads of each protocol (http: the spec's `http.body`).
+PROTOCOL_PAYLOADS: dict[str, dict[Transport, Path]] = {
+    "tfserving": SHIPPED_PAYLOADS,
+    "v2": {"rest": PAYLOADS / "flowers_v2.json", "grpc": PAYLOADS / "flowers_v2.bin"},
 }
 
 
@@ -172,11 +194,57 @@ class NodeSelection(_Strict):
     labels: dict[str, str] = {}
 
 
+class KServe(_Strict):
+    """kubernetes.kind kserve: how the InferenceService arms are rendered (kserve_render.py)."""
+
+    activator: bool = Field(
+        False, description="serverless: keep Knative's activator on the path (target-burst-capacity -1)"
+    )
+    graph_backend: Literal["raw", "serverless"] = Field(
+        "raw", description="the deployment mode of the InferenceService the graph arm's router fronts"
+    )
+    grpc_port: int | None = Field(None, ge=1, le=65535, description="the model container's gRPC port")
+
+
+class Seldon2(_Strict):
+    """kubernetes.kind seldon2: how the Seldon Core v2 Model arms are rendered (seldon2_render.py)."""
+
+    server: str = Field("mlserver", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    mesh_service: str = Field("seldon-mesh", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    model_version: int = Field(1, ge=1, description="the version MLServer serves a new Model under")
+
+
 class Kubernetes(_Strict):
     namespace: str = "seldon"
     loadtester_nodes: NodeSelection = NodeSelection()
     model_nodes: NodeSelection = NodeSelection()
     ready_timeout_s: float = Field(600.0, gt=0, le=7200)
+    kind: Literal["seldon", "kserve", "seldon2"] = Field(
+        "seldon",
+        description="what the manifest is and the arms are: a SeldonDeployment v1 (arms with / without), "
+        "a KServe InferenceService (raw, serverless, graph) or a Seldon Core v2 Model (mesh, direct)",
+    )
+    kserve: KServe | None = None
+    seldon2: Seldon2 | None = None
+
+    @model_validator(mode="after")
+    def _section_matches_kind(self) -> Kubernetes:
+        for key in ("kserve", "seldon2"):
+            if getattr(self, key) is not None and self.kind != key:
+                raise ValueError(f"kubernetes.{key} applies with kubernetes.kind {key} only")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The seed's kind and unset sections are left out: SeldonDeployment specs (and their compiled
+        workflows) read exactly as before."""
+        data = dict(handler(self))
+        if data.get("kind") == "seldon":
+            data.pop("kind", None)
+        for key in ("kserve", "seldon2"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class Argo(_Strict):
@@ -192,6 +260,53 @@ class Argo(_Strict):
 class Thresholds(_Strict):
     rest_ms: float | None = Field(None, ge=0, description="largest allowed mean overhead over REST")
     grpc_ms: float | None = Field(None, ge=0, description="largest allowed mean overhead over gRPC")
+
+
+class EnvRef(_Strict):
+    """A header value read from this environment variable where the request is made; only the
+    variable's NAME is ever written (spec dumps, the compiled workflow, records, results)."""
+
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+Headers = dict[str, str | EnvRef]
+
+
+def _check_headers(headers: Headers) -> Headers:
+    for name, value in headers.items():
+        if not HEADER_NAME.match(name):
+            raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+        if isinstance(value, str) and any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name}: value has a line break or NUL")
+    return headers
+
+
+class HttpRequest(_Strict):
+    """protocol http: the request every arm gets, and what counts as a success (REST only)."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    path: str = Field("/", pattern=r"^/[!-~]*$", max_length=2000, description="request path and query")
+    headers: Headers = {}
+    body: str | None = Field(None, description="request body file (relative to the spec's folder)")
+    success_status: int = Field(200, ge=100, le=599)
+    json_field: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$",
+        description="a dotted JSON path (`outputs.0.data`) that must be present in the answer",
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: Headers) -> Headers:
+        return _check_headers(value)
+
+
+class Tls(_Strict):
+    """platform endpoints: TLS to an arm (https URLs; TLS gRPC)."""
+
+    ca_file: str | None = Field(None, description="CA bundle (PEM) the arm's certificate must chain to")
+    verify: bool = Field(True, description="false: no certificate checks (self-signed test set-ups)")
 
 
 Hop = Literal["model", "orchestrator", "nginx", "haproxy"]
@@ -227,9 +342,48 @@ class Arm(_Strict):
     threshold_ms: float | None = Field(
         None, ge=0, description="this arm's regression threshold (both transports)"
     )
+    aa: bool = Field(
+        False,
+        description="A/A control: a second deployment identical to the baseline's (locally its own "
+        "model server process on its own port, pinned like the baseline's); its overhead is the noise "
+        "between two copies of one thing, and the other arms are flagged when they do not stand clear "
+        "of it (orchbench.core.aa)",
+    )
+    # platform endpoints: where the arm answers (nothing is deployed)
+    url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        max_length=500,
+        description="endpoints: REST base URL, http(s)://host:port[/prefix]",
+    )
+    grpc: str | None = Field(None, pattern=r"^[^\s/:]+:[0-9]{1,5}$", description="endpoints: gRPC host:port")
+    headers: Headers = Field({}, description="endpoints: extra request headers ({env: NAME} values)")
+    tls: Tls | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: Headers) -> Headers:
+        return _check_headers(value)
+
+    @model_validator(mode="after")
+    def _aa_is_a_copy(self) -> Arm:
+        if self.aa and (self.baseline or self.hop not in (None, "model")):
+            raise ValueError(f"arm {self.name}: aa: true is a copy of the baseline's model (hop: model)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_no_aa(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """`aa: false` is left out, so specs (and compiled workflows) of before read as they did."""
+        data = dict(handler(self))
+        if not data.get("aa"):
+            data.pop("aa", None)
+        for key in ("url", "grpc", "tls", "headers"):  # platform endpoints' keys, likewise
+            if not data.get(key):
+                data.pop(key, None)
+        return data
 
     def local_hop(self) -> str:
-        return self.hop or ("model" if self.baseline else "orchestrator")
+        return self.hop or ("model" if self.baseline or self.aa else "orchestrator")
 
 
 #: The seed's two arms: what a spec without `arms:` means.
@@ -238,7 +392,18 @@ DEFAULT_ARMS = (Arm(name=DEFAULT_BASELINE, baseline=True, hop="model"), Arm(name
 
 class Spec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
-    platform: Literal["local", "kubernetes"] = "local"
+    platform: Literal["local", "kubernetes", "endpoints"] = "local"
+    protocol: Protocol = Field(
+        "tfserving",
+        description="tfserving (REST :predict, gRPC PredictionService/Predict), v2 (Open Inference "
+        "Protocol) or http (plain HTTP, REST only: see `http`)",
+    )
+    http: HttpRequest | None = Field(None, description="protocol http: the request and its success")
+    model: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$",
+        description="the model name in request paths and gRPC requests (unset: the manifest's)",
+    )
     manifest: str | dict[str, Any] = Field(
         str(SHIPPED_MANIFEST),
         description="the SeldonDeployment: a path (relative to the spec file's folder) or the document "
@@ -289,11 +454,90 @@ class Spec(_Strict):
         data = dict(handler(self))
         if data.get("arms") is None:
             data.pop("arms", None)
+        if data.get("protocol") == "tfserving":
+            data.pop("protocol", None)
+        if data.get("http") is None:
+            data.pop("http", None)
+        if data.get("model") is None:
+            data.pop("model", None)
         return data
+
+    def model_name(self) -> str:
+        """The model name requests carry: `model`, else the manifest's."""
+        return self.model or inspect(self.manifest_document()).model_name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _protocol_defaults(cls, data: Any) -> Any:
+        """Default payloads per protocol (http: `http.body` for REST), and REST only for http."""
+        if not isinstance(data, dict):
+            return data
+        protocol = data.get("protocol", "tfserving")
+        if protocol not in PROTOCOLS:
+            return data  # the field's validator words it
+        out = dict(data)
+        if protocol == "http":
+            out.setdefault("transports", ["rest"])
+            body = data["http"].get("body") if isinstance(data.get("http"), dict) else None
+            if "payloads" not in data:
+                out["payloads"] = {"rest": body or str(SHIPPED_PAYLOADS["rest"])}
+        elif "payloads" not in data:
+            out["payloads"] = {t: str(p) for t, p in PROTOCOL_PAYLOADS[protocol].items()}
+        return out
+
+    @model_validator(mode="after")
+    def _protocol_fits(self) -> Spec:
+        if self.protocol == "http":
+            if "grpc" in self.transports:
+                raise ValueError(
+                    "protocol http is plain HTTP, REST only: gRPC is refused (set transports: [rest])"
+                )
+        elif self.http is not None:
+            raise ValueError(f"http: applies to protocol http only (protocol is {self.protocol})")
+        return self
+
+    def http_request(self) -> dict[str, Any] | None:
+        """protocol http: what each request is (the Endpoint's `http`), without the headers."""
+        if self.protocol != "http":
+            return None
+        h = self.http or HttpRequest()
+        return {
+            "method": h.method,
+            "path": h.path,
+            "success_status": h.success_status,
+            "json_field": h.json_field,
+            "send_body": h.body is not None or h.method in ("POST", "PUT", "PATCH"),
+        }
+
+    def request_headers(self, arm: ArmName | None = None) -> dict[str, Any]:
+        """Extra request headers (protocol http's, then the arm's): env-sourced ones as {"env": NAME}."""
+        out: dict[str, Any] = {}
+        sources = [self.http.headers if self.http else {}]
+        if arm is not None:
+            sources.append(self.arm(arm).headers)
+        for headers in sources:
+            for name, value in headers.items():
+                out[name] = value.model_dump() if isinstance(value, EnvRef) else value
+        return out
+
+    def endpoint_extras(self, arm: ArmName | None = None) -> dict[str, Any]:
+        """What every Endpoint of this spec carries besides where it is (orchbench.core.arms.Endpoint)."""
+        return {"protocol": self.protocol, "http": self.http_request(), "headers": self.request_headers(arm)}
 
     @model_validator(mode="after")
     def _arms_make_sense(self) -> Spec:
+        kind = self.custom_kind()
+        if kind and self.protocol != "v2":
+            raise ValueError(
+                f"kubernetes.kind {kind}: the arms speak the v2 (Open Inference) protocol; "
+                f"set protocol: v2 (got {self.protocol})"
+            )
         if self.arms is None:
+            if kind:
+                raise ValueError(
+                    f"arms: kubernetes.kind {kind} needs its arms named (of {', '.join(KIND_ARMS[kind])}, "
+                    "one with baseline: true)"
+                )
             return self
         names = [a.name for a in self.arms]
         twice = sorted({n for n in names if names.count(n) > 1})
@@ -307,11 +551,38 @@ class Spec(_Strict):
                 "arms: exactly one arm must have baseline: true, "
                 + (f"got {len(baselines)} ({', '.join(baselines)})" if baselines else "got none")
             )
+        if self.platform == "endpoints":
+            for a in self.arms:
+                if a.hop or a.port or a.aa:
+                    raise ValueError(f"arms.{a.name}: hop, port and aa apply to the local platform only")
+                for transport, where in (("rest", a.url), ("grpc", a.grpc)):
+                    if transport in self.transports and not where:
+                        key = "url" if transport == "rest" else "grpc"
+                        raise ValueError(
+                            f"arms.{a.name}: platform endpoints needs the arm's {key} for transport "
+                            f"{transport}"
+                        )
+            return self
+        for a in self.arms:
+            if a.url or a.grpc or a.headers or a.tls:
+                raise ValueError(
+                    f"arms.{a.name}: url, grpc, headers and tls apply to platform endpoints only"
+                )
+        if self.custom_kind():
+            kind = self.kubernetes.kind
+            unknown = [n for n in names if n not in KIND_ARMS[kind]]
+            if unknown or any(a.hop or a.port or a.verify or a.aa for a in self.arms):
+                raise ValueError(
+                    f"arms: with kubernetes.kind {kind} the arms are {', '.join(KIND_ARMS[kind])} "
+                    "(any one the baseline), with no hop, port, verify or aa"
+                    + (f"; got {unknown[0]!r}" if unknown else "")
+                )
+            return self
         if self.platform == "kubernetes":
             if (
                 set(names) != set(ARMS)
                 or baselines != [DEFAULT_BASELINE]
-                or any(a.hop or a.port or a.verify for a in self.arms)
+                or any(a.hop or a.port or a.verify or a.aa for a in self.arms)
             ):
                 raise ValueError(
                     "arms: on kubernetes the arms are the SeldonDeployment with and without the "
@@ -329,6 +600,8 @@ class Spec(_Strict):
                 "arms: local.aa_mode and local.shared_model: false apply to the default two arms only "
                 "(an A/A control is an arm with hop: model)"
             )
+        if sum(a.aa for a in self.arms) > 1:
+            raise ValueError("arms: at most one arm may have aa: true (the A/A control)")
         ports = self.arm_ports()
         taken = {self.local.ports.model_behind_orchestrator: "local.ports.model_behind_orchestrator"}
         for name, port in ports.items():
@@ -358,6 +631,10 @@ class Spec(_Strict):
     def compared_arms(self) -> list[ArmName]:
         """The non-baseline arms, in spec order: each is compared with the baseline."""
         return [a.name for a in self.arm_list() if not a.baseline]
+
+    def aa_arm(self) -> ArmName | None:
+        """The A/A control arm (`aa: true`), if the spec has one."""
+        return next((a.name for a in self.arm_list() if a.aa), None)
 
     def arm_ports(self) -> dict[ArmName, int]:
         """Local: where each arm listens. The baseline on local.ports.without, the others on their
@@ -428,10 +705,22 @@ class Spec(_Strict):
 
     def manifest_document(self) -> dict[str, Any]:
         """The manifest: inline in the spec (as compiled workflows carry it) or read from its path."""
+        kind = self.custom_kind()
         if isinstance(self.manifest, dict):
-            inspect(self.manifest, source="spec manifest")
+            if kind:
+                check_manifest(kind, self.manifest, source="spec manifest")
+            else:
+                inspect(self.manifest, source="spec manifest")
             return self.manifest
+        if kind:
+            return load_kind_manifest(kind, self.resolve(self.manifest))
         return load_manifest(self.resolve(self.manifest))
+
+    def custom_kind(self) -> str | None:
+        """`kserve` or `seldon2` on a cluster whose arms are those kinds' objects, else None."""
+        if self.platform == "kubernetes" and self.kubernetes.kind in KIND_ARMS:
+            return self.kubernetes.kind
+        return None
 
     def threshold_ms(self, transport: Transport, arm: ArmName | None = None) -> float | None:
         """The regression threshold: the arm's own `threshold_ms`, else `thresholds.<transport>_ms`."""
@@ -445,7 +734,9 @@ class Spec(_Strict):
         """How the arms are interleaved: `load.interleave` with `auto` resolved."""
         mode = self.load.interleave
         if mode == "auto":
-            k6 = self.load.tool == "k6" or (self.load.tool == "auto" and self.platform == "local")
+            k6 = self.load.tool == "k6" or (
+                self.load.tool == "auto" and self.platform in ("local", "endpoints")
+            )
             return "request" if k6 else "block"
         return mode
 
@@ -522,18 +813,32 @@ def check_inputs(spec: Spec, source: str = "spec") -> None:
     """The files a spec names, read and checked before anything starts: the SeldonDeployment
     manifest (`orchbench.core.manifest.load_manifest`) and the payload of every transport it runs."""
     try:
-        spec.manifest_document()
+        document = spec.manifest_document()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         where = spec.resolve(spec.manifest) if isinstance(spec.manifest, str) else "inline"
         raise ConfigError(f"{source}: manifest {where}: not readable ({reason})") from None
+    if spec.custom_kind():
+        try:  # the renderings deploy would make: the same hop in two arms is refused here, in one line
+            check_renders(spec, document)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
     for transport in spec.transports:
         if not spec.payloads.get(transport):
             raise ConfigError(f"{source}: payloads.{transport}: no payload for transport {transport}")
         payload = spec.resolve(spec.payloads[transport])
         if not payload.exists():
             raise ConfigError(f"{source}: payloads.{transport}: file {payload} not found")
-        check_payload(payload, transport)
+        if spec.custom_kind():  # a third-party runtime's model: any v2 tensors, not the flowers image
+            check_tensor_payload(payload, transport)
+        else:
+            check_payload(payload, transport, spec.protocol)
+    if spec.platform == "endpoints" and spec.arms is None:
+        raise ConfigError(f"{source}: platform endpoints needs arms: (each with its url and/or grpc)")
+    for a in spec.arms or []:
+        ca = a.tls.ca_file if a.tls else None
+        if ca and not spec.resolve(ca).is_file():
+            raise ConfigError(f"{source}: arms.{a.name}.tls.ca_file: file {spec.resolve(ca)} not found")
 
 
 def spec_from_json(text: str) -> Spec:

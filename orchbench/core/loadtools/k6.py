@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from orchbench.core.arms import GRPC_METHOD, Endpoint
+from orchbench.core.arms import Endpoint
 from orchbench.core.errors import ConfigError, LoadTestError
 from orchbench.core.loadtools._process import (
     find_binary,
@@ -34,7 +34,7 @@ from orchbench.core.loadtools._process import (
     tool_version,
 )
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
-from orchbench.core.loadtools.protoset import PROTOSET_NAME, request_json, write_protoset
+from orchbench.core.loadtools.protoset import protoset_name, request_json, write_protoset
 from orchbench.fsio import atomic_path, write_text
 
 CHECK_NAME = "status ok and prediction has scores"
@@ -211,6 +211,36 @@ def split_samples(path: Path, outputs: dict[str, Path]) -> dict[str, int]:
     return rows
 
 
+def _target(e: Endpoint) -> dict[str, Any]:
+    """One arm's target in the k6 config: where, and its extra headers (gRPC: metadata). A header
+    whose value comes from the environment is given by the variable's NAME (`env_headers`): the k6
+    script reads it from its own environment, so no file of the run holds the value."""
+    literal = {k: v for k, v in e.headers.items() if isinstance(v, str)}
+    from_env = {k: v["env"] for k, v in e.headers.items() if isinstance(v, dict)}
+    out: dict[str, Any] = {"arm": e.arm, "headers": literal, "env_headers": from_env}
+    if e.transport == "rest":
+        out["url"] = e.url
+    else:
+        out["target"] = e.grpc_target
+        out["tls"] = e.tls is not None
+    return out
+
+
+def tls_env(endpoints: list[Endpoint], out_dir: Path) -> tuple[dict[str, str], bool]:
+    """TLS for k6: the arms' CA files as one bundle named by SSL_CERT_FILE (Go's certificate pool
+    reads it), and whether any arm turned certificate checks off (k6's insecureSkipTLSVerify)."""
+    insecure = any(e.tls is not None and not e.tls.get("verify", True) for e in endpoints)
+    cas = sorted({str(e.tls["ca_file"]) for e in endpoints if e.tls and e.tls.get("ca_file")})
+    if not cas:
+        return {}, insecure
+    bundle = b"".join(Path(c).read_bytes().rstrip(b"\n") + b"\n" for c in cas)
+    path = out_dir / "tls-ca-bundle.pem"
+    from orchbench.fsio import write_bytes
+
+    write_bytes(path, bundle)
+    return {"SSL_CERT_FILE": str(path)}, insecure
+
+
 def script_path(transport: str) -> Path:
     ref = resources.files("orchbench.core.loadtools") / "k6_scripts" / f"{transport}.js"
     path = Path(str(ref))
@@ -267,31 +297,45 @@ class K6Tool:
                 raise ConfigError("an interleaved k6 run needs two or more arms' endpoints of one transport")
             endpoint = pair[0]
         transport = endpoint.transport
+        protocol = endpoint.protocol
+        if transport == "grpc" and protocol == "http":
+            raise ConfigError("protocol http is plain HTTP, REST only: gRPC is refused")
+        everyone = pair if pair is not None else [endpoint]
+        tls_add, insecure = tls_env(everyone, out_dir)
+        options = build_options(profile, transport, iterations, [e.arm for e in pair] if pair else None)
+        if insecure:
+            options["insecureSkipTLSVerify"] = True
         cfg: dict[str, Any] = {
             "transport": transport,
-            "options": build_options(profile, transport, iterations, [e.arm for e in pair] if pair else None),
+            "protocol": protocol,
+            "options": options,
             "warmup_ms": round(profile.warmup_s * 1000),
             "timeout": seconds(profile.timeout_s),
             "summary_path": str(out_dir / "k6-summary.json"),
             "check_name": CHECK_NAME,
         }
         if transport == "rest":
-            cfg.update(url=endpoint.url, payload=str(payload))
+            http_req = endpoint.http or {}
+            cfg.update(
+                payload=str(payload),
+                http_method=str(http_req.get("method", "POST")),
+                send_body=bool(http_req.get("send_body", True)),
+                success_status=int(http_req.get("success_status", 200)),
+                json_field=http_req.get("json_field"),
+            )
         else:
             req_path = out_dir / "grpc-request.json"
-            write_text(req_path, request_json(payload))
+            write_text(req_path, request_json(payload, protocol))
             cfg.update(
-                target=endpoint.grpc_target,
-                method=GRPC_METHOD,
+                method=endpoint.grpc_method,
                 request_json=str(req_path),
-                protoset=str(write_protoset(out_dir / PROTOSET_NAME)),
+                protoset=str(write_protoset(out_dir / protoset_name(protocol), protocol)),
             )
         if pair is not None:
-            key = "url" if transport == "rest" else "target"
-            cfg["targets"] = [
-                {"arm": e.arm, key: e.url if transport == "rest" else e.grpc_target} for e in pair
-            ]
-            del cfg[key]
+            cfg["targets"] = [_target(e) for e in pair]
+        else:
+            cfg.update(_target(endpoint))
+            del cfg["arm"]
         config_path = out_dir / "k6-config.json"
         write_text(config_path, json.dumps(cfg, indent=2, sort_keys=True))
         cmd = [
@@ -308,6 +352,7 @@ class K6Tool:
             "ORCHBENCH_CONFIG": str(config_path),
             "K6_CSV_TIME_FORMAT": "unix_nano",
             "K6_NO_USAGE_REPORT": "true",
+            **tls_add,
             **self.extra_env,
         }
         return cmd, env, cfg

@@ -19,6 +19,12 @@ from orchbench.core.errors import ConfigError
 from orchbench.fsio import write_bytes
 
 PROTOSET_NAME = "prediction_service.protoset"
+#: protocol v2: inference.GRPCInferenceService (grpc_service.proto as tritonclient generates it).
+V2_PROTOSET_NAME = "grpc_inference_service.protoset"
+
+
+def protoset_name(protocol: str = "tfserving") -> str:
+    return V2_PROTOSET_NAME if protocol == "v2" else PROTOSET_NAME
 
 
 def _walk(fd: FileDescriptor, seen: dict[str, FileDescriptor]) -> None:
@@ -30,12 +36,18 @@ def _walk(fd: FileDescriptor, seen: dict[str, FileDescriptor]) -> None:
     seen[fd.name] = fd
 
 
-def descriptor_set() -> descriptor_pb2.FileDescriptorSet:
-    """FileDescriptorSet of tensorflow_serving/apis/prediction_service.proto and all it imports."""
-    from tensorflow_serving.apis import prediction_service_pb2
-
+def descriptor_set(protocol: str = "tfserving") -> descriptor_pb2.FileDescriptorSet:
+    """FileDescriptorSet of tensorflow_serving/apis/prediction_service.proto (protocol v2: the
+    Open Inference Protocol's grpc_service.proto) and all it imports."""
     files: dict[str, FileDescriptor] = {}
-    _walk(prediction_service_pb2.DESCRIPTOR, files)
+    if protocol == "v2":
+        from tritonclient.grpc import service_pb2
+
+        _walk(service_pb2.DESCRIPTOR, files)
+    else:
+        from tensorflow_serving.apis import prediction_service_pb2
+
+        _walk(prediction_service_pb2.DESCRIPTOR, files)
     fds = descriptor_pb2.FileDescriptorSet()
     for fd in files.values():
         proto = fds.file.add()
@@ -43,9 +55,9 @@ def descriptor_set() -> descriptor_pb2.FileDescriptorSet:
     return fds
 
 
-def write_protoset(path: Path) -> Path:
+def write_protoset(path: Path, protocol: str = "tfserving") -> Path:
     """Write the protoset to `path` (atomically) and return it."""
-    return write_bytes(path, descriptor_set().SerializeToString(deterministic=True))
+    return write_bytes(path, descriptor_set(protocol).SerializeToString(deterministic=True))
 
 
 def read_predict_request(path: Path) -> Any:
@@ -67,8 +79,28 @@ def read_predict_request(path: Path) -> Any:
     return msg
 
 
-def request_json(path: Path) -> str:
-    """The PredictRequest in protobuf's canonical JSON mapping (bytes as base64), as k6's grpc
-    `invoke` takes it. k6 unmarshals this with Go's protojson into the same message."""
-    msg = read_predict_request(path)
+def read_infer_request(path: Path) -> Any:
+    """Parse a binary inference.ModelInferRequest (payloads/flowers_v2.bin); ConfigError if not one."""
+    from google.protobuf.message import DecodeError
+    from tritonclient.grpc import service_pb2
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read gRPC payload: {exc.strerror}") from None
+    msg = service_pb2.ModelInferRequest()
+    try:
+        msg.ParseFromString(data)
+    except DecodeError as exc:
+        raise ConfigError(f"{path}: not a serialised inference.ModelInferRequest ({exc})") from None
+    if not msg.inputs:
+        raise ConfigError(f"{path}: ModelInferRequest has no inputs")
+    return msg
+
+
+def request_json(path: Path, protocol: str = "tfserving") -> str:
+    """The PredictRequest (protocol v2: ModelInferRequest) in protobuf's canonical JSON mapping
+    (bytes as base64), as k6's grpc `invoke` takes it. k6 unmarshals this with Go's protojson into
+    the same message."""
+    msg = read_infer_request(path) if protocol == "v2" else read_predict_request(path)
     return json.dumps(json_format.MessageToDict(msg, preserving_proto_field_name=True), sort_keys=True)

@@ -232,6 +232,8 @@ def config_from_spec(spec: Any, api_client: ApiClient | None = None) -> Kubernet
     if not isinstance(section, Mapping):
         raise ConfigError(f"expected a spec with a kubernetes section, got {type(spec).__name__}")
     data = dict(section)
+    for key in ("kind", "kserve", "seldon2"):  # what the arms are (k8s_kinds.py), not where they run
+        data.pop(key, None)
     for key in ("loadtester_nodes", "model_nodes"):
         sel = data.get(key)
         if isinstance(sel, Mapping):  # drop empty names/labels: the spec model fills both with defaults

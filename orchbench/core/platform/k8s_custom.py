@@ -144,11 +144,13 @@ class CustomObjectsPlatform:
         return cls.from_kubeconfig(config, kubeconfig)
 
     # --- taints (the same nodes and taints as the SeldonDeployment platform) -------------------
-    def taint(self) -> dict[str, Any]:
-        return taint_nodes(self.api_client, self.config)
+    def taint(self, owner: str = "") -> dict[str, Any]:
+        """Taint the nodes for `owner` (the workflow's id), as KubernetesPlatform.taint."""
+        return taint_nodes(self.api_client, self.config, owner)
 
-    def untaint(self) -> None:
-        untaint_nodes(self.api_client)
+    def untaint(self, owner: str = "") -> None:
+        """Release `owner`'s taints only (other runs' stay), as KubernetesPlatform.untaint."""
+        untaint_nodes(self.api_client, owner)
 
     # --- records ---------------------------------------------------------------------------------
     def _check_record(self, record: DeploymentRecord) -> dict[str, Any]:

@@ -71,6 +71,16 @@ class KServePlatform(CustomObjectsPlatform):
 
     def deploy(self, manifest: dict[str, Any], arm: str, record_path: Path) -> DeploymentRecord:
         """Create the arm's objects (re-creating any of the same name) and save its record."""
+        record, bodies = self.plan(manifest, arm)
+        self.create_all(self.config.namespace, bodies)
+        record.save(Path(record_path))
+        return record
+
+    def plan(
+        self, manifest: dict[str, Any], arm: str
+    ) -> tuple[DeploymentRecord, list[tuple[ObjectRef, dict[str, Any]]]]:
+        """The arm's record and objects, created by nothing: `deploy` creates them; the exit handler
+        rebuilds a lost record from this (the names are deterministic)."""
         arms = self.render(manifest)
         if arm not in arms:
             raise ConfigError(f"arm {arm!r} is not rendered (arms: {', '.join(arms)})")
@@ -95,9 +105,7 @@ class KServePlatform(CustomObjectsPlatform):
                 "api_host": self._host,
             },
         )
-        self.create_all(ns, bodies)
-        record.save(Path(record_path))
-        return record
+        return record, bodies
 
     # --- wait ----------------------------------------------------------------------------------------
     def wait(self, record: DeploymentRecord, timeout_s: float) -> ArmTarget:

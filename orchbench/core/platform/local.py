@@ -89,12 +89,15 @@ class LocalPlatform:
         host: str = "127.0.0.1",
         shared_model: bool = True,
         impl: dict[str, str | None] | None = None,
+        endpoint_extras: dict[str, Any] | None = None,
     ) -> None:
         if inject_delay_ms < 0:
             raise ConfigError(f"inject_delay_ms must be >= 0, got {inject_delay_ms}")
         if model_threads < 1:
             raise ConfigError(f"model_threads must be >= 1, got {model_threads}")
         self.run_dir = Path(run_dir)
+        #: what every Endpoint carries besides where (protocol, http request, headers: Spec.endpoint_extras)
+        self.endpoint_extras = dict(endpoint_extras or {})
         self.ports = ports or LocalPorts()
         self.cpu_pinning = cpu_pinning
         self.inject_delay_ms = float(inject_delay_ms)
@@ -446,6 +449,7 @@ class LocalPlatform:
             record.details["host"],
             int(record.details["port"]),
             record.model_name,
+            **self.endpoint_extras,
         )
         deadline = time.monotonic() + timeout_s
         last = "no attempt yet"

@@ -14,7 +14,23 @@ MARKER = "x-orchbench-orchestrator"
 
 
 def probe(endpoint: Endpoint) -> None:
-    """Raises unless the endpoint's model is ready (REST: model status AVAILABLE; gRPC: a predict)."""
+    """Raises unless the endpoint's model is ready (REST: model status AVAILABLE, v2: the model's
+    ready path; gRPC: a predict / ModelInfer; http: the spec's request answered at all)."""
+    if endpoint.protocol != "tfserving":
+        from orchbench.core.platform.answer import answer
+
+        if endpoint.protocol == "v2" and endpoint.transport == "rest":
+            from serving.client import HttpClient
+
+            with HttpClient(endpoint.host, endpoint.port, timeout_s=2.0) as c:
+                r = c.request("GET", f"/v2/models/{endpoint.model_name}/ready")
+            if r.status != 200:
+                raise PlatformError(f"v2 model ready: status {r.status}: {r.body[:200]!r}")
+            return
+        got = answer(endpoint, timeout_s=5.0)
+        if endpoint.transport == "grpc" and not got.ok:
+            raise PlatformError(got.why)
+        return
     if endpoint.transport == "rest":
         from serving.client import HttpClient
 
@@ -57,6 +73,14 @@ def hop_markers(hop: str) -> list[tuple[str, str | None]]:
 def _answer_headers(endpoint: Endpoint) -> tuple[dict[str, str], str]:
     """One real predict through the endpoint: its response headers (REST) or initial metadata
     (gRPC), and how they were obtained."""
+    if endpoint.protocol != "tfserving":
+        from orchbench.core.platform.answer import answer
+
+        got = answer(endpoint)
+        if not got.ok:
+            where = endpoint.url if endpoint.transport == "rest" else f"gRPC {endpoint.grpc_target}"
+            raise ArmVerificationError(f"arm {endpoint.arm!r}: {where} ({endpoint.protocol}): {got.why}")
+        return got.headers, got.where
     if endpoint.transport == "rest":
         from serving.client import HttpClient
 

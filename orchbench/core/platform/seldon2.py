@@ -69,6 +69,15 @@ class Seldon2Platform(CustomObjectsPlatform):
         return render_seldon2(manifest, self.options, self.config.namespace)
 
     def deploy(self, manifest: dict[str, Any], arm: str, record_path: Path) -> DeploymentRecord:
+        record, bodies = self.plan(manifest, arm)
+        self.create_all(self.config.namespace, bodies)
+        record.save(Path(record_path))
+        return record
+
+    def plan(
+        self, manifest: dict[str, Any], arm: str
+    ) -> tuple[DeploymentRecord, list[tuple[ObjectRef, dict[str, Any]]]]:
+        """The arm's record and Model, created by nothing (see KServePlatform.plan)."""
         arms = self.render(manifest)
         if arm not in arms:
             raise ConfigError(f"arm {arm!r} is not rendered (arms: {', '.join(arms)})")
@@ -94,9 +103,7 @@ class Seldon2Platform(CustomObjectsPlatform):
                 "api_host": self._host,
             },
         )
-        self.create_all(ns, [(ref, body)])
-        record.save(Path(record_path))
-        return record
+        return record, [(ref, body)]
 
     def wait(self, record: DeploymentRecord, timeout_s: float) -> ArmTarget:
         self.wait_ready(record, self._check_record(record), timeout_s)

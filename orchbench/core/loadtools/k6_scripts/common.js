@@ -38,6 +38,19 @@ export function nextTarget() {
   return i;
 }
 
+// An arm's extra request headers (gRPC: metadata): the literal ones, and those whose value comes
+// from an environment variable, read here (the config names the variable, never the value).
+export function targetHeaders(t) {
+  const out = Object.assign({}, (t && t.headers) || {});
+  const fromEnv = (t && t.env_headers) || {};
+  for (const name of Object.keys(fromEnv)) {
+    const value = __ENV[fromEnv[name]];
+    if (value === undefined) throw new Error(`header ${name}: environment variable ${fromEnv[name]} is not set`);
+    out[name] = value;
+  }
+  return out;
+}
+
 export function summaryFiles(data) {
   return { [cfg.summary_path]: JSON.stringify(data) };
 }

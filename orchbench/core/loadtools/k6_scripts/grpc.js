@@ -1,14 +1,25 @@
-// gRPC: tensorflow.serving.PredictionService/Predict with the PredictRequest decoded (in Python,
-// protobuf's JSON mapping) from the binary payload; check StatusOK + outputs.scores.
+// gRPC: cfg.method (tensorflow.serving.PredictionService/Predict, or for protocol v2
+// inference.GRPCInferenceService/ModelInfer) with the request decoded (in Python, protobuf's JSON
+// mapping) from the binary payload; check StatusOK + outputs.scores (v2: v2_checks.js).
 // One target (cfg.target), or the two arms alternating call by call (cfg.targets, see common.js),
 // each on its own client and connection.
 // A failed connect leaves no grpc_req_duration sample, so it is recorded in `orchbench_connect_errors`.
 import grpc from 'k6/net/grpc';
 import { check } from 'k6';
 import { Trend } from 'k6/metrics';
-import { cfg, nextTarget, summaryFiles, targets, warmupIteration } from './common.js';
+import { cfg, nextTarget, summaryFiles, targetHeaders, targets, warmupIteration } from './common.js';
+import { v2GrpcOk } from './v2_checks.js';
 
-const addresses = targets ? targets.map((t) => t.target) : [cfg.target];
+const all = targets || [cfg];
+const addresses = all.map((t) => t.target);
+const plaintext = all.map((t) => !t.tls);
+const metadata = all.map((t) => {
+  const h = targetHeaders(t);
+  const out = {};
+  for (const k of Object.keys(h)) out[k.toLowerCase()] = h[k]; // gRPC metadata keys are lower-case
+  return out;
+});
+const v2 = cfg.protocol === 'v2';
 const clients = addresses.map(() => {
   const c = new grpc.Client();
   c.loadProtoset(cfg.protoset);
@@ -26,17 +37,19 @@ function request() {
   if (!connected[i]) {
     const t0 = Date.now();
     try {
-      client.connect(addresses[i], { plaintext: true, timeout: cfg.timeout });
+      client.connect(addresses[i], { plaintext: plaintext[i], timeout: cfg.timeout });
       connected[i] = true;
     } catch (e) {
       connectErrors.add(Date.now() - t0, { error: String(e).slice(0, 200) });
       return;
     }
   }
-  const res = client.invoke(cfg.method, message, { timeout: cfg.timeout });
+  const res = client.invoke(cfg.method, message, { timeout: cfg.timeout, metadata: metadata[i] });
   check(res, {
     [cfg.check_name]: (r) =>
-      r.status === grpc.StatusOK && !!r.message && !!r.message.outputs && !!r.message.outputs.scores,
+      v2
+        ? v2GrpcOk(r)
+        : r.status === grpc.StatusOK && !!r.message && !!r.message.outputs && !!r.message.outputs.scores,
   });
 }
 

@@ -1,12 +1,22 @@
-// REST: POST the payload file's exact bytes as application/json; check 200 + predictions[0].scores.
-// One target (cfg.url), or the two arms alternating request by request (cfg.targets, see common.js).
+// REST: send the payload file's exact bytes as application/json and check the answer by protocol:
+// tfserving 200 + predictions[0].scores; v2 an Open Inference Protocol answer (v2_checks.js); http the
+// spec's success status and, if named, a JSON field present in the answer.
+// One target (cfg.url), or the arms rotating request by request (cfg.targets, see common.js).
 import http from 'k6/http';
 import { check } from 'k6';
-import { cfg, nextTarget, summaryFiles, targets, warmupIteration } from './common.js';
+import { cfg, nextTarget, summaryFiles, targetHeaders, targets, warmupIteration } from './common.js';
+import { v2RestOk } from './v2_checks.js';
 
 const body = open(cfg.payload, 'b');
-const params = { headers: { 'Content-Type': 'application/json' }, timeout: cfg.timeout };
-const urls = targets ? targets.map((t) => t.url) : [cfg.url];
+const protocol = cfg.protocol || 'tfserving';
+const method = cfg.http_method || 'POST';
+const sendBody = cfg.send_body === undefined ? true : cfg.send_body;
+const all = targets || [cfg];
+const urls = all.map((t) => t.url);
+const params = all.map((t) => ({
+  headers: Object.assign({ 'Content-Type': 'application/json' }, targetHeaders(t)),
+  timeout: cfg.timeout,
+}));
 
 export const options = cfg.options;
 
@@ -19,9 +29,26 @@ function hasScores(r) {
   }
 }
 
+function hasField(r) {
+  if (!cfg.json_field) return true;
+  try {
+    const v = r.json(cfg.json_field);
+    return v !== undefined && v !== null;
+  } catch (e) {
+    return false;
+  }
+}
+
+function ok(r) {
+  if (protocol === 'v2') return v2RestOk(r);
+  if (protocol === 'http') return r.status === (cfg.success_status || 200) && hasField(r);
+  return r.status === 200 && hasScores(r);
+}
+
 function request() {
-  const res = http.post(urls[nextTarget()], body, params);
-  check(res, { [cfg.check_name]: (r) => r.status === 200 && hasScores(r) });
+  const i = nextTarget();
+  const res = http.request(method, urls[i], sendBody ? body : null, params[i]);
+  check(res, { [cfg.check_name]: ok });
 }
 
 export function warmup() {
