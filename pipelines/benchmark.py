@@ -90,6 +90,12 @@ def embedded(spec: Spec) -> Spec:
     return spec.model_copy(update={"manifest": spec.manifest_document()})
 
 
+def _owned(spec: Spec) -> dict[str, str]:
+    """The workflow's uid for the steps that create or delete SeldonDeployments, so a run never
+    replaces or deletes another run's (`orchbench.io/owner`); other platforms need none."""
+    return {"owner": OWNER} if spec.platform == "kubernetes" and not spec.custom_kind() else {}
+
+
 def _art(direction: str, name: str) -> str:
     return f"{ARTIFACT_ROOT}/{direction}/{name}"
 
@@ -222,7 +228,13 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
                 dep = Task(
                     name=f"deploy-{transport}-{arm}",
                     template=t["deploy"],
-                    arguments={"spec": SPEC, "state_dir": STATE, "transport": transport, "arm": arm},
+                    arguments={
+                        "spec": SPEC,
+                        "state_dir": STATE,
+                        "transport": transport,
+                        "arm": arm,
+                        **_owned(spec),
+                    },
                 )
                 _after(previous if i == 0 else [waits[arm_names[i - 1]]], dep)
                 wt = Task(
@@ -260,6 +272,7 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
                         "spec": SPEC,
                         "state_dir": STATE,
                         "record": deploys[arm].get_parameter("record").value,
+                        **_owned(spec),
                     },
                 )
                 _after(chain, td)

@@ -15,11 +15,11 @@ known-answer calibration), timed by `runtime.after_delay`.
 
 Implementations (`--rest-impl`, `--grpc-impl`; `benchmarks/protocol_bench.py` measures them side by
 side in one interleaved run; `benchmarks/README.md`, "Protocol code", has the figures and why the
-defaults, marked *, are these: for REST the hand-written forwarder showed no lower jitter and no
-narrower CI; for gRPC the hand-written stack gave the narrower CI of the overhead):
+defaults, marked *, are these: for REST the hand-written forwarder (serving/http_forward.py, removed
+after that measurement) showed no lower jitter and no narrower CI, so the httptools one replaced it;
+for gRPC the hand-written stack gave the narrower CI of the overhead):
   REST  httptools* serving.lib_rest_forward.HttptoolsForwarder (httptools parsers, on uvloop)
         aiohttp    serving.lib_rest_forward.AiohttpForwarder (aiohttp server and client session)
-        hand       serving.http_forward (hand-written HTTP/1.1 framing)
   gRPC  hand*      serving.h2_forward (hand-written HTTP/2 frame pass-through)
         grpcio     serving.lib_grpc_forward.GrpcAioForwarder (grpc.aio server and channel)
         h2         serving.lib_grpc_forward.H2LibForwarder (the `h2` package, on uvloop)
@@ -42,7 +42,7 @@ from serving import runtime
 MARKER_KEY = "x-orchbench-orchestrator"
 MARKER_VALUE = "executor"
 REQUEST_TIMEOUT_S = 30.0
-REST_IMPLS = ("httptools", "aiohttp", "hand")
+REST_IMPLS = ("httptools", "aiohttp")
 GRPC_IMPLS = ("hand", "grpcio", "h2")
 DEFAULT_REST_IMPL = "httptools"
 DEFAULT_GRPC_IMPL = "hand"
@@ -110,11 +110,9 @@ async def _start_rest(
         fwd = AiohttpForwarder(args.upstream_rest, rewrite_path, marker, delay_s, REQUEST_TIMEOUT_S)
         forwarders.append(fwd)
         return await runtime.start_rest(fwd.handler, args.host, args.rest_port)
-    if args.rest_impl == "httptools":
-        from serving.lib_rest_forward import HttptoolsForwarder as Forwarder
-    else:
-        from serving.http_forward import HttpForwarder as Forwarder  # type: ignore[assignment]
-    rest = Forwarder(args.upstream_rest, rewrite_path, marker, delay_s, REQUEST_TIMEOUT_S)
+    from serving.lib_rest_forward import HttptoolsForwarder
+
+    rest = HttptoolsForwarder(args.upstream_rest, rewrite_path, marker, delay_s, REQUEST_TIMEOUT_S)
     return await runtime.start_raw(rest.protocol, args.host, args.rest_port)
 
 

@@ -82,9 +82,12 @@ def load(spec_json: str) -> Spec:
     return spec_from_json(spec_json)
 
 
-def platform_for(spec: Spec, state_dir: str, aa_copy: bool = False, transport: str = "rest") -> Platform:
+def platform_for(
+    spec: Spec, state_dir: str, aa_copy: bool = False, transport: str = "rest", owner: str = ""
+) -> Platform:
     """The spec's platform. `transport`: what a KServe / Seldon v2 platform renders `deploy`'s objects
-    for (wait, verify and teardown read everything from the record)."""
+    for (wait, verify and teardown read everything from the record). `owner`: the workflow's uid, so
+    a SeldonDeployment is created, replaced and deleted only by the run that owns it."""
     if spec.custom_kind():
         return custom_platform(spec, transport)
     if spec.platform == "endpoints":  # nothing deployed: the arms' own URLs
@@ -111,7 +114,7 @@ def platform_for(spec: Spec, state_dir: str, aa_copy: bool = False, transport: s
         )
     from orchbench.core.platform.kubernetes import platform_from_spec
 
-    return platform_from_spec(spec)
+    return platform_from_spec(spec, owner=owner)
 
 
 def custom_platform(spec: Spec, transport: str = "rest") -> Any:

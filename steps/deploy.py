@@ -17,7 +17,9 @@ if TYPE_CHECKING:  # the cluster image never needs the local platform
 
 
 @step
-def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str, Parameter(name="record")]:
+def deploy(
+    spec: str, state_dir: str, transport: str, arm: str, owner: str = ""
+) -> Annotated[str, Parameter(name="record")]:
     s = load(spec)
     t, a = cast(Transport, transport), arm
     definition = s.arm(arm)  # refuses an arm the spec does not name
@@ -30,7 +32,7 @@ def deploy(spec: str, state_dir: str, transport: str, arm: str) -> Annotated[str
         record = platform_for(s, state_dir, transport=t).deploy({}, arm, path)
         log(f"recorded {record.name} ({transport}, {arm}: endpoints)")
         return json.dumps(asdict(record), sort_keys=True)
-    platform = platform_for(s, state_dir)
+    platform = platform_for(s, state_dir, owner=owner)
     if s.platform == "local" and s.arms is not None:
         local = cast("LocalPlatform", platform)
         hop = definition.local_hop()

@@ -16,10 +16,10 @@ from steps.common import (
 
 
 @step
-def teardown(spec: str, state_dir: str, record: str) -> None:
+def teardown(spec: str, state_dir: str, record: str, owner: str = "") -> None:
     s = load(spec)
     rec = record_from_json(record)
-    platform_for(s, state_dir).teardown(rec)
+    platform_for(s, state_dir, owner=owner).teardown(rec)
     log(f"torn down {rec.name}")
 
 
@@ -51,7 +51,7 @@ def cleanup(spec: str, state_dir: str, workflow_status: str = "", owner: str = "
     """Exit handler: runs whatever happened. Tears down every arm it can find, then releases the
     taints of `owner` (the workflow's id, as the taint step got it); other runs' taints stay."""
     s = load(spec)
-    platform = platform_for(s, state_dir)
+    platform = platform_for(s, state_dir, owner=owner)
     failures = []
     for transport in s.transports:
         for arm in s.arm_names():

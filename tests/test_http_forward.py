@@ -1,6 +1,5 @@
-"""The orchestrator's REST forwarders against a scripted upstream, in-process: the hand-written one
-(serving.http_forward) and the library-built ones (serving.lib_rest_forward: httptools, aiohttp),
-each test run against every implementation.
+"""The orchestrator's REST forwarders against a scripted upstream, in-process: the library-built
+ones (serving.lib_rest_forward: httptools, the default, and aiohttp), each test run against both.
 
 The end-to-end behaviour through the real model server is in tests/test_serving.py; here are the
 HTTP/1.1 edge cases: pipelining, chunked answers, Connection: close, bad heads, upstream down or
@@ -18,7 +17,6 @@ import pytest
 import pytest_asyncio
 
 from serving import runtime
-from serving.http_forward import HttpForwarder
 from serving.lib_rest_forward import AiohttpForwarder, HttptoolsForwarder
 from serving.orchestrator import MARKER_KEY, MARKER_VALUE, rewrite_path
 
@@ -67,7 +65,7 @@ class _UpProto(asyncio.Protocol):
                 self.t.write(out)
 
 
-IMPLS = ["hand", "httptools", "aiohttp"]
+IMPLS = ["httptools", "aiohttp"]
 
 
 @pytest_asyncio.fixture(params=IMPLS)
@@ -92,8 +90,7 @@ async def make(
             runner = await runtime.start_rest(fwd.handler, "127.0.0.1", 0)
             servers.append(runner)
             return up, runner.addresses[0][1]
-        cls = HttpForwarder if impl == "hand" else HttptoolsForwarder
-        front = await runtime.start_raw(cls(*args, **kw).protocol, "127.0.0.1", 0)
+        front = await runtime.start_raw(HttptoolsForwarder(*args, **kw).protocol, "127.0.0.1", 0)
         servers.append(front)
         return up, front.sockets[0].getsockname()[1]
 
@@ -171,7 +168,6 @@ async def test_upstream_error_status_and_body_pass_through(make) -> None:
 @pytest.mark.parametrize(
     "raw,status",
     [
-        (b"POST /v1/models/m:predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
         (b"NONSENSE\r\n\r\n", 400),
         (b"POST /v1/models/m:predict HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400),
         (b"POST /v1/models/m:predict HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 413),
@@ -179,8 +175,6 @@ async def test_upstream_error_status_and_body_pass_through(make) -> None:
     ],
 )
 async def test_bad_requests_get_an_http_error_with_a_json_body(make, raw: bytes, status: int) -> None:
-    if status == 411 and make.impl != "hand":
-        pytest.skip("the library forwarders accept chunked request bodies (test_chunked_request_body...)")
     if b"Host:" not in raw and make.impl == "aiohttp":
         pytest.skip("aiohttp answers a malformed head itself (400, text/plain, no marker; no Host included)")
     up, port = await make(lambda head, body: _ok())
@@ -255,8 +249,6 @@ async def test_injected_delay_is_applied_per_request(make) -> None:
 
 
 async def test_chunked_request_body_is_forwarded_with_a_length(make) -> None:
-    if make.impl == "hand":
-        pytest.skip("the hand-written forwarder answers 411 (test_bad_requests...)")
     up, port = await make(lambda head, body: _ok(body))
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(

@@ -40,6 +40,8 @@ from orchbench.core.platform.kubernetes import (
     loadtester_placement,
     steps_placement,
 )
+from orchbench.core.spec import load_spec
+from pipelines.benchmark import compile_dict
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "manifests" / "tf_flowers.yaml"
@@ -1019,3 +1021,40 @@ def test_platform_from_spec_with_a_kubeconfig(
     p.untaint()
     assert taints_of(core, "lt") == taints_of(core, "m1") == []
     assert node(core, "lt")["metadata"]["labels"][ROLE_LABEL] == "loadtester"  # the user's label stays
+
+
+def test_a_run_never_replaces_or_deletes_another_runs_deployment(
+    cluster: EmulatedCluster, tmp_path: Path, api: client.ApiClient, custom: client.CustomObjectsApi
+) -> None:
+    """Two experiments on one cluster: run A's deployment carries A's workflow uid; run B may not
+    replace it (one line, nothing deleted) and B's clean-up leaves it alone; A's own teardown works."""
+    a, b = make_platform(api), make_platform(api)
+    a.owner, b.owner = "uid-a", "uid-b"
+    manifest = load_manifest(MANIFEST)
+    manifest["apiVersion"] = (
+        f"{GROUP}/v1"  # the version a rebuilt record uses (the emulator keeps each apart)
+    )
+    rec = a.deploy(manifest, "with", tmp_path / "a.json")
+    live = get_sdep(custom, "v1", rec.name)
+    assert live is not None and live["metadata"]["labels"]["orchbench.io/owner"] == "uid-a"
+    with pytest.raises(PlatformError) as info:
+        b.deploy(manifest, "with", tmp_path / "b.json")
+    msg = str(info.value)
+    assert "\n" not in msg and "another orchbench run (workflow uid-a)" in msg and "not replaced" in msg
+    assert not cluster.requests_matching("DELETE", f"/{PLURAL}/{rec.name}")
+    # B's exit handler rebuilds a record from the name alone and tears down: A's object stays
+    rebuilt = DeploymentRecord("kubernetes", rec.name, "rest", "with", "", {"namespace": NS})
+    b.teardown(rebuilt)
+    assert get_sdep(custom, "v1", rec.name) is not None
+    assert not cluster.requests_matching("DELETE", f"/{PLURAL}/{rec.name}")
+    a.teardown(rebuilt)  # the owner's own clean-up, from the name alone too
+    assert get_sdep(custom, "v1", rec.name) is None
+
+
+def test_the_workflow_passes_its_uid_to_deploy_and_teardown_on_a_cluster() -> None:
+    wf = compile_dict(load_spec(REPO / "specs" / "seed.yaml"))
+    dag = next(t for t in wf["spec"]["templates"] if t["name"] == "benchmark")["dag"]["tasks"]
+    for task in dag:
+        if task["name"].startswith(("deploy-", "teardown-")):
+            params = {p["name"]: p["value"] for p in task["arguments"]["parameters"]}
+            assert params["owner"] == "{{workflow.uid}}", task["name"]

@@ -299,10 +299,10 @@ def test_injected_delay_is_precise() -> None:
         assert delay <= median < delay + 0.0001, (delay, median)
 
 
-@pytest.fixture(scope="module", params=["hand+grpcio", "aiohttp+h2"])
+@pytest.fixture(scope="module", params=["aiohttp+grpcio", "aiohttp+h2"])
 def other_orch(request: pytest.FixtureRequest, stack: Stack) -> Iterator[tuple[int, int]]:
-    """The orchestrator with the non-default forwarders (REST impl + gRPC impl: the hand-written
-    serving.http_forward + grpc.aio; aiohttp + the `h2` package, on uvloop) in front of the same
+    """The orchestrator with the non-default forwarders (REST impl + gRPC impl: aiohttp + grpc.aio;
+    aiohttp + the `h2` package) in front of the same
     model server as the default one (httptools + the hand-written serving.h2_forward)."""
     rest_impl, grpc_impl = request.param.split("+")
     rest, port = free_port(), free_port()

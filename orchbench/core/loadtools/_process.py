@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from orchbench.core.errors import ConfigError, LoadTestError, ParseError
 from orchbench.core.loadtools.base import LoadRun
@@ -180,3 +180,26 @@ def judge(
         fail("no request completed in the measure phase")
     if counts["failed"] / counts["requests"] > max_error_rate:
         fail(describe_failures(counts))
+
+
+class BinaryTool:
+    """What every adapter of an external load tester shares: find its binary (the dataclass field
+    `binary`, else next to this interpreter, else on PATH), say whether it is there, and its version.
+    Subclasses set `name`, `VERSION_ARGS` and `INSTALL_HINT`."""
+
+    name: str
+    binary: str | None
+    VERSION_ARGS: ClassVar[list[str]] = ["--version"]
+    INSTALL_HINT: ClassVar[str] = ""
+
+    def _binary(self) -> str:
+        found = self.binary or find_binary(self.name)
+        if not found:
+            raise ConfigError(f"{self.name} is not installed ({self.INSTALL_HINT})")
+        return found
+
+    def available(self) -> bool:
+        return bool(self.binary or find_binary(self.name))
+
+    def version(self) -> str:
+        return tool_version(self._binary(), self.VERSION_ARGS)

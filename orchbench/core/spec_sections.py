@@ -1,0 +1,372 @@
+"""The sections of an experiment spec (load, local, kubernetes, argo, thresholds, arms and their
+checks): pydantic models, strict, unknown keys refused. `orchbench.core.spec` puts them together."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from orchbench.core.arms import (
+    ARM_NAME_PATTERN,
+    DEFAULT_BASELINE,
+    HOPS,
+    Transport,
+)
+from orchbench.core.paths import MANIFESTS, PAYLOADS, SPECS
+
+DEFAULT_SPEC = SPECS / "default.yaml"
+SHIPPED_MANIFEST = MANIFESTS / "tf_flowers.yaml"
+SHIPPED_PAYLOADS: dict[Transport, Path] = {
+    "rest": PAYLOADS / "flowers.json",
+    "grpc": PAYLOADS / "flowers.bin",
+}
+#: The default payloads of each protocol (http: the spec's `http.body`).
+PROTOCOL_PAYLOADS: dict[str, dict[Transport, Path]] = {
+    "tfserving": SHIPPED_PAYLOADS,
+    "v2": {"rest": PAYLOADS / "flowers_v2.json", "grpc": PAYLOADS / "flowers_v2.bin"},
+}
+
+
+#: strict: no bool for an int, no "2" for a number (YAML's `blocks: true` ran one block); ints are
+#: still taken for floats. No NaN or infinity anywhere (a NaN threshold turned the gate off).
+_CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class _Strict(BaseModel):
+    model_config = _CONFIG
+
+
+class Load(_Strict):
+    tool: Literal["auto", "k6", "vegeta", "ghz"] = "auto"
+    mode: Literal["closed", "open"] = "closed"
+    workers: int = Field(1, ge=1, le=256)
+    rate: float | None = Field(None, gt=0, le=100_000, description="requests/s, open loop only")
+    duration_s: float = Field(20.0, gt=0, le=24 * 3600, description="measured time per block and arm")
+    warmup_s: float = Field(3.0, ge=0, le=3600, description="run before each measurement, then discarded")
+    timeout_s: float = Field(20.0, gt=0, le=600, description="per request")
+    max_error_rate: float = Field(0.0, ge=0, le=1, description="a block with more failed requests fails")
+    interleave: Literal["auto", "request", "block"] = Field(
+        "auto",
+        description="request: one k6 process per block alternates the arms request by request; "
+        "block: one load-test run per arm and block (the seed's way; vegeta and ghz); "
+        "auto: request when the tool is k6 (or auto on the local platform), else block",
+    )
+
+    precision_ms: float | None = Field(
+        None,
+        gt=0,
+        le=1000,
+        description="target 95 % CI half-width (ms) of the mean and p50 overheads: the spec's `blocks` "
+        "are a pilot that sizes the run (orchbench.core.design, Stein's two-stage rule)",
+    )
+    max_blocks: int | None = Field(
+        None,
+        ge=2,
+        le=1000,
+        description="with precision_ms: at most this many blocks in all (unset: 40)",
+    )
+    max_duration_s: float | None = Field(
+        None,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="with precision_ms: at most this many seconds of load testing in all",
+    )
+
+    @model_validator(mode="after")
+    def _precision_budget(self) -> Load:
+        if self.precision_ms is None and (self.max_blocks is not None or self.max_duration_s is not None):
+            raise ValueError("load.max_blocks and load.max_duration_s apply with load.precision_ms only")
+        return self
+
+    @model_validator(mode="after")
+    def _interleave_needs_k6(self) -> Load:
+        if self.interleave == "request" and self.tool in ("vegeta", "ghz"):
+            raise ValueError(
+                f"load.interleave 'request' needs k6; {self.tool} drives one target per run (use 'block')"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _k6_durations(self) -> Load:
+        """What k6 would refuse when the block starts (orchbench.core.loadtools.k6.build_options)."""
+        if self.tool in ("auto", "k6"):
+            if self.duration_s < 1:
+                raise ValueError(
+                    f"load.duration_s: k6 needs a duration of at least 1 s, got {self.duration_s:g}"
+                )
+            if 0 < self.warmup_s < 1:
+                raise ValueError(
+                    f"load.warmup_s: k6 needs a warm-up of 0 or at least 1 s, got {self.warmup_s:g}"
+                )
+        rate = self.rate if self.tool == "ghz" and self.mode == "open" else None
+        if rate is not None and (rate < 1 or not float(rate).is_integer()):
+            raise ValueError(f"load.rate: ghz needs a whole open-loop rate >= 1 request/s, got {rate:g}")
+        return self
+
+    @model_validator(mode="after")
+    def _rate_matches_mode(self) -> Load:
+        if self.mode == "open" and self.rate is None:
+            raise ValueError("load.rate is required when load.mode is 'open'")
+        if self.mode == "closed" and self.rate is not None:
+            raise ValueError("load.rate applies to mode 'open' only; remove it or set mode: open")
+        return self
+
+
+class Ports(_Strict):
+    with_: int = Field(8000, alias="with", ge=1, le=65535)
+    without: int = Field(9000, ge=1, le=65535)
+    model_behind_orchestrator: int = Field(9100, ge=1, le=65535)
+
+    model_config = ConfigDict(**_CONFIG, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Ports:
+        if len({self.with_, self.without, self.model_behind_orchestrator}) != 3:
+            raise ValueError("local.ports must be three different ports")
+        return self
+
+
+class Local(_Strict):
+    cpu_pinning: bool = True
+    shared_model: bool = Field(
+        True,
+        description="the 'with' arm's orchestrator fronts the 'without' arm's model process "
+        "(false: each arm runs its own model process, on ports.model_behind_orchestrator for 'with')",
+    )
+    inject_delay_ms: float = Field(0.0, ge=0, le=1000, description="added by the reference orchestrator")
+    model_threads: int = Field(1, ge=1, le=64)
+    ready_timeout_s: float = Field(120.0, gt=0, le=3600)
+    ports: Ports = Ports()
+    aa_mode: bool = Field(False, description="A/A: both arms hit the 'without' deployment (CI must cover 0)")
+    # the serving stack's protocol implementations (benchmarks/protocol_bench.py); unset: the defaults
+    orchestrator_rest_impl: Literal["httptools", "aiohttp"] | None = Field(
+        None, description="the orchestrator's REST forwarder (serving.orchestrator --rest-impl)"
+    )
+    orchestrator_grpc_impl: Literal["hand", "h2", "grpcio"] | None = Field(
+        None, description="the orchestrator's gRPC forwarder (serving.orchestrator --grpc-impl)"
+    )
+    model_grpc_impl: Literal["h2", "grpcio"] | None = Field(
+        None, description="the model server's gRPC server (serving.model_server --grpc-server)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_impls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Unset implementation keys are left out, so specs (and compiled workflows) that do not name
+        one read exactly as before."""
+        data = dict(handler(self))
+        for key in ("orchestrator_rest_impl", "orchestrator_grpc_impl", "model_grpc_impl"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+
+class NodeSelection(_Strict):
+    names: list[str] = []
+    labels: dict[str, str] = {}
+
+
+class KServe(_Strict):
+    """kubernetes.kind kserve: how the InferenceService arms are rendered (kserve_render.py)."""
+
+    activator: bool = Field(
+        False, description="serverless: keep Knative's activator on the path (target-burst-capacity -1)"
+    )
+    graph_backend: Literal["raw", "serverless"] = Field(
+        "raw", description="the deployment mode of the InferenceService the graph arm's router fronts"
+    )
+    grpc_port: int | None = Field(None, ge=1, le=65535, description="the model container's gRPC port")
+
+
+class Seldon2(_Strict):
+    """kubernetes.kind seldon2: how the Seldon Core v2 Model arms are rendered (seldon2_render.py)."""
+
+    server: str = Field("mlserver", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    mesh_service: str = Field("seldon-mesh", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    model_version: int = Field(1, ge=1, description="the version MLServer serves a new Model under")
+
+
+class Kubernetes(_Strict):
+    namespace: str = "seldon"
+    loadtester_nodes: NodeSelection = NodeSelection()
+    model_nodes: NodeSelection = NodeSelection()
+    ready_timeout_s: float = Field(600.0, gt=0, le=7200)
+    kind: Literal["seldon", "kserve", "seldon2"] = Field(
+        "seldon",
+        description="what the manifest is and the arms are: a SeldonDeployment v1 (arms with / without), "
+        "a KServe InferenceService (raw, serverless, graph) or a Seldon Core v2 Model (mesh, direct)",
+    )
+    kserve: KServe | None = None
+    seldon2: Seldon2 | None = None
+
+    @model_validator(mode="after")
+    def _section_matches_kind(self) -> Kubernetes:
+        for key in ("kserve", "seldon2"):
+            if getattr(self, key) is not None and self.kind != key:
+                raise ValueError(f"kubernetes.{key} applies with kubernetes.kind {key} only")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The seed's kind and unset sections are left out: SeldonDeployment specs (and their compiled
+        workflows) read exactly as before."""
+        data = dict(handler(self))
+        if data.get("kind") == "seldon":
+            data.pop("kind", None)
+        for key in ("kserve", "seldon2"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+
+class Argo(_Strict):
+    namespace: str = "argo"
+    service_account: str = "orchbench"
+    image: str = "ghcr.io/orchbench/steps:0.1.0"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    schedule: str = "0 2 * * *"
+    timezone: str = "UTC"
+    dataset_key: str = "orchbench/runs"
+
+
+class Thresholds(_Strict):
+    rest_ms: float | None = Field(None, ge=0, description="largest allowed mean overhead over REST")
+    grpc_ms: float | None = Field(None, ge=0, description="largest allowed mean overhead over gRPC")
+
+
+class EnvRef(_Strict):
+    """A header value read from this environment variable where the request is made; only the
+    variable's NAME is ever written (spec dumps, the compiled workflow, records, results)."""
+
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+Headers = dict[str, str | EnvRef]
+
+
+def _check_headers(headers: Headers) -> Headers:
+    for name, value in headers.items():
+        if not HEADER_NAME.match(name):
+            raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+        if isinstance(value, str) and any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name}: value has a line break or NUL")
+    return headers
+
+
+class HttpRequest(_Strict):
+    """protocol http: the request every arm gets, and what counts as a success (REST only)."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    path: str = Field("/", pattern=r"^/[!-~]*$", max_length=2000, description="request path and query")
+    headers: Headers = {}
+    body: str | None = Field(None, description="request body file (relative to the spec's folder)")
+    success_status: int = Field(200, ge=100, le=599)
+    json_field: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$",
+        description="a dotted JSON path (`outputs.0.data`) that must be present in the answer",
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: Headers) -> Headers:
+        return _check_headers(value)
+
+
+class Tls(_Strict):
+    """platform endpoints: TLS to an arm (https URLs; TLS gRPC)."""
+
+    ca_file: str | None = Field(None, description="CA bundle (PEM) the arm's certificate must chain to")
+    verify: bool = Field(True, description="false: no certificate checks (self-signed test set-ups)")
+
+
+Hop = Literal["model", "orchestrator", "nginx", "haproxy"]
+assert tuple(Hop.__args__) == HOPS  # type: ignore[attr-defined]
+
+
+class Verify(_Strict):
+    """What an arm's answers must show: a response header (REST) or initial-metadata key (gRPC)
+    present (optionally with this value) or absent."""
+
+    header: str = Field(pattern=r"^[a-z0-9][-a-z0-9_.]{0,62}$", description="lower-case header name")
+    present: bool = True
+    value: str | None = Field(None, max_length=200, description="with present: the value it must have")
+
+    @model_validator(mode="after")
+    def _value_needs_present(self) -> Verify:
+        if self.value is not None and not self.present:
+            raise ValueError("verify.value applies with present: true only")
+        return self
+
+
+class Arm(_Strict):
+    """One arm of the experiment. Locally, `hop` says what answers: the model server direct
+    (`model`), or the reference orchestrator / nginx / HAProxy in front of the baseline's model."""
+
+    name: str = Field(pattern=ARM_NAME_PATTERN, description="used in task names, file paths and k6 tags")
+    baseline: bool = False
+    hop: Hop | None = Field(
+        None, description="local platform: unset is model for the baseline, else orchestrator"
+    )
+    port: int | None = Field(None, ge=1024, le=65535, description="local: where the arm listens")
+    verify: list[Verify] = Field([], description="checked on the arm's answers, besides the hop's own marker")
+    threshold_ms: float | None = Field(
+        None, ge=0, description="this arm's regression threshold (both transports)"
+    )
+    aa: bool = Field(
+        False,
+        description="A/A control: a second deployment identical to the baseline's (locally its own "
+        "model server process on its own port, pinned like the baseline's); its overhead is the noise "
+        "between two copies of one thing, and the other arms are flagged when they do not stand clear "
+        "of it (orchbench.core.aa)",
+    )
+    # platform endpoints: where the arm answers (nothing is deployed)
+    url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        max_length=500,
+        description="endpoints: REST base URL, http(s)://host:port[/prefix]",
+    )
+    grpc: str | None = Field(None, pattern=r"^[^\s/:]+:[0-9]{1,5}$", description="endpoints: gRPC host:port")
+    headers: Headers = Field({}, description="endpoints: extra request headers ({env: NAME} values)")
+    tls: Tls | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: Headers) -> Headers:
+        return _check_headers(value)
+
+    @model_validator(mode="after")
+    def _aa_is_a_copy(self) -> Arm:
+        if self.aa and (self.baseline or self.hop not in (None, "model")):
+            raise ValueError(f"arm {self.name}: aa: true is a copy of the baseline's model (hop: model)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_no_aa(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """`aa: false` is left out, so specs (and compiled workflows) of before read as they did."""
+        data = dict(handler(self))
+        if not data.get("aa"):
+            data.pop("aa", None)
+        for key in ("url", "grpc", "tls", "headers"):  # platform endpoints' keys, likewise
+            if not data.get(key):
+                data.pop(key, None)
+        return data
+
+    def local_hop(self) -> str:
+        return self.hop or ("model" if self.baseline or self.aa else "orchestrator")
+
+
+#: The seed's two arms: what a spec without `arms:` means.
+DEFAULT_ARMS = (Arm(name=DEFAULT_BASELINE, baseline=True, hop="model"), Arm(name="with", hop="orchestrator"))
