@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(VENV)/bin/orchbench run --spec $(SPEC) --out $(OUT)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -44,7 +44,7 @@ def test_payloads_and_manifest_travel_inside_the_workflow(tmp_path: Path) -> Non
     carried = json.loads(params["spec"])
     assert carried["manifest"] == manifest  # the document, not a path on this machine
     assert carried["payloads"] == {"rest": "p/a.json", "grpc": "p/b.bin"}  # names, for provenance
-    arts = {a["name"]: a for a in _templates(wf)["loadtest-pair"]["inputs"]["artifacts"]}
+    arts = {a["name"]: a for a in _templates(wf)["loadtest-arms"]["inputs"]["artifacts"]}
     assert base64.b64decode(arts["payload-rest"]["raw"]["data"]) == rest
     assert base64.b64decode(arts["payload-grpc"]["raw"]["data"]) == grpc
     assert arts["payload-grpc"]["path"] == "/tmp/orchbench/in/payloads/grpc.b64"
