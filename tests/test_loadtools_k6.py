@@ -290,7 +290,9 @@ def test_k6_pair_alternates_and_splits_per_arm(
         assert df.attrs["checks"] == "joined" and measured["ok"].all()
         # k6's own per-arm count, the split CSV and the arm's server agree
         assert parsed.requests == len(measured) == run.extra["counts"]["requests"] > 0
-        assert len(servers[arm].received) == len(df)  # type: ignore[attr-defined]
+        # every recorded request reached the arm's server; one more may have: the iteration k6
+        # interrupts at the end of a scenario has sent its request but records no sample
+        assert len(df) <= len(servers[arm].received) <= len(df) + 1  # type: ignore[attr-defined]
         assert parsed.latency_ns["p50"] == pytest.approx(measured["latency_ns"].median(), rel=0.02)
         frames[arm] = df.assign(arm=arm)
     import pandas as pd

@@ -125,7 +125,9 @@ def test_deploy_wait_verify_teardown(tmp_path: Path, transport: str, arm: str, s
 
 @pytest.mark.slow
 def test_with_arm_needs_the_shared_model_running(platform: LocalPlatform, tmp_path: Path) -> None:
-    with pytest.raises(PlatformError, match="deploy 'without' first"):
+    with pytest.raises(
+        PlatformError, match=r"arm 'with' fronts .* nothing listens there: deploy the baseline"
+    ):
         platform.deploy(render(BASE, "rest", "with"), "with", tmp_path / "r.json")
     assert not (tmp_path / "r.json").exists()
 
