@@ -73,16 +73,20 @@ def test_local_runner_runs_exactly_the_compiled_workflow(tmp_path, interleave):
     spec = load_spec(tiny_spec(tmp_path, transports=("rest",), blocks=1, duration_s=1, interleave=interleave))
     wf = compiled(spec, "workflow")
     dag = next(t for t in wf["spec"]["templates"] if t["name"] == "benchmark")["dag"]["tasks"]
-    name, key = (
-        ("load-rest-b0-with", "endpoint") if interleave == "block" else ("load-rest-b0", "endpoint_with")
-    )
+    name, key = ("load-rest-b0-with", "endpoint") if interleave == "block" else ("load-rest-b0", "endpoints")
     task = next(t for t in dag if t["name"] == name)
     param = next(p for p in task["arguments"]["parameters"] if p["name"] == key)
-    assert param["value"] == "{{tasks.wait-rest-with.outputs.parameters.endpoint}}"
-    param["value"] = "{{tasks.wait-rest-without.outputs.parameters.endpoint}}"
+    with_ref = "{{tasks.wait-rest-with.outputs.parameters.endpoint}}"
+    without_ref = "{{tasks.wait-rest-without.outputs.parameters.endpoint}}"
+    if interleave == "block":
+        assert param["value"] == with_ref
+    else:  # one JSON list of every arm's endpoint, in the block's drawn order
+        assert sorted(param["value"].strip("[]").split(",")) == sorted([with_ref, without_ref])
+    param["value"] = param["value"].replace(with_ref, without_ref)
     out = tmp_path / "out"
     runner = LocalRunner(wf, out, parameters={"state-dir": str(out / "state"), "results-dir": str(out)})
-    with pytest.raises(StepFailed, match="wired to the rest/without endpoint"):
+    expected = "wired to the rest/without endpoint" if interleave == "block" else "is wired to arms"
+    with pytest.raises(StepFailed, match=expected):
         runner.run()
     assert runner.status == "Failed"
     assert "cleanup" in runner.tasks  # the exit handler ran
