@@ -103,7 +103,8 @@ def test_fixture_summary_terminal_and_parquet_agree() -> None:
             r["with_ms"],
             r["without_ms"],
         ) == pytest.approx((est, lo, hi, w, wo), abs=2e-6)
-        assert r["mann_whitney_u_p"] is None  # no pooled rank test any more
+        assert "mann_whitney_u_p" not in r  # no pooled rank test any more (schema v2)
+        assert r["n_blocks"] == r["df"] + 1 and r["paired_test_p"] is not None  # the blocks' own test
 
 
 def test_fixture_compare_of_two_sample_tables() -> None:
