@@ -34,6 +34,7 @@ from aiohttp import web
 from serving import h2_grpc, runtime, v2
 from serving.model import BadImageError, Classifier, decode_image
 from serving.protos import BadRequestError, make_predict_response, parse_predict_request, parse_rest_body
+from serving.v2_server import V2Endpoints
 
 MODEL_VERSION = 1
 PREDICT_METHOD = "Predict"
@@ -130,7 +131,7 @@ class ModelServer:
 
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infer")
         # the Open Inference Protocol routes (/v2/..., inference.GRPCInferenceService) on the same model
-        self.v2 = v2.V2Endpoints(service.classifier, service.model_name, service.version, self._run)
+        self.v2 = V2Endpoints(service.classifier, service.model_name, service.version, self._run)
 
     async def _run(self, fn: Callable[..., bytes], *args: Any) -> bytes:
         if self._pool is None:

@@ -22,7 +22,7 @@ from tritonclient.grpc import service_pb2
 from orchbench.core import loadtools
 from orchbench.core.loadtools.protoset import _walk
 from orchbench.core.paths import PAYLOADS
-from serving import payloads, v2
+from serving import payloads, v2, v2_server
 from serving.client import HttpClient
 from serving.model import decode_image
 from serving.protos import BadRequestError
@@ -112,13 +112,13 @@ def test_grpc_request_parsing_takes_raw_input_contents_and_refuses_a_predict_req
 
 
 def test_paths() -> None:
-    R = v2.Route
-    assert v2.parse_path("/v2/models/flowers/infer") == R("infer", "flowers", None)
-    assert v2.parse_path("/v2/models/flowers/versions/1/infer") == R("infer", "flowers", "1")
-    assert v2.parse_path("/v2/models/flowers/ready") == R("model_ready", "flowers", None)
-    assert v2.parse_path("/v2/models/flowers") == R("model_metadata", "flowers", None)
-    assert v2.parse_path("/v2/health/ready") == R("ready")
-    assert v2.parse_path("/v2") == R("server_metadata")
+    R = v2_server.Route
+    assert v2_server.parse_path("/v2/models/flowers/infer") == R("infer", "flowers", None)
+    assert v2_server.parse_path("/v2/models/flowers/versions/1/infer") == R("infer", "flowers", "1")
+    assert v2_server.parse_path("/v2/models/flowers/ready") == R("model_ready", "flowers", None)
+    assert v2_server.parse_path("/v2/models/flowers") == R("model_metadata", "flowers", None)
+    assert v2_server.parse_path("/v2/health/ready") == R("ready")
+    assert v2_server.parse_path("/v2") == R("server_metadata")
     for bad in (
         "/v1/models/flowers:predict",
         "/v2x",
@@ -126,7 +126,7 @@ def test_paths() -> None:
         "/v2/models//infer",
         "/v2/models/f/predict",
     ):
-        assert v2.parse_path(bad) is None, bad
+        assert v2_server.parse_path(bad) is None, bad
 
 
 def test_answer_checks_refuse_what_a_load_tester_must_not_count() -> None:
