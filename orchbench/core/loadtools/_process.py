@@ -17,6 +17,9 @@ from orchbench.core.errors import ConfigError, LoadTestError, ParseError
 from orchbench.core.loadtools.base import LoadRun
 from orchbench.core.parentdeath import die_with_parent
 
+#: Seconds a tool may run past its load's duration and timeout before it is killed.
+KILL_MARGIN_S = 30.0
+
 
 @dataclass(frozen=True)
 class Finished:
@@ -95,6 +98,76 @@ def run_bounded(
         kill_group(proc, grace_s=2.0 if timed_out else 5.0)
     code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
     return Finished(exit_code=code, timed_out=timed_out, started_at_ns=started, ended_at_ns=time.time_ns())
+
+
+@dataclass(frozen=True)
+class Steps:
+    """How a tool's sequence of commands (warm-up, measure, report...) ended."""
+
+    exit_code: int
+    timed_out: bool
+    budget_s: float  # the last step's time limit
+    started_at_ns: int
+    ended_at_ns: int
+
+
+def run_steps(
+    cmds: Mapping[str, Sequence[str]],
+    durations_s: Mapping[str, float],
+    timeout_s: float,
+    cpus: set[int] | None,
+    stderr_path: Path,
+    *,
+    pinned: Sequence[str] | None = None,
+    exit_step: str | None = None,
+    stop_on_error: bool = False,
+) -> Steps:
+    """Run `cmds` in order, each bounded by its duration + `timeout_s` + KILL_MARGIN_S, stderr of all
+    appended to `stderr_path`. `pinned`: the steps put on `cpus` (None: all). The exit code is the
+    last step's, or with `exit_step` that step's (a failing step's when `stop_on_error` stops there).
+    A step that times out always stops the sequence."""
+    started: int | None = None
+    exit_code, timed_out, budget, ended = 0, False, 0.0, 0
+    with open(stderr_path, "wb") as err:
+        for step, cmd in cmds.items():
+            budget = durations_s.get(step, 0.0) + timeout_s + KILL_MARGIN_S
+            pin = pinned is None or step in pinned
+            done = run_bounded(pin_command(cmd, cpus) if pin else cmd, budget, stderr=err)
+            started = started if started is not None else done.started_at_ns
+            ended, timed_out = done.ended_at_ns, done.timed_out
+            if exit_step is None or step == exit_step:
+                exit_code = done.exit_code
+            if timed_out or (stop_on_error and done.exit_code != 0):
+                exit_code = done.exit_code
+                break
+    return Steps(exit_code, timed_out, budget, started or 0, ended)
+
+
+def finish_run(
+    tool: str,
+    version: str,
+    raw_path: Path,
+    samples_path: Path,
+    measure_cmd: Sequence[str],
+    cpus: set[int] | None,
+    steps: Steps,
+    extra: dict[str, Any],
+    max_error_rate: float,
+) -> LoadRun:
+    """The LoadRun of a finished sequence, judged (:func:`judge`): raises LoadTestError on failure."""
+    run = LoadRun(
+        tool=tool,
+        tool_version=version,
+        raw_path=raw_path,
+        samples_path=samples_path if samples_path.exists() else None,
+        command=pin_command(measure_cmd, cpus),
+        exit_code=steps.exit_code,
+        started_at_ns=steps.started_at_ns,
+        ended_at_ns=steps.ended_at_ns,
+        extra={"cpus": sorted(cpus or []), **extra, "max_error_rate": max_error_rate},
+    )
+    judge(run, samples_path, tool, steps.timed_out, steps.budget_s, max_error_rate)
+    return run
 
 
 def tool_version(binary: str, args: Sequence[str]) -> str:

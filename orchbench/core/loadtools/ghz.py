@@ -18,17 +18,9 @@ from typing import ClassVar
 
 from orchbench.core.arms import GRPC_METHOD, Endpoint
 from orchbench.core.errors import ConfigError
-from orchbench.core.loadtools._process import (
-    BinaryTool,
-    judge,
-    pin_command,
-    run_bounded,
-    seconds,
-)
+from orchbench.core.loadtools._process import BinaryTool, finish_run, run_steps, seconds
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.core.loadtools.protoset import PROTOSET_NAME, read_predict_request, write_protoset
-
-KILL_MARGIN_S = 30.0
 
 
 def load_flags(profile: LoadProfile) -> list[str]:
@@ -134,34 +126,23 @@ class GhzTool(BinaryTool):
         raw_path.unlink(missing_ok=True)
         version = self.version()
         stderr_path = out_dir / "ghz.stderr.log"
-        started: int | None = None
-        exit_code, timed_out, budget, ended = 0, False, 0.0, 0
-        with open(stderr_path, "wb") as err:
-            for step, cmd in cmds.items():
-                duration = profile.warmup_s if step == "warmup" else profile.duration_s
-                budget = duration + profile.timeout_s + KILL_MARGIN_S
-                done = run_bounded(pin_command(cmd, cpus), budget, stderr=err)
-                started = started if started is not None else done.started_at_ns
-                ended, exit_code, timed_out = done.ended_at_ns, done.exit_code, done.timed_out
-                if timed_out:
-                    break
-        run = LoadRun(
-            tool=self.name,
-            tool_version=version,
-            raw_path=raw_path,
-            samples_path=raw_path if raw_path.exists() else None,
-            command=pin_command(cmds["measure"], cpus),
-            exit_code=exit_code,
-            started_at_ns=started or 0,
-            ended_at_ns=ended,
-            extra={
-                "commands": cmds,
-                "cpus": sorted(cpus or []),
-                "profile": profile.to_dict(),
-                "warmup": "separate run, report discarded" if "warmup" in cmds else "none",
-                "stderr_path": str(stderr_path),
-                "max_error_rate": self.max_error_rate,
-            },
+        durations = {"warmup": profile.warmup_s, "measure": profile.duration_s}
+        steps = run_steps(cmds, durations, profile.timeout_s, cpus, stderr_path)
+        extra = {
+            "commands": cmds,
+            "profile": profile.to_dict(),
+            "warmup": "separate run, report discarded" if "warmup" in cmds else "none",
+            "stderr_path": str(stderr_path),
+        }
+        # ghz's JSON report is its samples file too
+        return finish_run(
+            self.name,
+            version,
+            raw_path,
+            raw_path,
+            cmds["measure"],
+            cpus,
+            steps,
+            extra,
+            self.max_error_rate,
         )
-        judge(run, raw_path, "ghz", timed_out, budget, self.max_error_rate)
-        return run

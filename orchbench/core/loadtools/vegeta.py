@@ -17,17 +17,9 @@ from typing import ClassVar
 
 from orchbench.core.arms import Endpoint
 from orchbench.core.errors import ConfigError
-from orchbench.core.loadtools._process import (
-    BinaryTool,
-    judge,
-    pin_command,
-    run_bounded,
-    seconds,
-)
+from orchbench.core.loadtools._process import BinaryTool, finish_run, run_steps, seconds
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.fsio import write_text
-
-KILL_MARGIN_S = 30.0
 
 
 def targets_text(endpoint: Endpoint, payload: Path) -> str:
@@ -122,39 +114,31 @@ class VegetaTool(BinaryTool):
             stale.unlink(missing_ok=True)
         version = self.version()
         stderr_path = out_dir / "vegeta.stderr.log"
-        started = None
-        exit_code, timed_out, budget = 0, False, 0.0
-        with open(stderr_path, "wb") as err:
-            for step, cmd in cmds.items():
-                duration = {"warmup": profile.warmup_s, "attack": profile.duration_s}.get(step, 0.0)
-                budget = duration + profile.timeout_s + KILL_MARGIN_S
-                done = run_bounded(
-                    pin_command(cmd, cpus) if step in ("warmup", "attack") else cmd, budget, stderr=err
-                )
-                started = started if started is not None else done.started_at_ns
-                if step == "attack":
-                    exit_code = done.exit_code
-                ended = done.ended_at_ns
-                if done.timed_out or done.exit_code != 0:
-                    exit_code, timed_out = done.exit_code, done.timed_out
-                    break
-        run = LoadRun(
-            tool=self.name,
-            tool_version=version,
-            raw_path=raw_path,
-            samples_path=samples_path if samples_path.exists() else None,
-            command=pin_command(cmds["attack"], cpus),
-            exit_code=exit_code,
-            started_at_ns=started or 0,
-            ended_at_ns=ended,
-            extra={
-                "commands": cmds,
-                "cpus": sorted(cpus or []),
-                "profile": profile.to_dict(),
-                "warmup": "separate attack, results discarded" if "warmup" in cmds else "none",
-                "stderr_path": str(stderr_path),
-                "max_error_rate": self.max_error_rate,
-            },
+        durations = {"warmup": profile.warmup_s, "attack": profile.duration_s}
+        steps = run_steps(
+            cmds,
+            durations,
+            profile.timeout_s,
+            cpus,
+            stderr_path,
+            pinned=("warmup", "attack"),  # encode / report only read files
+            exit_step="attack",
+            stop_on_error=True,
         )
-        judge(run, samples_path, "vegeta", timed_out, budget, self.max_error_rate)
-        return run
+        extra = {
+            "commands": cmds,
+            "profile": profile.to_dict(),
+            "warmup": "separate attack, results discarded" if "warmup" in cmds else "none",
+            "stderr_path": str(stderr_path),
+        }
+        return finish_run(
+            self.name,
+            version,
+            raw_path,
+            samples_path,
+            cmds["attack"],
+            cpus,
+            steps,
+            extra,
+            self.max_error_rate,
+        )
