@@ -5,8 +5,13 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SPEC   ?= specs/default.yaml
 OUT    ?= runs/latest
+# KServe's Python model server (local.model_server: kserve) runs from its own virtual environment:
+# kserve's pins (protobuf < 7, psutil < 6) clash with orchbench's. Built from PyPI on demand.
+KSERVE_VENV ?= $(VENV)-kserve
+KSERVE_STAMP := $(KSERVE_VENV)/.orchbench-kserve
+export ORCHBENCH_KSERVE_VENV := $(abspath $(KSERVE_VENV))
 
-.PHONY: run test lint bench floor compile-golden clean install
+.PHONY: run test lint bench floor compile-golden clean install kserve-venv
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +23,16 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 
 install: $(STAMP)
 
+$(KSERVE_STAMP): orchbench/core/platform/kserve_local.py | $(STAMP)
+	$(PY) -m orchbench.core.platform.kserve_local --venv $(KSERVE_VENV)
+	@touch $(KSERVE_STAMP)
+
+kserve-venv: $(KSERVE_STAMP)
+
 run: $(STAMP)
 	$(VENV)/bin/orchbench run --spec $(SPEC) --out $(OUT)
 
-test: $(STAMP)
+test: $(STAMP) $(KSERVE_STAMP)
 	$(PY) -m pytest -q --durations=25
 
 lint: $(STAMP)
@@ -38,4 +49,4 @@ golden: $(STAMP)
 	ORCHBENCH_REGEN_GOLDEN=1 $(PY) -m pytest -q tests/test_pipelines_golden.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(KSERVE_VENV) $(KSERVE_VENV).lock $(KSERVE_VENV)-build.log build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from hera.workflows import (
     DAG,
@@ -36,6 +36,7 @@ from steps.compare import compare
 from steps.deploy import deploy
 from steps.floor import floor
 from steps.loadtest import loadtest, loadtest_arms
+from steps.loadtest_stage import loadtest_stage, loadtest_stage_arm
 from steps.report import gate, report
 from steps.taint import taint
 from steps.teardown import cleanup, teardown
@@ -91,9 +92,10 @@ def embedded(spec: Spec) -> Spec:
 
 
 def _owned(spec: Spec) -> dict[str, str]:
-    """The workflow's uid for the steps that create or delete SeldonDeployments, so a run never
-    replaces or deletes another run's (`orchbench.io/owner`); other platforms need none."""
-    return {"owner": OWNER} if spec.platform == "kubernetes" and not spec.custom_kind() else {}
+    """The workflow's uid for the steps that create or delete objects on a cluster (SeldonDeployments,
+    KServe's and Seldon v2's), so a run never replaces or deletes another run's (`orchbench.io/owner`);
+    other platforms need none."""
+    return {"owner": OWNER} if spec.platform == "kubernetes" else {}
 
 
 def _art(direction: str, name: str) -> str:
@@ -122,18 +124,61 @@ def _script(spec: Spec, fn: Any, name: str, role: str = "control", **kw: Any) ->
     )
 
 
-def _load_tasks(spec: Spec) -> list[tuple[str, str, int, list[str]]]:
-    """(task name, transport, block, arms in order) in execution order: one paired task per block
-    (interleave request), else one task per block and arm."""
+class LoadTask(NamedTuple):
+    """One load-test task: its name, transport, block, arms in order, and (load stages) the stage and
+    which of the stage's generators it is. Tasks of one `wave` run in parallel (generators)."""
+
+    name: str
+    transport: str
+    block: int
+    arms: list[str]
+    stage: str | None = None
+    generator: int = 0
+    wave: int = 0
+
+
+def _rotated(arms: list[str], g: int) -> list[str]:
+    """Generator g's own arm order: the block's, rotated by g (VU n starts at arm (n - 1 + g) mod N)."""
+    k = g % len(arms)
+    return arms[k:] + arms[:k]
+
+
+def _load_tasks(spec: Spec) -> list[LoadTask]:
+    """The load-test tasks in execution order: one paired task per block (interleave request), else
+    one task per block and arm; with load stages, per stage (in plan order) and block, and with
+    `load.generators` N, N parallel tasks per stage and block (one wave)."""
     order = spec.block_order()
-    if spec.interleave() == "request":
-        return [(f"load-{t}-b{b}", t, b, list(arms)) for t in spec.transports for b, arms in enumerate(order)]
-    return [
-        (f"load-{t}-b{b}-{arm}", t, b, [arm])
-        for t in spec.transports
-        for b, arms in enumerate(order)
-        for arm in arms
-    ]
+    request = spec.interleave() == "request"
+    stages = spec.stage_plan()
+    if not stages:
+        if request:
+            return [
+                LoadTask(f"load-{t}-b{b}", t, b, list(arms), wave=i)
+                for i, (t, (b, arms)) in enumerate((t, x) for t in spec.transports for x in enumerate(order))
+            ]
+        return [
+            LoadTask(f"load-{t}-b{b}-{arm}", t, b, [arm], wave=i)
+            for i, (t, b, arm) in enumerate(
+                (t, b, arm) for t in spec.transports for b, arms in enumerate(order) for arm in arms
+            )
+        ]
+    n = spec.load.generators
+    out: list[LoadTask] = []
+    wave = 0
+    for t in spec.transports:
+        for st in stages:
+            slug = st.id.replace(".", "p")  # a task name has no '.' (Argo's {{tasks.NAME...}})
+            for b, arms in enumerate(order):
+                if request:
+                    for g in range(n):
+                        name = f"load-{t}-{slug}-b{b}" + (f"-g{g}" if n > 1 else "")
+                        out.append(LoadTask(name, t, b, _rotated(list(arms), g), st.id, g, wave))
+                    wave += 1
+                else:
+                    for arm in arms:
+                        out.append(LoadTask(f"load-{t}-{slug}-b{b}-{arm}", t, b, [arm], st.id, 0, wave))
+                        wave += 1
+    return out
 
 
 def _templates(spec: Spec, kind: Kind) -> dict[str, Script]:
@@ -153,8 +198,7 @@ def _templates(spec: Spec, kind: Kind) -> dict[str, Script]:
         "wait": _script(spec, wait, "wait"),
         "loadtest": _script(
             spec,
-            loadtest_arms if spec.interleave() == "request" else loadtest,
-            "loadtest-arms" if spec.interleave() == "request" else "loadtest",
+            *_loadtest_step(spec),
             role="loadtester",
             inputs=list(payloads),
             outputs=[Artifact(name="raw", path=_art("out", "raw"))],
@@ -165,7 +209,7 @@ def _templates(spec: Spec, kind: Kind) -> dict[str, Script]:
             compare,
             "compare",
             inputs=[Artifact(name="floor", path=_art("in", "floor"), optional=True)]
-            + [Artifact(name=f"raw-{name}", path=_art("in", f"raw/{name}")) for name, *_ in loads],
+            + [Artifact(name=f"raw-{x.name}", path=_art("in", f"raw/{x.name}")) for x in loads],
             outputs=[_results_artifact(kind)],
         ),
         "report": _script(
@@ -191,6 +235,14 @@ def _templates(spec: Spec, kind: Kind) -> dict[str, Script]:
     return templates
 
 
+def _loadtest_step(spec: Spec) -> tuple[Any, str]:
+    """The load-test step and its template's name."""
+    request = spec.interleave() == "request"
+    if spec.stage_plan():
+        return (loadtest_stage, "loadtest-stage") if request else (loadtest_stage_arm, "loadtest-stage-arm")
+    return (loadtest_arms, "loadtest-arms") if request else (loadtest, "loadtest")
+
+
 def _results_artifact(kind: Kind) -> Artifact:
     if kind != "cron":
         return Artifact(name="results", path=_art("out", "results"))
@@ -210,6 +262,82 @@ def _after(before: list[Task], task: Task) -> None:
         b >> task
 
 
+def _replicate(
+    spec: Spec, t: dict[str, Script], transport: str, r: int, previous: list[Task], loads: list[Task]
+) -> list[Task]:
+    """One deployment replicate of one transport: deploy + wait each arm (the baseline first), the
+    replicate's load-test blocks, teardown. Appends its load tasks to `loads`; returns its teardowns
+    (what the next phase waits for). Task names carry `-r<k>` only with two or more replicates."""
+    sfx = f"-r{r}" if spec.replicates > 1 else ""
+    waits: dict[str, Task] = {}
+    deploys: dict[str, Task] = {}
+    # the baseline first: locally every other arm's hop fronts the baseline's model process
+    arm_names = spec.arm_names()
+    for i, arm in enumerate(arm_names):
+        dep = Task(
+            name=f"deploy-{transport}-{arm}{sfx}",
+            template=t["deploy"],
+            arguments={
+                "spec": SPEC,
+                "state_dir": STATE,
+                "transport": transport,
+                "arm": arm,
+                **_owned(spec),
+            },
+        )
+        _after(previous if i == 0 else [waits[arm_names[i - 1]]], dep)
+        wt = Task(
+            name=f"wait-{transport}-{arm}{sfx}",
+            template=t["wait"],
+            arguments={"spec": SPEC, "state_dir": STATE, "record": dep.get_parameter("record").value},
+        )
+        dep >> wt
+        deploys[arm], waits[arm] = dep, wt
+    compared = spec.compared_arms()
+    chain: list[Task] = [waits[a] for a in [*compared, spec.baseline]]
+    wave: list[Task] = []
+    current = None
+    for lt in _load_tasks(spec):
+        if lt.transport != transport or spec.replicate_of(lt.block) != r:
+            continue
+        if lt.wave != current:  # a new wave waits for the whole previous one
+            chain, wave, current = wave or chain, [], lt.wave
+        args: dict[str, Any] = {"spec": SPEC, "state_dir": STATE, "transport": transport}
+        if lt.stage is not None:
+            args["stage"] = lt.stage
+        if len(lt.arms) > 1:  # one JSON list of every arm's endpoint, in the block's order
+            listed = ",".join(str(waits[a].get_parameter("endpoint").value) for a in lt.arms)
+            args.update(block=str(lt.block), endpoints=f"[{listed}]")
+            if lt.stage is not None:
+                args["generator"] = str(lt.generator)
+        else:
+            args.update(
+                arm=lt.arms[0],
+                block=str(lt.block),
+                endpoint=waits[lt.arms[0]].get_parameter("endpoint").value,
+            )
+        task = Task(name=lt.name, template=t["loadtest"], arguments=args)
+        _after(chain, task)
+        wave.append(task)
+        loads.append(task)
+    chain = wave or chain
+    teardowns = []
+    for arm in [*compared, spec.baseline]:
+        td = Task(
+            name=f"teardown-{transport}-{arm}{sfx}",
+            template=t["teardown"],
+            arguments={
+                "spec": SPEC,
+                "state_dir": STATE,
+                "record": deploys[arm].get_parameter("record").value,
+                **_owned(spec),
+            },
+        )
+        _after(chain, td)
+        teardowns.append(td)
+    return teardowns
+
+
 def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
     with DAG(name="benchmark"):
         tnt = Task(
@@ -220,64 +348,11 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
         previous: list[Task] = [flr]
         loads_by_transport: dict[str, list[Task]] = {}
         for transport in spec.transports:
-            waits: dict[str, Task] = {}
-            deploys: dict[str, Task] = {}
-            # the baseline first: locally every other arm's hop fronts the baseline's model process
-            arm_names = spec.arm_names()
-            for i, arm in enumerate(arm_names):
-                dep = Task(
-                    name=f"deploy-{transport}-{arm}",
-                    template=t["deploy"],
-                    arguments={
-                        "spec": SPEC,
-                        "state_dir": STATE,
-                        "transport": transport,
-                        "arm": arm,
-                        **_owned(spec),
-                    },
-                )
-                _after(previous if i == 0 else [waits[arm_names[i - 1]]], dep)
-                wt = Task(
-                    name=f"wait-{transport}-{arm}",
-                    template=t["wait"],
-                    arguments={"spec": SPEC, "state_dir": STATE, "record": dep.get_parameter("record").value},
-                )
-                dep >> wt
-                deploys[arm], waits[arm] = dep, wt
-            compared = spec.compared_arms()
-            chain: list[Task] = [waits[a] for a in [*compared, spec.baseline]]
             loads: list[Task] = []
-            for name, tr, block, arms in _load_tasks(spec):
-                if tr != transport:
-                    continue
-                args: dict[str, Any] = {"spec": SPEC, "state_dir": STATE, "transport": transport}
-                if len(arms) > 1:  # one JSON list of every arm's endpoint, in the block's order
-                    listed = ",".join(str(waits[a].get_parameter("endpoint").value) for a in arms)
-                    args.update(block=str(block), endpoints=f"[{listed}]")
-                else:
-                    args.update(
-                        arm=arms[0], block=str(block), endpoint=waits[arms[0]].get_parameter("endpoint").value
-                    )
-                task = Task(name=name, template=t["loadtest"], arguments=args)
-                _after(chain, task)
-                chain = [task]
-                loads.append(task)
+            # deployment replicates: every arm deployed afresh per replicate, one after the other
+            for r in range(spec.replicates):
+                previous = _replicate(spec, t, transport, r, previous, loads)
             loads_by_transport[transport] = loads
-            teardowns = []
-            for arm in [*compared, spec.baseline]:
-                td = Task(
-                    name=f"teardown-{transport}-{arm}",
-                    template=t["teardown"],
-                    arguments={
-                        "spec": SPEC,
-                        "state_dir": STATE,
-                        "record": deploys[arm].get_parameter("record").value,
-                        **_owned(spec),
-                    },
-                )
-                _after(chain, td)
-                teardowns.append(td)
-            previous = teardowns
         all_loads = [task for ts in loads_by_transport.values() for task in ts]
         cmp_args: list[Any] = [
             Parameter(name="spec", value=SPEC),
@@ -345,7 +420,8 @@ def build(spec: Spec, kind: Kind = "workflow") -> Workflow:
         "arguments": params,
         "labels": {"app.kubernetes.io/name": "orchbench", "orchbench.io/experiment": spec.name},
         "pod_gc": None,
-        "parallelism": 1,
+        # one task at a time, but the N load generators of a stage's block together
+        "parallelism": max(1, spec.load.generators),
     }
     base = {k: v for k, v in base.items() if v is not None}
     wf: Workflow

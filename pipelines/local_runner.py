@@ -1,6 +1,7 @@
 """Run a compiled Argo workflow (the same dict `orchbench compile` writes) on this machine.
 
-What it honours: the entrypoint DAG and `depends` (`a && b`), workflow and task parameters, template
+What it honours: the entrypoint DAG and `depends` (`a && b`), the workflow's `parallelism` (ready
+script tasks side by side, up to that many: a stage's load generators), workflow and task parameters, template
 input defaults, output parameters (`valueFrom.path`), artifacts passed with `from`, S3 keys (mapped to
 a local artifact repository folder), `{{workflow.name}}`, `{{workflow.uid}}`, `{{workflow.status}}`,
 and the `onExit` handler, which runs whatever happened (failure, SIGINT, SIGTERM, SIGHUP). Each script
@@ -78,6 +79,17 @@ def parse_depends(expr: str | None) -> list[str]:
     return names
 
 
+@dataclass
+class _Started:
+    """A script task whose step process runs."""
+
+    tpl: dict[str, Any]
+    task: str
+    task_dir: Path
+    child: subprocess.Popen[bytes]
+    started: float
+
+
 class LocalRunner:
     def __init__(
         self,
@@ -109,7 +121,8 @@ class LocalRunner:
             self.params[key] = value
         self.tasks: dict[str, TaskResult] = {}
         self.status = "Running"
-        self._child: subprocess.Popen[bytes] | None = None
+        self._children: list[subprocess.Popen[bytes]] = []  # the running steps (several: parallelism)
+        self.parallelism = max(1, int(self.spec.get("parallelism") or 1))
         self._stop: str | None = None
         self._stop_at: float | None = None  # monotonic time the current child was asked to stop
         self._exiting = False  # running the exit handler: signals are noted, the handler runs on
@@ -212,28 +225,36 @@ class LocalRunner:
             self._interrupt_child()
 
     def _interrupt_child(self) -> None:
-        """Ask the running step to stop: SIGINT to its process group, so a Python step unwinds
+        """Ask the running steps to stop: SIGINT to their process groups, so a Python step unwinds
         (KeyboardInterrupt: its `finally` blocks stop the load tester and servers it started).
-        `_wait_child` escalates to SIGKILL if it is still there after STOP_GRACE_S."""
-        child = self._child
-        if child is None or child.poll() is not None or self._stop_at is not None:
+        `_wait_children` escalates to SIGKILL if one is still there after STOP_GRACE_S."""
+        live = [c for c in self._children if c.poll() is None]
+        if not live or self._stop_at is not None:
             return
         self._stop_at = time.monotonic()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGINT)
+        for child in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGINT)
 
-    def _wait_child(self, child: subprocess.Popen[bytes]) -> int:
+    def _wait_children(self, children: list[subprocess.Popen[bytes]]) -> list[int]:
+        """Wait for every child (started from this thread, which the kernel watches for them); their
+        exit codes in order."""
+        codes: list[int | None] = [None] * len(children)
         while True:
-            try:
-                return child.wait(0.1)
-            except subprocess.TimeoutExpired:
-                pass
+            for i, child in enumerate(children):
+                if codes[i] is None:
+                    codes[i] = child.poll()
+            if all(c is not None for c in codes):
+                return [int(c) for c in codes if c is not None]
+            time.sleep(0.05)
             if self._stop and self._stop_at is None:
                 self._interrupt_child()  # the signal came while the child was being started
             if self._stop_at is not None and time.monotonic() - self._stop_at > STOP_GRACE_S:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, signal.SIGKILL)
-                return child.wait()
+                for i, child in enumerate(children):
+                    if codes[i] is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(child.pid, signal.SIGKILL)
+                        codes[i] = child.wait()
 
     def _run_template(
         self, name: str, task_name: str, params: dict[str, str], artifacts: dict[str, Path]
@@ -248,30 +269,72 @@ class LocalRunner:
             return self._run_script(tpl, task_name or name, params, artifacts)
         raise ConfigError(f"template {name!r}: only dag and script templates run locally")
 
+    def _task_inputs(self, task: dict[str, Any]) -> tuple[dict[str, str], dict[str, Path]]:
+        args = task.get("arguments") or {}
+        params = {p["name"]: self.subst(str(p.get("value", ""))) for p in args.get("parameters", [])}
+        arts: dict[str, Path] = {}
+        for a in args.get("artifacts", []):
+            src = self._artifact_source(a)
+            if src is not None:
+                arts[a["name"]] = src
+        return params, arts
+
     def _run_dag(self, dag: dict[str, Any]) -> None:
+        """The DAG's tasks in order; with the workflow's `parallelism` > 1, up to that many ready
+        script tasks at once (as Argo would: a stage's N load generators side by side)."""
         pending = list(dag.get("tasks", []))
         while pending:
             if self._stop:
                 raise Interrupted(f"interrupted by {self._stop}")
-            ready = next(
-                (t for t in pending if all(d in self.tasks for d in parse_depends(t.get("depends")))), None
-            )
-            if ready is None:
+            ready = [t for t in pending if all(d in self.tasks for d in parse_depends(t.get("depends")))]
+            if not ready:
                 raise ConfigError(
                     f"DAG cannot progress: tasks {[t['name'] for t in pending]} wait on missing tasks"
                 )
-            pending.remove(ready)
-            args = ready.get("arguments") or {}
-            params = {p["name"]: self.subst(str(p.get("value", ""))) for p in args.get("parameters", [])}
-            arts: dict[str, Path] = {}
-            for a in args.get("artifacts", []):
-                src = self._artifact_source(a)
-                if src is not None:
-                    arts[a["name"]] = src
-            self.on_event("start", ready["name"], None)
-            result = self._run_template(ready["template"], ready["name"], params, arts)
-            self.tasks[ready["name"]] = result
-            self.on_event("done", ready["name"], result)
+            batch = [ready[0]]
+            if self.parallelism > 1:
+                batch += [t for t in ready[1:] if "script" in self.templates.get(t["template"], {})][
+                    : self.parallelism - 1
+                ]
+                if "script" not in self.templates.get(ready[0]["template"], {}):
+                    batch = [ready[0]]
+            for task in batch:
+                pending.remove(task)
+            if len(batch) == 1:
+                task = batch[0]
+                params, arts = self._task_inputs(task)
+                self.on_event("start", task["name"], None)
+                result = self._run_template(task["template"], task["name"], params, arts)
+                self.tasks[task["name"]] = result
+                self.on_event("done", task["name"], result)
+                continue
+            self._run_parallel(batch)
+
+    def _run_parallel(self, batch: list[dict[str, Any]]) -> None:
+        """Script tasks side by side: all started from this thread, waited for together; the first
+        failure (in DAG order) is raised once every one has ended."""
+        started = []
+        for task in batch:
+            params, arts = self._task_inputs(task)
+            self.on_event("start", task["name"], None)
+            tpl = self.templates[task["template"]]
+            started.append(self._start_script(tpl, task["name"], params, arts))
+        try:
+            codes = self._wait_children([p.child for p in started])
+        finally:
+            self._children = []
+            self._stop_at = None
+        error: BaseException | None = None
+        for task, pend, rc in zip(batch, started, codes, strict=True):
+            try:
+                result = self._finish_script(pend, rc)
+            except BaseException as exc:
+                error = error or exc
+                continue
+            self.tasks[task["name"]] = result
+            self.on_event("done", task["name"], result)
+        if error is not None:
+            raise error
 
     def _inputs(self, tpl: dict[str, Any], params: dict[str, str]) -> dict[str, str]:
         values: dict[str, str] = {}
@@ -292,6 +355,17 @@ class LocalRunner:
     def _run_script(
         self, tpl: dict[str, Any], task: str, params: dict[str, str], artifacts: dict[str, Path]
     ) -> TaskResult:
+        pend = self._start_script(tpl, task, params, artifacts)
+        try:
+            rc = self._wait_children([pend.child])[0]
+        finally:
+            self._children = []
+            self._stop_at = None
+        return self._finish_script(pend, rc)
+
+    def _start_script(
+        self, tpl: dict[str, Any], task: str, params: dict[str, str], artifacts: dict[str, Path]
+    ) -> _Started:
         task_dir = self.run_dir / "tasks" / task
         if task_dir.exists():
             shutil.rmtree(task_dir)
@@ -337,7 +411,7 @@ class LocalRunner:
         args = [self.subst(a, inputs) for a in script.get("args", [])]
         started = time.monotonic()
         with open(task_dir / "stdout.log", "wb") as out, open(task_dir / "stderr.log", "wb") as err:
-            self._child = subprocess.Popen(
+            child = subprocess.Popen(
                 [*command, *args, str(source_file)],
                 cwd=task_dir,
                 env=env,
@@ -348,11 +422,11 @@ class LocalRunner:
                 # from the thread that waits for them, the one the kernel watches
                 preexec_fn=die_with_parent(),
             )
-            try:
-                rc = self._wait_child(self._child)
-            finally:
-                self._child = None
-                self._stop_at = None
+        self._children.append(child)
+        return _Started(tpl, task, task_dir, child, started)
+
+    def _finish_script(self, pend: _Started, rc: int) -> TaskResult:
+        tpl, task, task_dir, started = pend.tpl, pend.task, pend.task_dir, pend.started
         result = TaskResult(
             task,
             tpl["name"],

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from orchbench.fsio import atomic_path
 from results_schema.errors import ResultsFileError, SchemaVersionError
-from results_schema.schema import KNOWN_VERSIONS, SCHEMA_VERSION, SCHEMAS
+from results_schema.schema import KNOWN_VERSIONS, SCHEMA_VERSION, SCHEMAS, STAGE_DEFAULTS
 
 META_VERSION = b"orchbench.schema_version"
 META_TABLE = b"orchbench.table"
@@ -66,7 +66,27 @@ def read_table(path: str | Path, kind: str) -> pa.Table:
     table = pq.read_table(path)
     if kind == "overheads" and version == 1:
         table = upgrade_overheads_v1(table)
+    if version < 3 and kind in ("runs", "samples", "overheads"):
+        table = upgrade_to_stages(table, kind)
     return table
+
+
+def upgrade_to_stages(table: pa.Table, kind: str) -> pa.Table:
+    """A version-1 or -2 table in the current schema: one load, no stage (stage "", stage_kind
+    "none", stage_value null; overheads `valid` true). Each row keeps its own `schema_version`."""
+    n = table.num_rows
+    schema = SCHEMAS[kind]
+    columns = {}
+    for f in schema:
+        if f.name in table.column_names:
+            columns[f.name] = table.column(f.name).cast(f.type)
+        elif f.name == "valid":
+            columns[f.name] = pa.array([True] * n, f.type)
+        elif f.name in STAGE_DEFAULTS and STAGE_DEFAULTS[f.name] is not None:
+            columns[f.name] = pa.array([STAGE_DEFAULTS[f.name]] * n, f.type)
+        else:
+            columns[f.name] = pa.nulls(n, f.type)
+    return pa.Table.from_pydict(columns, schema=schema)
 
 
 def upgrade_overheads_v1(table: pa.Table) -> pa.Table:
@@ -79,6 +99,10 @@ def upgrade_overheads_v1(table: pa.Table) -> pa.Table:
     for f in schema:
         if f.name in table.column_names:
             columns[f.name] = table.column(f.name).cast(f.type)
+        elif f.name == "valid":
+            columns[f.name] = pa.array([True] * n, f.type)
+        elif f.name in STAGE_DEFAULTS and STAGE_DEFAULTS[f.name] is not None:
+            columns[f.name] = pa.array([STAGE_DEFAULTS[f.name]] * n, f.type)
         elif f.name == "arm":
             columns[f.name] = pa.array(["with"] * n, f.type)
         elif f.name == "baseline":

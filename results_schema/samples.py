@@ -12,7 +12,7 @@ error), `ok` (bool), `phase` ("measure" | "warmup"), `error` (str, the tool's er
   iteration's check passed: request and check rows are joined on (scenario, vu, iter) from the
   `vu`/`iter` system tags orchbench's scripts enable. Without those tags, with no check rows, or with
   more than one request per iteration the join is not reliable and `ok` rests on status only
-  ("status"). Phase: the `scenario` column (`warmup`, else measure).
+  ("status"). Phase: the `scenario` column (`warmup` or `warmup-<arm>`, else measure).
 - ghz `-O json` `details` ("status"): timestamps are the END of the call (ghz's stats End event),
   so ts_ns = timestamp - latency; ok = status "OK". All rows are "measure" (warm-up is a separate,
   discarded run).
@@ -162,7 +162,8 @@ def parse_k6_csv(path: Path) -> pd.DataFrame:
     )
     status_ok = np.array([s in ("200", "OK") for s in status]) & (expected.to_numpy() != "false")
     scenario = req["scenario"].to_numpy()
-    phase = ["warmup" if s == "warmup" else "measure" for s in scenario]
+    # `warmup`, or an open-loop stage's per-arm `warmup-<arm>` (loadtools/k6_stages.py)
+    phase = ["warmup" if s == "warmup" or s.startswith("warmup-") else "measure" for s in scenario]
 
     checks_mode = "status"
     ok = status_ok

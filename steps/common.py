@@ -89,7 +89,7 @@ def platform_for(
     for (wait, verify and teardown read everything from the record). `owner`: the workflow's uid, so
     a SeldonDeployment is created, replaced and deleted only by the run that owns it."""
     if spec.custom_kind():
-        return custom_platform(spec, transport)
+        return custom_platform(spec, transport, owner)
     if spec.platform == "endpoints":  # nothing deployed: the arms' own URLs
         from orchbench.core.platform.endpoints import endpoints_platform
 
@@ -111,15 +111,17 @@ def platform_for(
                 "model_grpc": local.model_grpc_impl,
             },
             endpoint_extras=spec.endpoint_extras(),
+            model_server=local.model_server,
         )
     from orchbench.core.platform.kubernetes import platform_from_spec
 
     return platform_from_spec(spec, owner=owner)
 
 
-def custom_platform(spec: Spec, transport: str = "rest") -> Any:
+def custom_platform(spec: Spec, transport: str = "rest", owner: str = "") -> Any:
     """kubernetes.kind kserve / seldon2: KServePlatform / Seldon2Platform with the spec's options for
-    `transport`, in-cluster inside an Argo pod, else from the kubeconfig."""
+    `transport` (and `owner`, the workflow's uid, on every object), in-cluster inside an Argo pod,
+    else from the kubeconfig."""
     from orchbench.core.platform.k8s_common import config_from_spec
     from orchbench.core.platform.k8s_kinds import kserve_options, seldon2_options
     from orchbench.core.platform.kserve import KServePlatform
@@ -128,10 +130,10 @@ def custom_platform(spec: Spec, transport: str = "rest") -> Any:
     config = config_from_spec(spec)
     if spec.custom_kind() == "kserve":
         platform = KServePlatform.from_environment(config)
-        platform.options = kserve_options(spec, transport)
+        platform.options = kserve_options(spec, transport, owner)
     else:
         platform = Seldon2Platform.from_environment(config)
-        platform.options = seldon2_options(spec, transport)
+        platform.options = seldon2_options(spec, transport, owner)
     return platform
 
 

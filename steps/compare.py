@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from orchbench.core import stage_analysis
 from orchbench.core.analysis import Block, build_tables, deployment_reuse, overheads_table, summarise
 from orchbench.core.errors import ConfigError
 from orchbench.core.provenance import collect
@@ -68,6 +69,11 @@ def compare(spec: str, results_dir: str = "", run_id: str = "") -> None:
     summary = write_results(s, blocks, floor, run_id, out)
     for transport in s.transports:
         res = summary[transport]
+        for st in res.get("stages") or []:
+            log(
+                f"{transport} {st['label']}: "
+                + ("valid" if st["valid"] else "INVALID: " + "; ".join(st["invalid_reasons"]))
+            )
         o = res["overhead_ms"]
         log(
             f"{transport}: overhead mean {o['mean']['estimate']} ms {o['mean']['ci95']}, "
@@ -81,14 +87,23 @@ def compare(spec: str, results_dir: str = "", run_id: str = "") -> None:
 def write_results(
     s: Spec, blocks: list[Block], floor: dict | None, run_id: str, out: Path, extra: dict | None = None
 ) -> dict:
-    """The Parquet tables and summary.json (with `extra` keys merged in) of `blocks`, into `out`."""
-    summary = summarise(s, blocks, floor, run_id, collect())
+    """The Parquet tables and summary.json (with `extra` keys merged in) of `blocks`, into `out`.
+    With load stages: per stage (orchbench.core.stage_analysis), the generators' samples merged, and
+    the `stages` table (stages.parquet)."""
+    staged = bool(s.stage_plan())
+    if staged:
+        summary = stage_analysis.summarise_stages(s, blocks, floor, run_id, collect())
+    else:
+        summary = summarise(s, blocks, floor, run_id, collect())
     summary.update(extra or {})
     prov = summary["provenance"]
-    runs, samples = build_tables(blocks, run_id, prov, _floor_p50_ns(floor), deployment_reuse(s))
+    merged = stage_analysis.merge_generators(blocks) if staged else None
+    runs, samples = build_tables(blocks, run_id, prov, _floor_p50_ns(floor), deployment_reuse(s), merged)
     write_table(runs, out / "results.parquet", "runs")
     write_table(samples, out / "samples.parquet", "samples")
     write_table(overheads_table(summary, time.time_ns(), prov), out / "overheads.parquet", "overheads")
+    if staged:
+        write_table(stage_analysis.stages_table(summary), out / "stages.parquet", "stages")
     write_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
     if floor is not None:
         write_text(out / "floor.json", json.dumps(floor, indent=2, sort_keys=True))

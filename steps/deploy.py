@@ -25,7 +25,8 @@ def deploy(
     definition = s.arm(arm)  # refuses an arm the spec does not name
     path = record_path(state_dir, t, arm)
     if s.custom_kind():  # KServe / Seldon v2: the arm's objects rendered from the one manifest
-        record = platform_for(s, state_dir, transport=t).deploy(s.manifest_document(), arm, path)
+        custom = platform_for(s, state_dir, transport=t, owner=owner)
+        record = custom.deploy(s.manifest_document(), arm, path)
         log(f"deployed {record.name} ({transport}, {arm}: {s.custom_kind()})")
         return json.dumps(asdict(record), sort_keys=True)
     if s.platform == "endpoints":  # nothing deployed: the arm's target is recorded

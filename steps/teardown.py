@@ -24,14 +24,14 @@ def teardown(spec: str, state_dir: str, record: str, owner: str = "") -> None:
 
 
 def _known_record(
-    spec_json: str, state_dir: str, transport: Transport, arm: ArmName
+    spec_json: str, state_dir: str, transport: Transport, arm: ArmName, owner: str = ""
 ) -> DeploymentRecord | None:
     s = load(spec_json)
     path = record_path(state_dir, transport, arm)
     if path.exists():
         return DeploymentRecord.load(path)
     if s.custom_kind():  # KServe / Seldon v2: the record (its `objects`) rendered again, as deploy did
-        platform = custom_platform(s, transport)
+        platform = custom_platform(s, transport, owner)
         record: DeploymentRecord = platform.plan(s.manifest_document(), arm)[0]
         return record
     if s.platform == "kubernetes":  # deterministic names: a record can be rebuilt without the file
@@ -49,13 +49,22 @@ def _known_record(
 @step
 def cleanup(spec: str, state_dir: str, workflow_status: str = "", owner: str = "") -> None:
     """Exit handler: runs whatever happened. Tears down every arm it can find, then releases the
-    taints of `owner` (the workflow's id, as the taint step got it); other runs' taints stay."""
+    taints of `owner` (the workflow's id, as the taint step got it); other runs' taints stay. For
+    KServe / Seldon v2 with an owner, "every arm" is every object labelled orchbench.io/owner=<owner>
+    in the namespace (also one whose deploy step died before it wrote its record)."""
     s = load(spec)
     platform = platform_for(s, state_dir, owner=owner)
     failures = []
-    for transport in s.transports:
+    by_owner = bool(s.custom_kind() and owner)
+    if by_owner:  # KServe / Seldon v2: whatever carries this run's uid, found by its label
+        try:
+            gone = custom_platform(s, owner=owner).cleanup_owned(owner)
+            log(f"deleted what orchbench.io/owner={owner} labels: {', '.join(gone) or 'nothing'}")
+        except OrchbenchError as exc:
+            failures.append(f"objects of owner {owner}: {exc}")
+    for transport in () if by_owner else s.transports:
         for arm in s.arm_names():
-            rec = _known_record(spec, state_dir, transport, arm)
+            rec = _known_record(spec, state_dir, transport, arm, owner)
             if rec is None:
                 continue
             try:

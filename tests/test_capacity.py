@@ -78,7 +78,7 @@ def test_geometric_climb_then_bisection_on_an_mm1_curve():
     )
     assert [s.rate_per_s for s in c.steps] == [50, 100, 200, 400, 800, 1600, 1200, 1000, 900, 950, 925]
     assert [s.good for s in c.steps] == [True] * 5 + [False, False, False, True, False, False]
-    assert c.steps[5].reason == "p99 inf ms > 50 ms; error rate 1 >= 0.01"
+    assert c.steps[5].reason == "p99 inf ms > 50 ms; error rate 1 > 0.01"
     # true capacity: 1000 - 1000 ln(100) / 50 = 907.9 req/s
     assert (c.last_good_per_s, c.first_bad_per_s) == (900.0, 925.0)
     assert c.to_dict()["bracket_per_s"] == [900.0, 925.0]
@@ -99,7 +99,7 @@ def test_next_rate_proposes_step_by_step():
 
 
 def test_an_error_rate_over_the_bound_is_bad_however_fast():
-    assert judge_step(400, 5.0, 0.02, Slo(15, max_error_rate=0.01)).reason == "error rate 0.02 >= 0.01"
+    assert judge_step(400, 5.0, 0.02, Slo(15, max_error_rate=0.01)).reason == "error rate 0.02 > 0.01"
     assert judge_step(400, 5.0, 0.0, Slo(15, max_error_rate=0.01)).good
     c = capacity({100: (5.0, 0.0), 150: (5.0, 0.0), 200: (5.0, 0.5)}, Slo(15), SearchPlan(100, 50, 500))
     assert (c.last_good_per_s, c.first_bad_per_s) == (150.0, 200.0)

@@ -66,6 +66,19 @@ def test_env_headers_are_names_in_the_spec_dump() -> None:
     assert '"env": "MY_TOKEN"' in dumped
 
 
+def test_certificate_checks_are_on_or_off_for_every_arm_alike() -> None:
+    """k6 turns certificate checks off for its whole process: a spec mixing verify true and false
+    across its TLS arms is refused before anything runs, one line naming both sides."""
+    data = build_spec("https://h:1", ["a=https://h:2", "b=https://h:3"])
+    data["arms"][1]["tls"] = {"verify": False}
+    data["arms"][2]["tls"] = {"verify": True}
+    with pytest.raises(ConfigError, match=r"tls\.verify false on a but true on b") as err:
+        parse_spec(data)
+    assert "\n" not in str(err.value)
+    data["arms"][2]["tls"] = {"verify": False}
+    assert parse_spec(data).arm("b").tls is not None
+
+
 @contextmanager
 def _nginx(tmp_path: Path, server: str, name: str = "n") -> Iterator[None]:
     """A hand-written nginx (the `server` block given), stopped afterwards."""

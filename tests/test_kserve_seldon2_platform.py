@@ -6,6 +6,8 @@ kubelet (pods, Ready) and the garbage collector (deleting pods after their objec
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +24,7 @@ from orchbench.core.errors import ArmVerificationError, ConfigError, DeployTimeo
 from orchbench.core.platform.base import DeploymentRecord
 from orchbench.core.platform.k8s_arms import ArmTarget
 from orchbench.core.platform.k8s_common import KubernetesConfig, NodeSelection
+from orchbench.core.platform.k8s_kinds import endpoint_dict
 from orchbench.core.platform.kserve import KServePlatform
 from orchbench.core.platform.kserve_render import KServeOptions, render_kserve
 from orchbench.core.platform.seldon2 import Seldon2Platform
@@ -36,6 +39,9 @@ EXTRA_RESOURCES = (
     f"{KSERVE}/v1alpha1/inferencegraphs",
     f"{MLOPS}/v1alpha1/models",
 )
+
+#: Envoy's pod labels as Seldon's operator sets them (seldon2_render.ENVOY_POD_SELECTOR).
+ENVOY_LABELS = {"app.kubernetes.io/name": "seldon-envoy"}
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -260,8 +266,11 @@ def test_kserve_render_refuses_bad_manifests() -> None:
 # --- KServe: deploy, wait, verify, teardown ------------------------------------------------------
 
 
-def _play_kserve(custom: client.CustomObjectsApi, core: client.CoreV1Api, rec: DeploymentRecord) -> None:
-    """KServe's controllers and the kubelet: objects Ready, pods as each arm has them."""
+def _play_kserve(
+    custom: client.CustomObjectsApi, core: client.CoreV1Api, rec: DeploymentRecord, graph_delay_s: float = 0.0
+) -> None:
+    """KServe's controllers and the kubelet: objects Ready (the graph `graph_delay_s` after its model),
+    pods as each arm has them."""
     d = rec.details
     arm = rec.arm
     labels = {"serving.kserve.io/inferenceservice": d["isvc"], "orchbench.io/arm": arm}
@@ -272,7 +281,8 @@ def _play_kserve(custom: client.CustomObjectsApi, core: client.CoreV1Api, rec: D
     set_ready(custom, KSERVE, "v1beta1", "inferenceservices", d["isvc"])
     if d["graph"]:
         router = {"serving.kserve.io/inferencegraph": d["graph"], "orchbench.io/arm": arm}
-        make_pod(core, f"{d['graph']}-router", router, [("router", [8080])])
+        make_pod(core, f"{d['graph']}-router", router, [(d["graph"], [8080])])  # KServe names it so
+        time.sleep(graph_delay_s)
         set_ready(custom, KSERVE, "v1alpha1", "inferencegraphs", d["graph"])
     time.sleep(0.2)
     core.patch_namespaced_pod_status(
@@ -488,7 +498,7 @@ def test_seldon2_arm_round_trip(
     custom: client.CustomObjectsApi,
 ) -> None:  # fmt: skip
     _server_pod(core, ready=False)
-    make_pod(core, "seldon-envoy-1", {"app": "seldon-envoy"}, [("envoy", [9000])])
+    make_pod(core, "seldon-envoy-1", ENVOY_LABELS, [("envoy", [9000])])
     p = seldon2(api)
     rec = p.deploy(model_manifest(), arm, tmp_path / "r.json")
     assert (
@@ -608,61 +618,170 @@ def _verbs(rules: list[dict[str, Any]], group: str, resource: str) -> set[str]:
     }
 
 
-def test_rbac_grants_the_new_kinds_least_privilege_in_the_namespace() -> None:
+#: The namespace of each custom kind's Role: the shipped spec's kubernetes.namespace.
+ROLE_NAMESPACES = {"kserve": "kserve-bench", "seldon2": "seldon-mesh"}
+KIND_RESOURCES = {
+    "kserve": {(KSERVE, "inferenceservices"), (KSERVE, "inferencegraphs"), ("", "pods"), ("", "events")},
+    "seldon2": {(MLOPS, "models"), ("", "pods"), ("", "events")},
+}
+
+
+def test_rbac_grants_the_new_kinds_only_in_their_namespaces() -> None:
+    from orchbench.core.spec import load_spec
+
     rules = _rules()
+    for kind, ns in ROLE_NAMESPACES.items():
+        assert load_spec(REPO / "specs" / f"{kind}.yaml").kubernetes.namespace == ns
+        granted = {(g, r) for rule in rules[ns] for g in rule["apiGroups"] for r in rule["resources"]}
+        assert granted == KIND_RESOURCES[kind], ns  # nothing else in that namespace
     for group, resource in NEW_KINDS:
-        assert _verbs(rules[NS], group, resource) == {"get", "list", "watch", "create", "delete"}, resource
-        assert _verbs(rules["cluster"], group, resource) == set(), f"{resource} granted cluster-wide"
-        assert _verbs(rules["argo"], group, resource) == set()
-        for sub in ("status", "finalizers"):  # the controllers write these, orchbench does not
-            assert _verbs(rules[NS], group, f"{resource}/{sub}") == set()
+        for scope, scope_rules in rules.items():
+            if scope not in ROLE_NAMESPACES.values():
+                assert _verbs(scope_rules, group, resource) == set(), f"{resource} granted in {scope}"
+        for ns in ROLE_NAMESPACES.values():
+            for sub in ("status", "finalizers"):  # the controllers write these, orchbench does not
+                assert _verbs(rules[ns], group, f"{resource}/{sub}") == set()
     # Nothing cluster-wide but the node taints (a ClusterRole is only for what a Role cannot do).
     assert {(g, r) for rule in rules["cluster"] for g in rule["apiGroups"] for r in rule["resources"]} == {
         ("", "nodes")
     }
-    for scope in rules.values():
-        for rule in scope:
+    for scope_rules in rules.values():
+        for rule in scope_rules:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
 
 
-def test_rbac_allows_every_call_the_new_platforms_make(
-    tmp_path: Path, cluster: EmulatedCluster, core: client.CoreV1Api, custom: client.CustomObjectsApi
-) -> None:
-    rules = _rules()
-    api = cluster.new_api_client()
-    api.user_agent = "orchbench-under-test"
-    for arm in ("graph", "serverless"):
-        p = kserve(api)
-        rec = p.deploy(isvc_manifest(), arm, tmp_path / f"{arm}.json")
-        _play_kserve(custom, core, rec)
-        p.verify_arm(rec, p.wait(rec, timeout_s=5))
-        _gc(core, rec)
-        p.teardown(rec)
-        p.deploy(isvc_manifest(), arm, tmp_path / f"{arm}.json")
-        p.deploy(isvc_manifest(), arm, tmp_path / f"{arm}.json")  # replace: delete + create
-        with pytest.raises(DeployTimeout):
-            p.wait(rec, timeout_s=0.3)  # reads events
-    _server_pod(core)
-    make_pod(core, "seldon-envoy-1", {"app": "seldon-envoy"}, [("envoy", [9000])])
-    s = seldon2(api)
-    rec = s.deploy(model_manifest(), "mesh", tmp_path / "m.json")
-    set_ready(custom, MLOPS, "v1alpha1", "models", rec.name)
-    s.verify_arm(rec, s.wait(rec, timeout_s=5))
-    s.teardown(rec)
+def _calls(cluster: EmulatedCluster, agent: str) -> set[tuple[str, str, str]]:
+    """(group, resource, verb) of every request the code under test made (its client's user agent
+    `agent`), each checked to stay inside the namespace NS."""
     seen = set()
     for r in cluster.emulator or []:
-        if r.headers.get("User-Agent") != "orchbench-under-test":
+        if r.headers.get("User-Agent") != agent:
             continue
         parts = r.url.path.strip("/").split("/")
         group = "" if parts[0] == "api" else parts[1]
         rest = parts[2:] if parts[0] == "api" else parts[3:]
         assert rest[0] == "namespaces" and rest[1] == NS, r.url.path  # nothing outside the namespace
         resource, named = rest[2], len(rest) > 3
+        if len(rest) > 4:  # a subresource (status, ...): orchbench writes none
+            resource = f"{resource}/{rest[4]}"
         if r.method == "GET":
             verb = "watch" if r.params.get("watch") == "true" else ("get" if named else "list")
         else:
             verb = _VERBS[getattr(r.method, "value", str(r.method)).upper()]
         seen.add((group, resource, verb))
-        assert verb in _verbs(rules[NS], group, resource), f"no {verb} on {group}/{resource} in {NS}"
-    assert {(g, r, v) for g, r in NEW_KINDS for v in ("create", "get", "delete")} <= seen
-    assert {(KSERVE, "inferenceservices", "watch"), ("", "pods", "list"), ("", "events", "list")} <= seen
+    return seen
+
+
+def _granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {
+        (g, r, v)
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+
+
+def test_rbac_grants_exactly_the_calls_the_new_platforms_make(
+    tmp_path: Path, cluster: EmulatedCluster, core: client.CoreV1Api, custom: client.CustomObjectsApi
+) -> None:
+    """Every path of KServePlatform and Seldon2Platform (deploy, replace, wait, time out, verify,
+    teardown, the exit handler's clean-up by owner): each call is granted by its kind's Role, and each
+    verb the Role grants is one the code uses."""
+    rules = _rules()
+    api = cluster.new_api_client()
+    api.user_agent = "kserve-under-test"
+    for arm in ("graph", "serverless", "raw"):
+        p = kserve(api, owner="uid-1")
+        rec = p.deploy(isvc_manifest(), arm, tmp_path / f"{arm}.json")
+        # The controllers and the garbage collector act late, so that wait and teardown watch.
+        actor = Actor(functools.partial(_play_kserve, custom, core, rec, graph_delay_s=0.3), 0.3)
+        p.verify_arm(rec, p.wait(rec, timeout_s=5))
+        actor.join()
+        gc = Actor(functools.partial(_gc, core, rec), 0.3)
+        p.teardown(rec)
+        gc.join()
+        p.deploy(isvc_manifest(), arm, tmp_path / f"{arm}.json")
+        p.deploy(isvc_manifest(), arm, tmp_path / f"{arm}.json")  # replace: owner check, delete, create
+        with pytest.raises(DeployTimeout):
+            p.wait(rec, timeout_s=0.3)  # reads events
+    assert kserve(api, owner="uid-1").cleanup_owned("uid-1")
+    assert _calls(cluster, "kserve-under-test") == _granted(rules[ROLE_NAMESPACES["kserve"]])
+    _server_pod(core, ready=False)  # Ready once the first Model is: wait watches the pods
+    make_pod(core, "seldon-envoy-1", ENVOY_LABELS, [("envoy", [9000])])
+    api = cluster.new_api_client()
+    api.user_agent = "seldon2-under-test"
+
+    def scheduler(name: str) -> None:
+        set_ready(custom, MLOPS, "v1alpha1", "models", name)
+        time.sleep(0.2)
+        ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        core.patch_namespaced_pod_status("mlserver-0", NS, ready)
+
+    for arm in ("mesh", "direct"):
+        s = seldon2(api, owner="uid-1")
+        rec = s.deploy(model_manifest(), arm, tmp_path / f"{arm}.json")
+        s.deploy(model_manifest(), arm, tmp_path / f"{arm}.json")  # replace: owner check, delete, create
+        name = rec.name
+        actor = Actor(functools.partial(scheduler, name), 0.3)
+        s.verify_arm(rec, s.wait(rec, timeout_s=5))
+        actor.join()
+        s.teardown(rec)
+        rec = s.deploy(model_manifest(), arm, tmp_path / f"{arm}.json")
+        with pytest.raises(DeployTimeout):
+            s.wait(rec, timeout_s=0.3)  # reads events
+    assert seldon2(api, owner="uid-1").cleanup_owned("uid-1")
+    assert _calls(cluster, "seldon2-under-test") == _granted(rules[ROLE_NAMESPACES["seldon2"]])
+
+
+# --- owners and endpoints ---------------------------------------------------------------------------
+
+
+def test_owner_label_on_every_object_and_pod_template() -> None:
+    arms = render_kserve(isvc_manifest(), KServeOptions(owner="uid-1"), NS)
+    for arm in arms.values():
+        for obj in arm.objects:
+            assert obj["metadata"]["labels"]["orchbench.io/owner"] == "uid-1", obj["kind"]
+            if obj["kind"] == "InferenceService":  # the component's labels reach the pods
+                assert obj["spec"]["predictor"]["labels"]["orchbench.io/owner"] == "uid-1"
+    for model in render_seldon2(model_manifest(), Seldon2Options(owner="uid-1"), NS).values():
+        assert model.objects[0]["metadata"]["labels"]["orchbench.io/owner"] == "uid-1"
+    unowned = render_kserve(isvc_manifest(), KServeOptions(), NS)["raw"].objects[0]
+    assert "orchbench.io/owner" not in unowned["metadata"]["labels"]
+    with pytest.raises(ConfigError, match="is not a Kubernetes label value"):
+        render_kserve(isvc_manifest(), KServeOptions(owner="{{workflow.uid}}"), NS)
+    with pytest.raises(ConfigError, match="is not a Kubernetes label value"):
+        render_seldon2(model_manifest(), Seldon2Options(owner="x" * 64), NS)
+
+
+def test_verify_refuses_an_object_another_run_replaced(
+    tmp_path: Path, api: client.ApiClient, core: client.CoreV1Api, custom: client.CustomObjectsApi
+) -> None:
+    p = kserve(api, owner="uid-1")
+    rec = _deployed_ready(p, tmp_path, custom, "raw")
+    labels = {"serving.kserve.io/inferenceservice": rec.details["isvc"], "orchbench.io/arm": "raw"}
+    make_pod(core, "raw-pod", labels, [("kserve-container", [8080])])
+    p.verify_arm(rec, p.endpoint(rec))
+    custom.patch_namespaced_custom_object(
+        KSERVE, "v1beta1", NS, "inferenceservices", rec.details["isvc"],
+        {"metadata": {"labels": {"orchbench.io/owner": "uid-2"}}},
+    )  # fmt: skip
+    with pytest.raises(ArmVerificationError, match=r"orchbench\.io/owner is 'uid-2', not this run's 'uid-1'"):
+        p.verify_arm(rec, p.endpoint(rec))
+
+
+def test_endpoint_dict_sends_host_for_rest_and_refuses_an_authority_grpc_cannot_send() -> None:
+    rest = ArmTarget(
+        arm="a", transport="rest", protocol="v2", host="10.0.0.1", port=80, model_name="m",
+        host_header="m.models.example.com", url="http://10.0.0.1/v2/models/m/infer",
+        headers={"seldon-model": "m"},
+    )  # fmt: skip
+    out = endpoint_dict(rest)
+    assert out["headers"] == {"seldon-model": "m", "host": "m.models.example.com"}
+    assert out["protocol"] == "http" and out["http"]["path"] == "/v2/models/m/infer"
+    grpc = dataclasses.replace(rest, transport="grpc", url="", grpc_target="10.0.0.1:80")
+    with pytest.raises(ConfigError, match=r"would need :authority m\.models\.example\.com"):
+        endpoint_dict(grpc)
+    same = dataclasses.replace(grpc, host_header="10.0.0.1")
+    assert endpoint_dict(same)["headers"] == {"seldon-model": "m"}  # gRPC metadata
+    assert endpoint_dict(same)["protocol"] == "v2"

@@ -4,7 +4,9 @@ and nothing left running. Skipped, with the package to install, where a proxy is
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -196,5 +198,28 @@ def test_a_busy_port_is_one_line_and_nothing_is_left(kind: str, tmp_path: Path) 
         with pytest.raises(PlatformError, match=f"{kind} exited with code") as err:
             start_proxy(spec, tmp_path / "broken")
     finally:
-        proxies.render_config = real  # type: ignore[assignment]
+        proxies.render_config = real
     assert "log:" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(not proxies.available("nginx"), reason="nginx is not installed: apt-get install nginx")
+def test_a_killed_nginx_master_leaves_workers_that_stop_orphans_finds(tmp_path: Path) -> None:
+    """nginx's workers outlive their master; `orphans` names them (only once the master is gone, only
+    the proxy's own), and `stop_orphans` stops them, as the local platform's teardown does."""
+    spec = ProxySpec("nginx", rest_port=free_port(), upstream_rest=f"127.0.0.1:{free_port()}", workers=2)
+    proxy = start_proxy(spec, tmp_path)
+    try:
+        record = proxy.record()
+        workers = [p for p in proxy.members() if p != proxy.pid]
+        assert len(workers) == 2
+        assert proxies.orphans(record) == []  # the master runs: teardown stops the group through it
+        assert proxies.orphans({**record, "role": "model_server"}) == []
+        os.kill(proxy.pid, signal.SIGKILL)
+        proxy.popen.wait(5)
+        assert sorted(proxies.orphans(record)) == sorted(workers)
+        assert all(proxies.port_free("127.0.0.1", p) is False for p in spec.ports)  # still serving
+        assert sorted(proxies.stop_orphans(record)) == sorted(workers)
+        assert proxy.members() == [] and proxies.orphans(record) == []
+    finally:
+        with contextlib.suppress(PlatformError):
+            proxy.stop(grace_s=1.0)

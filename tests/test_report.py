@@ -162,6 +162,10 @@ def make_run_dir(
                     "transport": transport,
                     "arm": "with",
                     "baseline": "without",
+                    "stage": "",  # a run of one load (schema 3's stage columns)
+                    "stage_kind": "none",
+                    "stage_value": None,
+                    "valid": True,
                     "metric": metric,
                     "estimate_ms": est["estimate"],
                     "ci_low_ms": est["ci95"][0],

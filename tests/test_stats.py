@@ -213,9 +213,45 @@ def test_sign_flip_exact_equals_brute_force() -> None:
     assert res.exact and res.n_units == 8 and res.p == pytest.approx(brute)
 
 
+def _scipy_sign_flip(d: np.ndarray, seed: int = 0) -> float:
+    """The implementation of before: scipy's permutation test, one sample, sign flips."""
+    exact = len(d) <= stats.EXACT_SIGN_FLIP_MAX
+    res = sps.permutation_test(
+        (d,),
+        lambda x, axis: np.mean(x, axis=axis),
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=2 ** len(d) if exact else stats.SIGN_FLIP_RESAMPLES,
+        alternative="two-sided",
+        rng=np.random.default_rng(seed),
+    )
+    return float(min(1.0, res.pvalue))
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 8, 11, 16, 17, 20, 23])
+def test_sign_flip_equals_scipy_permutation_test_exactly(n: int) -> None:
+    # exact up to 16 blocks, Monte Carlo beyond (the same seeded sign patterns as scipy's): the same p,
+    # to the last bit, for continuous differences, for ties (integers, repeated values), an estimate
+    # near zero and a shift far from it
+    rng = np.random.default_rng(100 + n)
+    cases = [
+        rng.normal(0.05, 0.3, n),
+        rng.integers(-2, 3, n).astype(float),
+        np.repeat([0.1, -0.1], (n + 1) // 2)[:n],
+        rng.normal(2.0, 0.1, n),
+    ]
+    for d in cases:
+        if not np.any(d):
+            continue
+        mine = stats.sign_flip_test(d, seed=n)
+        assert mine.p == _scipy_sign_flip(d, seed=n), d
+        assert mine.exact == (n <= stats.EXACT_SIGN_FLIP_MAX)
+
+
 def test_sign_flip_few_blocks_cannot_be_highly_significant() -> None:
     assert stats.sign_flip_test([5.0, 6.0, 7.0, 8.0, 9.0, 10.0]).p == pytest.approx(2 / 64)
     assert stats.sign_flip_test([0.0, 0.0]).p == 1.0
+    assert stats.sign_flip_test([0.4]).p == 1.0  # one unit: both signs are as extreme (scipy refuses n = 1)
     many = stats.sign_flip_test(np.full(30, 0.2) + np.linspace(-0.01, 0.01, 30))
     assert not many.exact and many.p < 1e-3
 

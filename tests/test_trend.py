@@ -18,8 +18,8 @@ import pytest
 from orchbench.core import trend
 from orchbench.core.errors import ConfigError, SchemaVersionError
 from orchbench.core.trend import RunPoint, gate
-from results_schema import write_table
-from results_schema.schema import OVERHEADS_SCHEMA, SCHEMA_VERSION
+from results_schema import read_table, write_table
+from results_schema.schema import OVERHEADS_SCHEMA, SCHEMA_VERSION, STAGE_DEFAULTS
 from tests.helpers import orchbench
 
 DAY0 = datetime(2026, 11, 15, 2, 0, tzinfo=UTC)
@@ -214,6 +214,8 @@ def write_night(
                     "transport": transport,
                     "arm": "with",
                     "baseline": "without",
+                    **STAGE_DEFAULTS,
+                    "valid": True,
                     "metric": metric,
                     "estimate_ms": value + shift,
                     "ci_low_ms": value + shift - half,
@@ -392,3 +394,23 @@ def test_run_gate_inconclusive_exit_4(tmp_path: Path) -> None:
     with pytest.raises(trend.Inconclusive) as info:
         trend.run_gate(root, rest_ms=5.0, grpc_ms=latest)
     assert info.value.exit_code == 4 and [r.transport for r in info.value.results] == ["grpc"]
+
+
+def test_staged_runs_give_one_series_per_stage_and_drop_invalid_stages(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    for day in range(3):
+        path = write_night(root, day, {"rest": 0.3})
+        table = read_table(path, "overheads").to_pandas()
+        staged = []
+        for stage, valid in (("rate-10", True), ("rate-40", False)):
+            part = table.copy()
+            part["stage"], part["stage_kind"], part["stage_value"] = stage, "rate", float(stage[5:])
+            part["valid"] = valid
+            staged.append(part)
+        frame = pd.concat(staged, ignore_index=True)
+        write_table(
+            pa.Table.from_pandas(frame, schema=OVERHEADS_SCHEMA, preserve_index=False), path, "overheads"
+        )
+    df = trend.load_dataset(root)
+    assert sorted(df["arm"].unique()) == ["with@rate-10"]  # rate-40 was invalid every night
+    assert len(trend.series(df, "rest", "mean", "with@rate-10")) == 3

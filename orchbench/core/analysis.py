@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ import pyarrow as pa
 
 from orchbench.core import aa, design, stats, verdict
 from orchbench.core.errors import ConfigError
+from orchbench.core.replicates import nested_interval, replicate_means
 from orchbench.core.spec import Spec
 from results_schema.rows import RunContext, runs_row, runs_table, samples_table
 from results_schema.schema import OVERHEADS_SCHEMA, SCHEMA_VERSION
@@ -69,12 +71,16 @@ def _context(b: Block, run_id: str, floor_p50_ns: int | None, reuse: str) -> Run
     m = b.meta
     profile = m.get("profile") or {}
     evidence = m.get("evidence") or {}
+    stage_id = str(m.get("stage_id") or "")
     return RunContext(
         experiment=str(m.get("experiment", "")),
         run_id=run_id,
         transport=b.transport,
         arm=b.arm,
         block=b.block,
+        stage=stage_id,
+        stage_kind=str(m.get("stage_kind") or "none") if stage_id else "none",
+        stage_value=None if not stage_id or m.get("stage_value") is None else float(m["stage_value"]),
         platform=str(m.get("platform", "external")),
         mode=profile.get("mode"),
         workers=profile.get("workers"),
@@ -146,16 +152,23 @@ def overheads(
     pilot_blocks: int | None = None,
     n_boot: int = 2000,
     seed: int = 0,
+    replicates: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Overheads (with - without, ms) of paired blocks of successful latencies (ns), every metric:
     `overhead_ms`, `method`, `paired_test` and `block_diffs_ms` (what a pilot sizes a run from).
 
     >= 2 blocks: stats.paired_blocks (t-interval over blocks; Stein's for the sized figures of a
     pilot-sized run). One block: the same estimator (n = 1) with a per-request bootstrap, which
-    assumes independent requests and says so; no paired test (one unit)."""
+    assumes independent requests and says so; no paired test (one unit).
+
+    `replicates[i]`: the deployment replicate of paired block i. With two or more, every metric's
+    interval (and the paired test) is over the replicates, blocks nested inside them
+    (orchbench.core.replicates): the variation between two starts of the same thing is in it."""
     n = len(with_groups)
     if n != len(without_groups) or n < 1:
         raise ValueError("overheads needs the same number (>= 1) of blocks per arm")
+    if replicates is not None and len(set(replicates)) >= 2 and n >= 2:
+        return _replicated_overheads(with_groups, without_groups, list(replicates), seed)
     result: dict[str, Any] = {"overhead_ms": {}, "block_diffs_ms": {}}
     pilot = pilot_blocks if pilot_blocks is not None and 2 <= pilot_blocks < n else None
     for metric in METRICS:
@@ -186,6 +199,36 @@ def overheads(
     return result
 
 
+def _replicated_overheads(
+    with_groups: list[np.ndarray], without_groups: list[np.ndarray], replicates: list[int], seed: int
+) -> dict[str, Any]:
+    """overheads() of a run with deployment replicates: per metric the block differences grouped by
+    replicate, the estimate and interval over the replicate means (df = replicates - 1); the arm
+    values are the usual means over blocks; the sign-flip test is over the replicate means."""
+    if len(replicates) != len(with_groups):
+        raise ValueError("one replicate per paired block")
+    keys = sorted(set(replicates))
+    result: dict[str, Any] = {"overhead_ms": {}, "block_diffs_ms": {}, "paired_test": {}}
+    for metric in METRICS:
+        a, b = stats.block_stats(with_groups, metric), stats.block_stats(without_groups, metric)
+        diffs = a - b
+        groups = [diffs[[i for i, r in enumerate(replicates) if r == k]] for k in keys]
+        est = nested_interval(groups)
+        result["overhead_ms"][metric] = _ms(
+            replace(est, with_value=float(a.mean()), without_value=float(b.mean()))
+        )
+        result["block_diffs_ms"][metric] = [round(float(x) / 1e6, 6) for x in diffs]
+        test = stats.sign_flip_test(replicate_means(groups) / 1e6, seed=seed).to_dict()
+        result["paired_test"][metric] = {**test, "unit": "deployment replicate"}  # n_blocks: replicates
+    result["replicates"] = {"count": len(keys), "blocks": [replicates.count(k) for k in keys]}
+    result["method"] = (
+        f"paired blocks (n={len(with_groups)}) nested in {len(keys)} deployment replicates: mean over "
+        "replicates of each replicate's mean per-block difference, t-interval over replicates "
+        f"(df {len(keys) - 1})"
+    )
+    return result
+
+
 def _arm_info(blocks: list[Block], arm: str, values: dict[str, float | None]) -> dict[str, Any]:
     mine = [b for b in blocks if b.arm == arm]
     frames = [b.measured() for b in mine]
@@ -210,18 +253,27 @@ def _arm_info(blocks: list[Block], arm: str, values: dict[str, float | None]) ->
     return out
 
 
-def _paired_groups(
+def _paired(
     blocks: list[Block], arm: str = "with", baseline: str = "without"
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Successful latencies per block of `arm` and `baseline`, for the blocks where both have some,
-    in block order."""
+) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
+    """The block numbers, and successful latencies per block of `arm` and `baseline`, for the blocks
+    where both have some, in block order."""
     per: dict[int, dict[str, np.ndarray]] = {}
     for b in blocks:
         f = b.measured()
         if b.arm in (arm, baseline) and f is not None and f["ok"].any():
             per.setdefault(b.block, {})[b.arm] = f[f["ok"]]["latency_ns"].to_numpy()
-    pairs = [per[k] for k in sorted(per) if len(per[k]) == 2]
-    return [p[arm] for p in pairs], [p[baseline] for p in pairs]
+    ids = [k for k in sorted(per) if len(per[k]) == 2]
+    return ids, [per[k][arm] for k in ids], [per[k][baseline] for k in ids]
+
+
+def _paired_groups(
+    blocks: list[Block], arm: str = "with", baseline: str = "without"
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Successful latencies per block of `arm` and `baseline`, for the blocks where both have some,
+    in block order."""
+    _, with_groups, without_groups = _paired(blocks, arm, baseline)
+    return with_groups, without_groups
 
 
 #: Public: the running estimates of a watched run (orchbench.core.watch) pair blocks the same way.
@@ -237,6 +289,7 @@ def transport_result(
     precision_ms: float | None = None,
     arm: str = "with",
     baseline: str = "without",
+    replicate_of: Callable[[int], int] | None = None,
 ) -> dict[str, Any]:
     """Overheads (arm - baseline; the seed's: with - without) for one transport, per-arm values,
     paired test, verdict. In the overhead entries `with_ms` is the arm's value, `without_ms` the
@@ -245,9 +298,10 @@ def transport_result(
     From the samples when there are any (see :func:`overheads`); else the same estimator over the
     tools' own per-block summaries. The verdict is the mean overhead's 95 % CI against the threshold
     (orchbench.core.verdict); with `precision_ms`, whether every sized figure's half-width reached it."""
-    with_groups, without_groups = _paired_groups(blocks, arm, baseline)
+    ids, with_groups, without_groups = _paired(blocks, arm, baseline)
     if with_groups:
-        result = overheads(with_groups, without_groups, pilot_blocks, n_boot, seed)
+        reps = [replicate_of(i) for i in ids] if replicate_of is not None else None
+        result = overheads(with_groups, without_groups, pilot_blocks, n_boot, seed, reps)
     else:
         result = {"overhead_ms": {}, "paired_test": None}
         for metric in METRICS:
@@ -287,17 +341,33 @@ def transport_result(
 
 
 def build_tables(
-    blocks: list[Block], run_id: str, provenance: dict[str, Any], floor_p50_ns: int | None, reuse: str
+    blocks: list[Block],
+    run_id: str,
+    provenance: dict[str, Any],
+    floor_p50_ns: int | None,
+    reuse: str,
+    sample_blocks: list[Block] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
+    """The `runs` table (one row per load-test run of `blocks`) and the `samples` table (of
+    `sample_blocks`, default `blocks`: a stage's N generators' runs merged into one block each,
+    orchbench.core.stage_analysis.merge_generators, so `seq` is unique per block and arm)."""
     rows, frames = [], []
-    for b in sorted(blocks, key=lambda x: (x.transport, x.block, x.meta.get("started_at_ns") or 0)):
+
+    def order(x: Block) -> tuple[Any, ...]:
+        return (x.transport, str(x.meta.get("stage_id") or ""), x.block, x.meta.get("started_at_ns") or 0)
+
+    for b in sorted(blocks, key=order):
         ctx = _context(b, run_id, floor_p50_ns, reuse)
         measured = b.measured()
         summary = _fill_from_samples(b.summary, measured)
         summary.tool_version = summary.tool_version or b.meta.get("tool_version")
         rows.append(runs_row(summary, ctx, provenance))
-        if measured is not None and len(measured):
+        if sample_blocks is None and measured is not None and len(measured):
             frames.append((ctx, measured))
+    for b in sorted(sample_blocks or [], key=order):
+        measured = b.measured()
+        if measured is not None and len(measured):
+            frames.append((_context(b, run_id, floor_p50_ns, reuse), measured))
     return runs_table(rows), samples_table(frames)
 
 
@@ -311,45 +381,80 @@ def arm_results(res: dict[str, Any], order: list[str] | None = None) -> dict[str
     return {str(res.get("arm", "with")): res}
 
 
+def _stage_entries(result: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(stage columns, results with by_arm) of one transport: each load stage's, or the one load's."""
+    stages = result.get("stages")
+    if not stages:
+        return [({"stage": "", "stage_kind": "none", "stage_value": None, "valid": True}, result)]
+    return [
+        (
+            {
+                "stage": st["stage"],
+                "stage_kind": st["stage_kind"],
+                "stage_value": st["stage_value"],
+                "valid": bool(st["valid"]),
+            },
+            st,
+        )
+        for st in stages
+    ]
+
+
 def overheads_table(summary: dict[str, Any], created_at_ns: int, provenance: dict[str, Any]) -> pa.Table:
-    """One row per transport x compared arm x metric (SCHEMA_VERSION 2: `arm`, `baseline`, `se_ms`,
-    `df`, `n_blocks`, `paired_test_p`)."""
+    """One row per transport x stage x compared arm x metric (SCHEMA_VERSION 3: `stage`,
+    `stage_kind`, `stage_value`, `valid`; an invalid stage's rows carry valid false)."""
     rows = []
     for transport in ("rest", "grpc"):
         if not summary.get(transport):
             continue
-        for arm, res in arm_results(summary[transport]).items():
-            tests = res.get("paired_test") or {}
-            for metric, est in res["overhead_ms"].items():
-                rows.append(
-                    {
-                        "schema_version": SCHEMA_VERSION,
-                        "experiment": summary["experiment"],
-                        "run_id": summary["run_id"],
-                        "created_at": created_at_ns,
-                        "transport": transport,
-                        "arm": arm,
-                        "baseline": str(res.get("baseline", "without")),
-                        "metric": metric,
-                        "estimate_ms": est["estimate"],
-                        "ci_low_ms": est["ci95"][0],
-                        "ci_high_ms": est["ci95"][1],
-                        "se_ms": est.get("se"),
-                        "df": est.get("df"),
-                        "n_blocks": est.get("n_blocks"),
-                        "paired_test_p": (tests.get(metric) or {}).get("p"),
-                        "with_ms": est.get("with_ms"),
-                        "without_ms": est.get("without_ms"),
-                        "n_with": res["n"]["with"],
-                        "n_without": res["n"]["without"],
-                        "threshold_ms": res.get("threshold_ms"),
-                        "platform": summary.get("platform"),
-                        "orchbench_version": provenance.get("orchbench_version"),
-                        "git_commit": provenance.get("git_commit"),
-                        "host": provenance.get("host"),
-                    }
-                )
+        for stage_cols, entry in _stage_entries(summary[transport]):
+            for arm, res in arm_results(entry).items():
+                rows += _overhead_rows(summary, created_at_ns, provenance, transport, stage_cols, arm, res)
     return pa.Table.from_pylist(rows, schema=OVERHEADS_SCHEMA)
+
+
+def _overhead_rows(
+    summary: dict[str, Any],
+    created_at_ns: int,
+    provenance: dict[str, Any],
+    transport: str,
+    stage_cols: dict[str, Any],
+    arm: str,
+    res: dict[str, Any],
+) -> list[dict[str, Any]]:
+    rows = []
+    tests = res.get("paired_test") or {}
+    for metric, est in res["overhead_ms"].items():
+        rows.append(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "experiment": summary["experiment"],
+                "run_id": summary["run_id"],
+                "created_at": created_at_ns,
+                "transport": transport,
+                "arm": arm,
+                **stage_cols,
+                "baseline": str(res.get("baseline", "without")),
+                "metric": metric,
+                "estimate_ms": est["estimate"],
+                "ci_low_ms": est["ci95"][0],
+                "ci_high_ms": est["ci95"][1],
+                "se_ms": est.get("se"),
+                "df": est.get("df"),
+                "n_blocks": est.get("n_blocks"),
+                "paired_test_p": (tests.get(metric) or {}).get("p"),
+                "with_ms": est.get("with_ms"),
+                "without_ms": est.get("without_ms"),
+                "n_with": res["n"]["with"],
+                "n_without": res["n"]["without"],
+                "threshold_ms": res.get("threshold_ms"),
+                "platform": summary.get("platform"),
+                "orchbench_version": provenance.get("orchbench_version"),
+                "git_commit": provenance.get("git_commit"),
+                "host": provenance.get("host"),
+            }
+        )
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -393,6 +498,7 @@ def summarise(
         "model_latency_ms": (floor or {}).get("model"),
         "seed": SEED_OVERHEAD_MS,
         "estimator": ESTIMATOR,
+        "replicates": spec.replicates,
     }
     precision = spec.load.precision_ms
     for transport in spec.transports:
@@ -411,6 +517,7 @@ def summarise(
                 precision_ms=precision,
                 arm=arm,
                 baseline=spec.baseline,
+                replicate_of=spec.replicate_of if spec.replicates > 1 else None,
             )
             for arm in spec.compared_arms()
         }
@@ -428,7 +535,8 @@ def summarise(
 ESTIMATOR = (
     "per metric (mean, p50, p90, p99): mean over blocks of the per-block difference of the metric "
     "(with - without); arm values: mean over blocks of each arm's per-block metric; percentiles "
-    f"Hyndman-Fan type 7 (numpy '{stats.PERCENTILE_METHOD}'); 95 % CI: Student-t over blocks"
+    f"Hyndman-Fan type 7 (numpy '{stats.PERCENTILE_METHOD}'); 95 % CI: Student-t over blocks (with "
+    "deployment replicates: over the replicates' means, blocks nested inside them)"
 )
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,8 @@ Results = Mapping[float, tuple[float, float]] | Mapping[int, tuple[float, float]
 
 @dataclass(frozen=True)
 class Slo:
-    """A rate is good when its p99 is within `p99_ms` and its error rate below `max_error_rate`."""
+    """A rate is good when its p99 is within `p99_ms` and its error rate at most `max_error_rate`
+    (0: no error allowed), as the spec's `slo` section says."""
 
     p99_ms: float
     max_error_rate: float = 0.01
@@ -99,15 +100,39 @@ class Step:
 
 
 def judge_step(rate_per_s: float, p99_ms: float, error_rate: float, slo: Slo) -> Step:
-    """Good when p99 <= the SLO's p99 and the error rate < its bound; the reason says which failed."""
+    """Good when p99 <= the SLO's p99 and the error rate <= its bound; the reason says which failed."""
     problems = []
     if not math.isfinite(p99_ms) or p99_ms > slo.p99_ms:
         problems.append(f"p99 {p99_ms:g} ms > {slo.p99_ms:g} ms")
-    if not math.isfinite(error_rate) or error_rate >= slo.max_error_rate:
-        problems.append(f"error rate {error_rate:g} >= {slo.max_error_rate:g}")
+    if not math.isfinite(error_rate) or error_rate > slo.max_error_rate:
+        problems.append(f"error rate {error_rate:g} > {slo.max_error_rate:g}")
     if problems:
         return Step(rate_per_s, p99_ms, error_rate, False, "; ".join(problems))
     return Step(rate_per_s, p99_ms, error_rate, True, "within the SLO")
+
+
+def judge_stage_step(
+    rate_per_s: float,
+    p99_ms: float,
+    error_rate: float,
+    slo: Slo,
+    *,
+    dropped: bool = False,
+    short: bool = False,
+    saturated: bool = False,
+) -> Step | None:
+    """One measured stage of a sweep as a search step, the rule for stages that failed the
+    invalid-stage checks (orchbench.core.stages): a saturated load generator says nothing about the
+    arm (None: neither good nor bad); an arm whose own requests were dropped or whose achieved rate
+    fell short could not take the rate (bad); otherwise :func:`judge_step`."""
+    if saturated:
+        return None
+    if dropped or short:
+        why = " and ".join(
+            w for w, on in (("k6 dropped iterations", dropped), ("its achieved rate fell short", short)) if on
+        )
+        return Step(rate_per_s, p99_ms, error_rate, False, f"the arm could not take the rate ({why})")
+    return judge_step(rate_per_s, p99_ms, error_rate, slo)
 
 
 @dataclass(frozen=True)
@@ -135,10 +160,10 @@ def _snap(rate: float, grain: float) -> float:
     return round(round(rate / grain) * grain, 9)
 
 
-def next_rate(results: Results, slo: Slo, plan: SearchPlan) -> Proposal:
-    """The next rate to measure, given `results`: rate (req/s) -> (p99 ms, error rate), or None
-    (`done`) with the bracket [last good, first bad] and the reason it stopped."""
-    steps = _steps(results, slo)
+def bracket(steps: Sequence[Step]) -> tuple[float | None, float | None, tuple[float, ...]]:
+    """(last good, first bad, good rates above the first bad) of judged steps: the first bad is the
+    lowest bad rate, the last good the highest good rate below it; a good rate above it is noise,
+    returned apart and never taken as capacity. A side with no such rate is None."""
     bad = [s.rate_per_s for s in steps if not s.good]
     first_bad = min(bad) if bad else None
     good = [s.rate_per_s for s in steps if s.good and (first_bad is None or s.rate_per_s < first_bad)]
@@ -146,6 +171,14 @@ def next_rate(results: Results, slo: Slo, plan: SearchPlan) -> Proposal:
     above = tuple(
         s.rate_per_s for s in steps if s.good and first_bad is not None and s.rate_per_s > first_bad
     )
+    return last_good, first_bad, above
+
+
+def next_rate(results: Results, slo: Slo, plan: SearchPlan) -> Proposal:
+    """The next rate to measure, given `results`: rate (req/s) -> (p99 ms, error rate), or None
+    (`done`) with the bracket [last good, first bad] and the reason it stopped."""
+    steps = _steps(results, slo)
+    last_good, first_bad, above = bracket(steps)
 
     def make(nxt: float | None, reason: str) -> Proposal:
         return Proposal(nxt, last_good, first_bad, reason, tuple(steps), above)
@@ -282,7 +315,8 @@ class Knee:
 def knee(achieved_per_s: Any, latency_ms: Any, sensitivity: float = 1.0) -> Knee | None:
     """The knee of latency (ms) against achieved rate (req/s): Kneedle on the convex increasing curve,
     one point per stage (sorted by rate; a repeated rate keeps its mean latency). None when the curve
-    has fewer than 3 points or no knee (a straight line, say)."""
+    has fewer than 3 points or no knee inside it (a straight line, or a curve that jumps at its start
+    and is not convex: Kneedle would name an end point)."""
     from kneed import KneeLocator
 
     x = np.asarray(achieved_per_s, dtype=np.float64)
@@ -301,6 +335,8 @@ def knee(achieved_per_s: Any, latency_ms: Any, sensitivity: float = 1.0) -> Knee
     if loc.knee is None:
         return None
     i = int(np.argmin(np.abs(xs - float(loc.knee))))
+    if i in (0, len(xs) - 1):  # Kneedle's answer on a curve that is not convex (a jump at the start)
+        return None
     return Knee(float(xs[i]), float(ys[i]))
 
 

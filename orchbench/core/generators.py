@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from orchbench.core.errors import ConfigError
 from orchbench.core.stages import RATE_TOLERANCE, rate_shortfalls
-from results_schema.schema import SAMPLES_SCHEMA
+from results_schema.schema import SAMPLES_SCHEMA, STAGE_DEFAULTS
 
 GENERATOR_COLUMN = "generator"
 MERGED_SAMPLES_SCHEMA = SAMPLES_SCHEMA.append(pa.field(GENERATOR_COLUMN, pa.int32(), nullable=False))
@@ -37,12 +37,24 @@ def split_rate(rate_per_s: float, generators: int) -> list[float]:
     return [rate_per_s / generators] * generators
 
 
+def _with_stage_defaults(table: pa.Table) -> pa.Table:
+    """Samples of before the stage columns (schema version 2), or with them null: one load
+    (stage "", stage_kind "none", stage_value null)."""
+    for name, value in STAGE_DEFAULTS.items():
+        if name not in table.schema.names:
+            table = table.append_column(
+                name, pa.array([value] * table.num_rows, pa.string() if value is not None else pa.float64())
+            )
+        elif value is not None and table.column(name).null_count:
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, name, pc.fill_null(table.column(name).cast(pa.string()), value))
+    return table
+
+
 def _as_table(part: pa.Table | pd.DataFrame, index: int) -> pa.Table:
     if isinstance(part, pd.DataFrame):
-        missing = [n for n in SAMPLES_SCHEMA.names if n not in part.columns]
-        if missing:
-            raise ConfigError(f"generator {index}: samples lack columns {missing}")
-        return pa.Table.from_pandas(part[SAMPLES_SCHEMA.names], schema=SAMPLES_SCHEMA, preserve_index=False)
+        part = pa.Table.from_pandas(part, preserve_index=False)
+    part = _with_stage_defaults(part)
     missing = [n for n in SAMPLES_SCHEMA.names if n not in part.schema.names]
     if missing:
         raise ConfigError(f"generator {index}: samples lack columns {missing}")

@@ -1,6 +1,7 @@
 """What a report is drawn from: loading a run directory (summary.json, samples.parquet,
-results.parquet, floor.json, spec.yaml) into `RunData`, and the small pure builders the HTML sections
-use (overhead rows per transport, CDF points, histograms, per-block medians). No HTML here.
+results.parquet, overheads.parquet, stages.parquet, floor.json, spec.yaml) into `RunData`, and the
+small pure builders the HTML sections use (overhead rows per transport, CDF points, histograms,
+per-block medians). No HTML here.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class RunData:
     samples: pd.DataFrame | None = None
     runs: pd.DataFrame | None = None
     floor: dict[str, Any] | None = None
+    #: overheads.parquet (per stage in a run with load stages) and stages.parquet (one row per
+    #: transport x stage x arm), when the run wrote them
+    overheads: pd.DataFrame | None = None
+    stages: pd.DataFrame | None = None
     spec_yaml: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -117,6 +122,10 @@ def load_run(run_dir: str | Path) -> RunData:
     runs_path = run_dir / "results.parquet"
     if runs_path.is_file():
         data.runs = read_table(runs_path, "runs").to_pandas()
+    for attr, name in (("overheads", "overheads"), ("stages", "stages")):
+        path = run_dir / f"{name}.parquet"
+        if path.is_file():
+            setattr(data, attr, read_table(path, name).to_pandas())
     floor_path = run_dir / "floor.json"
     floor = _read_json(floor_path) if floor_path.is_file() else data.summary.get("floor")
     if isinstance(floor, dict) and floor:

@@ -49,6 +49,8 @@ from orchbench.core.spec_sections import (
     Thresholds,
     _Strict,
 )
+from orchbench.core.spec_stages import Slo
+from orchbench.core.stages import Stage
 
 DEFAULT_SPEC = SPECS / "default.yaml"
 SHIPPED_MANIFEST = MANIFESTS / "tf_flowers.yaml"
@@ -97,11 +99,22 @@ class Spec(_Strict):
         "order_seed (interleave request: one paired run, that arm first)",
     )
     order_seed: int = Field(20200712, ge=0, description="seeds the random arm order inside each block")
+    replicates: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="deployment replicates: every arm deployed afresh this many times, one after the "
+        "other, each holding blocks / replicates of the blocks; the interval is then over replicates, "
+        "blocks nested inside (orchbench.core.replicates)",
+    )
     thresholds: Thresholds = Thresholds()
     arms: list[Arm] | None = Field(
         None,
         description="the arms, exactly one with baseline: true; unset: the seed's 'without' (baseline) "
         "and 'with'",
+    )
+    slo: Slo | None = Field(
+        None, description="open-loop stages: the bound a rate must meet to count towards an arm's capacity"
     )
     local: Local = Local()
     kubernetes: Kubernetes = Kubernetes()
@@ -133,7 +146,38 @@ class Spec(_Strict):
             data.pop("http", None)
         if data.get("model") is None:
             data.pop("model", None)
+        if data.get("slo") is None:
+            data.pop("slo", None)
+        if data.get("replicates") == 1:
+            data.pop("replicates", None)
         return data
+
+    @model_validator(mode="after")
+    def _replicates_fit(self) -> Spec:
+        r = self.replicates
+        if r == 1:
+            return self
+        if self.blocks % r or self.blocks // r < 1:
+            raise ValueError(f"replicates: {self.blocks} blocks do not split into {r} replicates evenly")
+        if self.load.precision_ms is not None:
+            raise ValueError("replicates: not with load.precision_ms (a pilot sizes blocks, not replicates)")
+        if self.load.stages is not None:
+            raise ValueError("replicates: not with load.stages yet (one load per run)")
+        return self
+
+    def replicate_of(self, block: int) -> int:
+        """The deployment replicate block `block` belongs to (0 without replicates)."""
+        return block // (self.blocks // self.replicates)
+
+    @model_validator(mode="after")
+    def _slo_needs_rates(self) -> Spec:
+        if self.slo is not None and (self.load.stages is None or self.load.stages.rates is None):
+            raise ValueError("slo: capacity is a rate; it needs open-loop stages (load.stages.rates)")
+        return self
+
+    def stage_plan(self) -> list[Stage]:
+        """The load stages (orchbench.core.stages), [] for one load."""
+        return self.load.stages.plan() if self.load.stages is not None else []
 
     def model_name(self) -> str:
         """The model name requests carry: `model`, else the manifest's."""
@@ -167,6 +211,16 @@ class Spec(_Strict):
                 )
         elif self.http is not None:
             raise ValueError(f"http: applies to protocol http only (protocol is {self.protocol})")
+        if (
+            self.platform == "local"
+            and self.local.model_server == "kserve"
+            and self.protocol == "tfserving"
+            and "grpc" in self.transports
+        ):  # refused before anything starts (the deploy step says the same: platform/kserve_local.py)
+            raise ValueError(
+                "local.model_server kserve serves the tfserving protocol over REST only (KServe's V1 "
+                "API); over gRPC it speaks the Open Inference Protocol: use protocol: v2"
+            )
         return self
 
     def http_request(self) -> dict[str, Any] | None:
@@ -235,6 +289,13 @@ class Spec(_Strict):
                             f"arms.{a.name}: platform endpoints needs the arm's {key} for transport "
                             f"{transport}"
                         )
+            off = sorted(a.name for a in self.arms if a.tls is not None and not a.tls.verify)
+            on = sorted(a.name for a in self.arms if a.tls is not None and a.tls.verify)
+            if off and on:  # k6's insecureSkipTLSVerify holds for its whole process, every arm
+                raise ValueError(
+                    f"arms: tls.verify false on {', '.join(off)} but true on {', '.join(on)}: the arms "
+                    "rotate in one load-test process, whose certificate checks are on or off for all"
+                )
             return self
         for a in self.arms:
             if a.url or a.grpc or a.headers or a.tls:
@@ -440,8 +501,8 @@ def _first_error(exc: ValidationError) -> str:
         if len(shown) <= 40:
             msg = f"{msg}, got {shown}"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    if msg.startswith(f"{where}.") or msg.startswith(f"{where} "):
-        return f"{msg}{more}"  # the validator named the field itself
+    if not err["loc"] or msg.startswith(f"{where}.") or msg.startswith(f"{where} "):
+        return f"{msg}{more}"  # a check of the whole spec, or the validator named the field itself
     return f"{where}: {msg}{more}"
 
 

@@ -24,6 +24,7 @@ from orchbench.core.arms import (
     Transport,
 )
 from orchbench.core.paths import MANIFESTS, PAYLOADS, SPECS
+from orchbench.core.spec_stages import Stages
 
 DEFAULT_SPEC = SPECS / "default.yaml"
 SHIPPED_MANIFEST = MANIFESTS / "tf_flowers.yaml"
@@ -82,6 +83,63 @@ class Load(_Strict):
         le=7 * 24 * 3600,
         description="with precision_ms: at most this many seconds of load testing in all",
     )
+
+    stages: Stages | None = Field(
+        None,
+        description="a load plan instead of one load: open-loop `rates` or closed-loop `workers` per "
+        "stage (orchbench.core.stages); replaces mode, rate and workers",
+    )
+    generators: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="open-loop stages: load generators per stage, run in parallel, each at rate / N of "
+        "every arm with its own arm order; compare merges them and checks the summed rate",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_no_stages(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """No stages and one generator are left out: specs (and compiled workflows) of before read
+        exactly as they did."""
+        data = dict(handler(self))
+        if data.get("stages") is None:
+            data.pop("stages", None)
+        if data.get("generators") == 1:
+            data.pop("generators", None)
+        return data
+
+    @model_validator(mode="after")
+    def _stages_replace_one_load(self) -> Load:
+        if self.stages is None:
+            if self.generators != 1:
+                raise ValueError("load.generators applies to open-loop stages (load.stages.rates) only")
+            return self
+        # compared with the defaults, not `model_fields_set`: the workflow's spec parameter dumps them
+        given = [
+            k
+            for k, changed in (
+                ("mode", self.mode != "closed"),
+                ("rate", self.rate is not None),
+                ("workers", self.workers != 1),
+            )
+            if changed
+        ]
+        if given:
+            raise ValueError(
+                f"load.stages replaces load.{', load.'.join(given)}: give the load plan in load.stages only"
+            )
+        if self.precision_ms is not None:
+            raise ValueError("load.precision_ms applies to one load, not to load.stages")
+        if self.tool == "ghz" and any(not float(r).is_integer() for r in self.stages.rates or []):
+            raise ValueError("load.stages.rates: ghz needs whole open-loop rates (requests/s)")
+        if self.generators > 1:
+            if self.stages.rates is None:
+                raise ValueError("load.generators applies to open-loop stages (load.stages.rates) only")
+            if self.tool in ("vegeta", "ghz") or self.interleave == "block":
+                raise ValueError(
+                    "load.generators needs k6 with interleave request (each generator rotates every arm)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _precision_budget(self) -> Load:
@@ -159,15 +217,29 @@ class Local(_Strict):
     model_grpc_impl: Literal["h2", "grpcio"] | None = Field(
         None, description="the model server's gRPC server (serving.model_server --grpc-server)"
     )
+    model_server: Literal["bundled", "kserve"] = Field(
+        "bundled",
+        description="what serves the model: the bundled server (serving.model_server), or KServe's "
+        "Python model server from its own virtual environment (orchbench.core.platform.kserve_local: "
+        "protocol v2 on REST and gRPC, tfserving on REST)",
+    )
+
+    @model_validator(mode="after")
+    def _impl_fits_server(self) -> Local:
+        if self.model_server == "kserve" and self.model_grpc_impl is not None:
+            raise ValueError("local.model_grpc_impl applies to the bundled model server only")
+        return self
 
     @model_serializer(mode="wrap")
     def _omit_unset_impls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Unset implementation keys are left out, so specs (and compiled workflows) that do not name
-        one read exactly as before."""
+        """Unset implementation keys (and the bundled model server) are left out, so specs (and
+        compiled workflows) that do not name one read exactly as before."""
         data = dict(handler(self))
         for key in ("orchestrator_rest_impl", "orchestrator_grpc_impl", "model_grpc_impl"):
             if data.get(key) is None:
                 data.pop(key, None)
+        if data.get("model_server") == "bundled":
+            data.pop("model_server", None)
         return data
 
 

@@ -102,14 +102,25 @@ def find_overheads(dataset: Path) -> list[Path]:
 
 
 def load_dataset(dataset: str | Path) -> pd.DataFrame:
-    """All overheads rows of a dataset, read with the schema reader (unknown versions are refused)."""
+    """All overheads rows of a dataset, read with the schema reader (unknown versions are refused).
+    Rows of invalid load stages are left out; a staged run's rows get their stage in the arm's name,
+    so that each (arm, stage) is a series of its own."""
     frames = [
         _with_se(read_table(path, "overheads").to_pandas(), path) for path in find_overheads(Path(dataset))
     ]
     df = pd.concat(frames, ignore_index=True)
+    if "valid" in df.columns:  # an invalid load stage's figures are no result (schema version 3)
+        df = df[df["valid"].fillna(True).astype(bool)]
     if df.empty:
-        raise ConfigError(f"{dataset}: the overheads files hold no rows")
-    return df
+        raise ConfigError(f"{dataset}: the overheads files hold no rows (of a valid stage)")
+    if "stage" in df.columns:  # each load stage is a series of its own: arm "nginx@rate-100"
+        staged = df["stage"].fillna("").astype(str) != ""
+        if staged.any():
+            df = df.copy()
+            df.loc[staged, "arm"] = (
+                df.loc[staged, "arm"].astype(str) + "@" + df.loc[staged, "stage"].astype(str)
+            )
+    return df.reset_index(drop=True)
 
 
 def _with_se(frame: pd.DataFrame, path: Path) -> pd.DataFrame:

@@ -16,6 +16,7 @@ exactly like a single-arm run. The combined files stay beside them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any, ClassVar
 
 from orchbench.core.arms import Endpoint
 from orchbench.core.errors import ConfigError, LoadTestError
+from orchbench.core.loadtools import k6_stages
 from orchbench.core.loadtools._process import (
     BinaryTool,
     judge,
@@ -34,6 +36,7 @@ from orchbench.core.loadtools._process import (
 )
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.core.loadtools.protoset import protoset_name, request_json, write_protoset
+from orchbench.core.stages import Stage
 from orchbench.fsio import atomic_path, write_text
 
 CHECK_NAME = "status ok and prediction has scores"
@@ -154,14 +157,15 @@ def _thresholds(transport: str, selector: str, per_arm: bool) -> dict[str, list[
     return out
 
 
-def split_summary(data: dict[str, Any], arm: str) -> dict[str, Any]:
+def split_summary(data: dict[str, Any], arm: str, selector: str | None = None) -> dict[str, Any]:
     """One arm's view of a paired run's handleSummary JSON: its `{scenario:measure,arm:<arm>}`
-    submetrics renamed to `{scenario:measure}`, metrics mixing both arms dropped, so that
-    results_schema.k6 reads it as a single-arm run."""
+    submetrics (`selector`: an open-loop stage's `scenario:measure-<arm>`) renamed to
+    `{scenario:measure}`, metrics mixing both arms dropped, so that results_schema.k6 reads it as a
+    single-arm run."""
     metrics = data.get("metrics")
     if not isinstance(metrics, dict):
         return dict(data)
-    suffix = f"{{scenario:measure,arm:{arm}}}"
+    suffix = f"{{{selector or f'scenario:measure,arm:{arm}'}}}"
     mine = {k[: -len(suffix)]: v for k, v in metrics.items() if k.endswith(suffix)}
     out_metrics: dict[str, Any] = {f"{base}{{scenario:measure}}": v for base, v in mine.items()}
     for key in ("vus", "vus_max"):  # the process's, not an arm's; harmless context
@@ -269,6 +273,9 @@ class K6Tool(BinaryTool):
         out_dir: Path,
         iterations: int | None = None,
         pair: list[Endpoint] | None = None,
+        stage: Stage | None = None,
+        generators: int = 1,
+        expected_latency_s: float = 0.25,
     ) -> tuple[list[str], dict[str, str], dict[str, Any]]:
         """Write the config (and, for gRPC, the protoset and request JSON) into out_dir; return
         (command, environment additions, config). `pair`: both arms' endpoints, in the order the
@@ -293,6 +300,22 @@ class K6Tool(BinaryTool):
         everyone = pair if pair is not None else [endpoint]
         tls_add, insecure = tls_env(everyone, out_dir)
         options = build_options(profile, transport, iterations, [e.arm for e in pair] if pair else None)
+        open_stage = stage is not None and stage.mode == "open"
+        if open_stage:  # one constant-arrival-rate scenario per arm (k6_stages)
+            assert stage is not None
+            options.update(
+                k6_stages.stage_options(
+                    stage,
+                    [e.arm for e in everyone],
+                    transport,
+                    duration_s=profile.duration_s,
+                    warmup_s=profile.warmup_s,
+                    timeout_s=profile.timeout_s,
+                    expected_latency_s=expected_latency_s,
+                    generators=generators,
+                    thresholds=_thresholds,
+                )
+            )
         if insecure:
             options["insecureSkipTLSVerify"] = True
         cfg: dict[str, Any] = {
@@ -323,6 +346,7 @@ class K6Tool(BinaryTool):
             )
         if pair is not None:
             cfg["targets"] = [_target(e) for e in pair]
+            cfg["target_by_scenario"] = open_stage  # the script reads the arm from the scenario's env
         else:
             cfg.update(_target(endpoint))
             del cfg["arm"]
@@ -354,8 +378,10 @@ class K6Tool(BinaryTool):
         profile: LoadProfile,
         out_dir: Path,
         cpus: set[int] | None,
+        window: k6_stages.WindowSampler | None = None,
     ) -> tuple[LoadRun, bool, float]:
-        """Run the built command (bounded); a LoadRun for the combined files, timed out?, budget."""
+        """Run the built command (bounded); a LoadRun for the combined files, timed out?, budget.
+        `window`: sampled while k6 runs (its log path is set here)."""
         out_dir = out_dir.resolve()
         raw_path, samples_path = out_dir / "k6-summary.json", out_dir / "k6-samples.csv"
         for stale in (raw_path, samples_path):
@@ -363,7 +389,12 @@ class K6Tool(BinaryTool):
         version = self.version()
         budget_s = profile.warmup_s + profile.duration_s + profile.timeout_s + KILL_MARGIN_S
         full_cmd = pin_command(cmd, cpus)
-        with open(out_dir / "k6.stdout.log", "wb") as out, open(out_dir / "k6.stderr.log", "wb") as err:
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(open(out_dir / "k6.stdout.log", "wb"))
+            err = stack.enter_context(open(out_dir / "k6.stderr.log", "wb"))
+            if window is not None:
+                window.log_path = out_dir / "k6.stderr.log"
+                stack.enter_context(window)
             done = run_bounded(full_cmd, budget_s, env={**os.environ, **env_add}, stdout=out, stderr=err)
         run = LoadRun(
             tool=self.name,
@@ -417,10 +448,20 @@ class K6Tool(BinaryTool):
         profile: LoadProfile,
         out_dir: Path,
         cpus: set[int] | None = None,
+        stage: Stage | None = None,
+        generators: int = 1,
+        expected_latency_s: float = 0.25,
+        arm_pids: dict[str, list[int]] | None = None,
     ) -> dict[str, LoadRun]:
         """All arms in one k6 process, rotating request by request: VU n starts at `pair[(n-1) % N]`.
         `profile.duration_s` stays what each arm gets: the measure phase lasts that times N (the
         warm-up, which only has to warm every connection, is not stretched).
+
+        `stage` (orchbench.core.stages): an open-loop stage runs one constant-arrival-rate scenario
+        per arm at its rate / `generators` for `profile.duration_s`, side by side (k6_stages); a
+        closed-loop one `stage.workers` VUs rotating the arms. With a stage, the measured window's
+        CPU of k6 and of each arm's processes (`arm_pids`: arm -> pids) is sampled, and each arm's
+        run records `stage`, `dropped_iterations`, `measured_s`, `generator` and `resources`.
 
         Returns one LoadRun per arm whose files (k6-summary.json, k6-samples.csv) are in
         out_dir/<arm>/. Raises LoadTestError (with `.run` the failing arm's LoadRun, or the combined
@@ -428,14 +469,43 @@ class K6Tool(BinaryTool):
         that were split off, so a caller can keep what they measured."""
         import dataclasses
 
-        profile = dataclasses.replace(profile, duration_s=profile.duration_s * len(pair))
-        cmd, env_add, _cfg = self.build(pair[0], payload, profile, out_dir, pair=pair)
-        combined, timed_out, budget_s = self._execute(cmd, env_add, profile, out_dir, cpus)
+        open_stage = stage is not None and stage.mode == "open"
+        window_s = k6_stages.measured_window_s(stage, profile.duration_s, len(pair))
+        if stage is not None and stage.mode == "closed":
+            assert stage.workers is not None
+            profile = dataclasses.replace(profile, mode="closed", workers=stage.workers, rate=None)
+        if not open_stage:
+            profile = dataclasses.replace(profile, duration_s=profile.duration_s * len(pair))
+        else:  # the arms' staggered starts: the last one's measure ends this much later
+            extra = k6_stages.stagger_s(stage, len(pair), generators)
+            profile = dataclasses.replace(profile, timeout_s=profile.timeout_s + extra)
+        cmd, env_add, _cfg = self.build(
+            pair[0],
+            payload,
+            profile,
+            out_dir,
+            pair=pair,
+            stage=stage,
+            generators=generators,
+            expected_latency_s=expected_latency_s,
+        )
+        window = None
+        if stage is not None:
+            window = k6_stages.WindowSampler(
+                out_dir / "k6.stderr.log",
+                profile.warmup_s,
+                window_s,
+                k6_stages.loadtester_cores(cpus),
+                groups=arm_pids or {},
+            )
+        combined, timed_out, budget_s = self._execute(cmd, env_add, profile, out_dir, cpus, window)
         combined.extra.update(transport=pair[0].transport, pair=[e.to_dict() for e in pair])
         out_dir = out_dir.resolve()
         runs: dict[str, LoadRun] = {}
         if combined.raw_path.exists() and combined.samples_path is not None:
-            runs = self._split(combined, pair, out_dir)
+            runs = self._split(combined, pair, out_dir, stage)
+        if stage is not None:
+            self._stage_extras(runs, combined, pair, stage, generators, window_s, window)
         try:
             if not runs:  # nothing to split: judge the process (timeout, exit code, no files)
                 judge(combined, out_dir / "k6-samples.csv", "k6", timed_out, budget_s, self.max_error_rate)
@@ -456,7 +526,43 @@ class K6Tool(BinaryTool):
             raise
         return runs
 
-    def _split(self, combined: LoadRun, pair: list[Endpoint], out_dir: Path) -> dict[str, LoadRun]:
+    @staticmethod
+    def _stage_extras(
+        runs: dict[str, LoadRun],
+        combined: LoadRun,
+        pair: list[Endpoint],
+        stage: Stage,
+        generators: int,
+        window_s: float,
+        window: k6_stages.WindowSampler | None,
+    ) -> None:
+        """What a stage's judgement needs, in each arm's run (and the combined one)."""
+        try:
+            data = json.loads(combined.raw_path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        dropped = k6_stages.dropped_per_arm(data, stage, [e.arm for e in pair])
+        generator = window.generator_record() if window is not None else None
+        combined.extra.update(stage=stage.to_dict(), dropped_iterations=dropped, generator=generator)
+        for e in pair:
+            run = runs.get(e.arm)
+            if run is None:
+                continue
+            usage = window.arms.get(e.arm) if window is not None else None
+            run.extra.update(
+                stage=stage.to_dict(),
+                generators=generators,
+                requested_per_s=None if stage.rate_per_s is None else stage.rate_per_s / generators,
+                measured_s=window_s,
+                dropped_iterations=dropped[e.arm],
+                generator=generator,
+                window_note=window.note if window is not None else "",
+                resources=None if usage is None else usage.to_dict(),
+            )
+
+    def _split(
+        self, combined: LoadRun, pair: list[Endpoint], out_dir: Path, stage: Stage | None = None
+    ) -> dict[str, LoadRun]:
         try:
             data = json.loads(combined.raw_path.read_text())
         except (OSError, ValueError):
@@ -469,7 +575,8 @@ class K6Tool(BinaryTool):
         runs: dict[str, LoadRun] = {}
         for i, e in enumerate(pair):
             raw = dirs[e.arm] / "k6-summary.json"
-            write_text(raw, json.dumps(split_summary(data, e.arm)))
+            selector = k6_stages.measure_selector(stage, e.arm) if stage is not None else None
+            write_text(raw, json.dumps(split_summary(data, e.arm, selector)))
             runs[e.arm] = LoadRun(
                 tool=combined.tool,
                 tool_version=combined.tool_version,

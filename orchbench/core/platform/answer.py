@@ -114,6 +114,8 @@ def _rest_why(endpoint: Endpoint, status: int, data: bytes) -> str:
     if status != 200:
         hint = " (not a TF-Serving predict endpoint?)" if status in (400, 404, 405) else ""
         return f"answered HTTP {status}: {data[:200]!r}{hint}"
+    if not _has_field(data, "predictions.0.scores"):  # what the load test checks, too
+        return f"answered HTTP 200 without predictions[0].scores: {data[:200]!r}"
     return ""
 
 
@@ -180,6 +182,15 @@ def grpc_answer(endpoint: Endpoint, timeout_s: float = 10.0) -> Answer:
             check_grpc_answer("OK", body)
         except BadAnswerError as exc:
             why = str(exc)
+    else:  # tfserving: outputs['scores'], what the load test checks, too
+        from google.protobuf.message import DecodeError
+        from tensorflow_serving.apis import predict_pb2
+
+        try:
+            if "scores" not in predict_pb2.PredictResponse.FromString(body).outputs:
+                why = f"answered gRPC OK without outputs['scores'] ({len(body)} bytes)"
+        except DecodeError:
+            why = f"answered gRPC OK with {len(body)} bytes that are no PredictResponse"
     return Answer(not why, "gRPC OK", md, why, "gRPC initial metadata")
 
 

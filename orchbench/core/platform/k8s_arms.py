@@ -13,11 +13,13 @@ overheads overlap and neither is what it claims; such a rendering is refused.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from orchbench.core.errors import ConfigError
+from orchbench.core.platform.k8s_common import OWNER_LABEL
 
 #: Labels on every object orchbench renders for KServe and Seldon Core v2.
 NAME_LABEL = "app.kubernetes.io/name"
@@ -65,13 +67,23 @@ class ArmTarget:
         return cls(**{**d, "headers": dict(d.get("headers") or {}), "hops": tuple(d.get("hops") or ())})
 
 
-def labels_for(arm: str, transport: str) -> dict[str, str]:
-    return {
-        NAME_LABEL: ORCHBENCH,
-        MANAGED_BY_LABEL: ORCHBENCH,
-        ARM_LABEL: arm,
-        TRANSPORT_LABEL: transport,
-    }
+def labels_for(arm: str, transport: str, owner: str = "") -> dict[str, str]:
+    """The labels of every object (and, through KServe's component labels, pod) orchbench renders;
+    with `owner` (the workflow's uid) also OWNER_LABEL, by which the exit handler finds what its run
+    created and a run refuses to replace or delete another run's objects."""
+    out = {NAME_LABEL: ORCHBENCH, MANAGED_BY_LABEL: ORCHBENCH, ARM_LABEL: arm, TRANSPORT_LABEL: transport}
+    if owner:
+        out[OWNER_LABEL] = owner
+    return out
+
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def check_owner(owner: str, what: str) -> None:
+    """The owner (a workflow's uid) must be a label value: at most 63 characters of [-A-Za-z0-9_.]."""
+    if len(owner) > 63 or not _LABEL_VALUE.match(owner):
+        raise ConfigError(f"{what}: owner {owner[:80]!r} is not a Kubernetes label value")
 
 
 def check_transport(transport: str, protocol: str, what: str) -> None:

@@ -14,7 +14,6 @@ conditions, the pods and their latest events.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -23,22 +22,27 @@ from typing import Any
 
 from kubernetes import client
 
-from orchbench.core.errors import ConfigError, DeployTimeout, OrchbenchError, PlatformError
+from orchbench.core.errors import (
+    ArmVerificationError,
+    ConfigError,
+    DeployTimeout,
+    PlatformError,
+)
 from orchbench.core.platform.base import DeploymentRecord
 from orchbench.core.platform.k8s_common import (
+    OWNER_LABEL,
     ROLE_LABEL,
     KubernetesConfig,
     api_call,
     status_of,
 )
+from orchbench.core.platform.k8s_custom_report import timeout_message
 from orchbench.core.platform.k8s_nodes import taint_nodes, untaint_nodes
 from orchbench.core.platform.k8s_objects import (
-    EVENTS_IN_ERRORS,
     SeldonObjects,
     is_ready,
     is_terminating,
     pod_name,
-    pod_state,
 )
 
 
@@ -69,17 +73,6 @@ class ObjectRef:
         return cls(group, version, plural, str(body["kind"]), str(body["metadata"]["name"]))
 
 
-def conditions_text(obj: dict[str, Any] | None) -> str:
-    """`Ready=False (RevisionMissing: ...), PredictorReady=True` or `none`."""
-    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
-    parts = []
-    for c in conditions:
-        text = f"{c.get('type')}={c.get('status')}"
-        why = ": ".join(str(x) for x in (c.get("reason"), c.get("message")) if x)
-        parts.append(f"{text} ({' '.join(why.split())[:200]})" if why else text)
-    return ", ".join(parts) or "none"
-
-
 def condition_true(obj: dict[str, Any] | None, kind: str = "Ready") -> bool:
     conditions = ((obj or {}).get("status") or {}).get("conditions") or []
     return any(c.get("type") == kind and c.get("status") == "True" for c in conditions)
@@ -95,10 +88,30 @@ def model_placement(config: KubernetesConfig) -> dict[str, Any]:
     return out
 
 
+def owner_of(obj: dict[str, Any] | None) -> str:
+    return str((((obj or {}).get("metadata") or {}).get("labels") or {}).get(OWNER_LABEL) or "")
+
+
+def check_owner_label(details: dict[str, Any], obj: dict[str, Any], where: str) -> None:
+    """ArmVerificationError unless the live object carries the owner its record was deployed with."""
+    want = str(details.get("owner") or "")
+    if want and owner_of(obj) != want:
+        raise ArmVerificationError(
+            f"{where}: the live object's {OWNER_LABEL} is {owner_of(obj)!r}, not this run's {want!r}: "
+            "another run replaced it"
+        )
+
+
 class CustomObjectsPlatform:
-    """Base of KServePlatform and Seldon2Platform: construction, taints, and the custom-object calls."""
+    """Base of KServePlatform and Seldon2Platform: construction, taints, and the custom-object calls.
+
+    Ownership: with an owner (the workflow's uid, in the subclass's `options.owner`), every object
+    rendered carries `orchbench.io/owner: <uid>`; `create_all` never replaces, and `teardown` never
+    deletes, an object another run owns; `cleanup_owned` deletes whatever carries the run's uid."""
 
     name = "custom"
+    #: The kinds this platform creates, in creation order.
+    KINDS: tuple[tuple[str, str, str, str], ...] = ()  # (group, version, plural, kind)
 
     def __init__(
         self, config: KubernetesConfig | None = None, api_client: client.ApiClient | None = None
@@ -152,6 +165,20 @@ class CustomObjectsPlatform:
         """Release `owner`'s taints only (other runs' stay), as KubernetesPlatform.untaint."""
         untaint_nodes(self.api_client, owner)
 
+    @property
+    def owner(self) -> str:
+        return str(getattr(getattr(self, "options", None), "owner", "") or "")
+
+    def other_owner(self, ns: str, refs: Sequence[ObjectRef]) -> tuple[ObjectRef, str] | None:
+        """The first live object of `refs` that another run owns, and that run's uid (None: none)."""
+        if not self.owner:
+            return None
+        for ref in refs:
+            theirs = owner_of(self.get(ns, ref))
+            if theirs and theirs != self.owner:
+                return ref, theirs
+        return None
+
     # --- records ---------------------------------------------------------------------------------
     def _check_record(self, record: DeploymentRecord) -> dict[str, Any]:
         if record.platform != self.name:
@@ -196,7 +223,15 @@ class CustomObjectsPlatform:
             except PlatformError as exc:
                 if status_of(exc) != 409 or attempt == 2:
                     raise
-                self.delete_all(ns, [r for r, _ in bodies], [], self.config.delete_timeout_s)
+                refs = [r for r, _ in bodies]
+                other = self.other_owner(ns, refs)
+                if other:
+                    ref, theirs = other
+                    raise PlatformError(
+                        f"{ref.kind} {ns}/{ref.name} belongs to another orchbench run (workflow {theirs}): "
+                        "not replaced; wait for that run to end, or change metadata.name"
+                    ) from None
+                self.delete_all(ns, refs, [], self.config.delete_timeout_s)
 
     def _create(self, ns: str, ref: ObjectRef, body: dict[str, Any]) -> None:
         try:
@@ -304,72 +339,47 @@ class CustomObjectsPlatform:
                 return  # still Ready now that the pods are
             if time.monotonic() >= deadline:
                 break
-        raise DeployTimeout(self.timeout_message(record, details, timeout_s))
+        raise DeployTimeout(timeout_message(self, record, details, timeout_s))
 
-    def timeout_message(self, record: DeploymentRecord, details: dict[str, Any], timeout_s: float) -> str:
-        ns = details["namespace"]
-        refs = self.refs(details)
-        states = []
-        for ref in refs:
-            try:
-                obj = self.get(ns, ref)
-                states.append(
-                    f"{ref.kind} {ref.name} conditions: {conditions_text(obj) if obj else 'object gone'}"
+    # --- clean-up by owner ------------------------------------------------------------------------
+    def owned_refs(self, ns: str, owner: str) -> list[ObjectRef]:
+        """Every object of this platform's kinds in `ns` labelled orchbench.io/owner=<owner>, in
+        creation order (KINDS)."""
+        if not owner:
+            raise ConfigError("owned_refs needs an owner (the workflow's uid)")
+        selector = f"{OWNER_LABEL}={owner}"
+        refs = []
+        for group, version, plural, kind in self.KINDS:
+            with api_call("list", f"{plural}.{group} {ns} ({selector})", self._host):
+                listed = self.custom.list_namespaced_custom_object(
+                    group, version, ns, plural, label_selector=selector
                 )
-            except OrchbenchError as exc:
-                states.append(f"{ref.kind} {ref.name} conditions: unknown ({exc})")
-        pod_names: list[str] = []
-        try:
-            groups = self.pods_of(ns, self.selectors(details))
-            pods = [p for group in groups.values() for p in group]
-            pod_names = [pod_name(p) for p in pods]
-            pod_text = ", ".join(f"{pod_name(p)} {pod_state(p)}" for p in pods) or "none"
-        except OrchbenchError as exc:
-            pod_text = f"unknown ({exc})"
-        events = self.recent_events(ns, [r.name for r in refs] + pod_names[:3])
-        head = refs[0]
-        return (
-            f"{head.kind} {ns}/{head.name} ({record.arm} arm) not ready after {timeout_s:g}s: "
-            f"{'; '.join(states)}; pods: {pod_text}; "
-            f"recent events: {' | '.join(events) if events else 'none'}"
-        )
+            items = listed.get("items") if isinstance(listed, dict) else None
+            for obj in items or []:
+                # Filter again client-side: a correct server already did; the test emulator does not.
+                if owner_of(obj) == owner:
+                    name = str((obj.get("metadata") or {}).get("name"))
+                    refs.append(ObjectRef(group, version, plural, kind, name))
+        return refs
 
-    def recent_events(self, ns: str, names: Sequence[str], limit: int = EVENTS_IN_ERRORS) -> list[str]:
-        """The latest events about the named objects and pods, one line each, oldest first."""
-        events: list[dict[str, Any]] = []
-        for involved in dict.fromkeys(names):
-            with contextlib.suppress(OrchbenchError):
-                with api_call("list", f"events {ns} for {involved}", self._host):
-                    items = (
-                        self.core.list_namespaced_event(
-                            ns, field_selector=f"involvedObject.name={involved}"
-                        ).items
-                        or []
-                    )
-                for item in items:
-                    raw = self.api_client.sanitize_for_serialization(item)
-                    if (raw.get("involvedObject") or {}).get(
-                        "name"
-                    ) == involved:  # emulator ignores selectors
-                        events.append(raw)
+    def owned_selectors(self, refs: Sequence[ObjectRef]) -> list[tuple[str, str]]:
+        """The pod selectors of the objects `refs` (whose pods teardown waits for); none by default."""
+        return []
 
-        def when(ev: dict[str, Any]) -> str:
-            return str(
-                ev.get("lastTimestamp")
-                or ev.get("eventTime")
-                or (ev.get("metadata") or {}).get("creationTimestamp")
-                or ""
-            )
+    def cleanup_owned(self, owner: str) -> list[str]:
+        """Delete every object `owner` created in the namespace (last created first), and wait until
+        they and their pods are gone; return their names (`Kind/name`)."""
+        ns = self.config.namespace
+        refs = self.owned_refs(ns, owner)
+        if refs:
+            self.delete_all(ns, refs, self.owned_selectors(refs), self.config.delete_timeout_s)
+        return [f"{r.kind}/{r.name}" for r in refs]
 
-        lines = []
-        for ev in sorted(events, key=when)[-limit:]:
-            obj = ev.get("involvedObject") or {}
-            message = " ".join(str(ev.get("message") or "").split())[:200]
-            lines.append(
-                f"{ev.get('type') or 'Normal'} {ev.get('reason') or '?'} "
-                f"{obj.get('kind') or ''}/{obj.get('name') or ''}: {message}"
-            )
-        return lines
+    def teardown_refs(self, ns: str, refs: Sequence[ObjectRef], selectors: Sequence[tuple[str, str]]) -> None:
+        """`delete_all`, unless another run owns one of the objects (then nothing is deleted)."""
+        if self.other_owner(ns, refs):
+            return
+        self.delete_all(ns, refs, selectors, self.config.delete_timeout_s)
 
     # --- teardown ----------------------------------------------------------------------------------
     def delete_all(

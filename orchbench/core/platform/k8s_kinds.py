@@ -62,9 +62,11 @@ def load_kind_manifest(kind: str, path: str | Path) -> dict[str, Any]:
     return dict(data)
 
 
-def kserve_options(spec: Any, transport: str) -> KServeOptions:
+def kserve_options(spec: Any, transport: str, owner: str = "") -> KServeOptions:
+    """`owner`: the workflow's uid (the label orchbench.io/owner on every object rendered)."""
     section = spec.kubernetes.kserve
     return KServeOptions(
+        owner=owner,
         arms=tuple(spec.arm_names()),
         baseline=spec.baseline,
         transport=transport,
@@ -75,7 +77,7 @@ def kserve_options(spec: Any, transport: str) -> KServeOptions:
     )
 
 
-def seldon2_options(spec: Any, transport: str) -> Seldon2Options:
+def seldon2_options(spec: Any, transport: str, owner: str = "") -> Seldon2Options:
     section = spec.kubernetes.seldon2
     extra: dict[str, Any] = {}
     if section is not None:
@@ -85,7 +87,12 @@ def seldon2_options(spec: Any, transport: str) -> Seldon2Options:
             "model_version": section.model_version,
         }
     return Seldon2Options(
-        arms=tuple(spec.arm_names()), baseline=spec.baseline, transport=transport, protocol="v2", **extra
+        arms=tuple(spec.arm_names()),
+        baseline=spec.baseline,
+        transport=transport,
+        protocol="v2",
+        owner=owner,
+        **extra,
     )
 
 
@@ -112,8 +119,8 @@ def check_renders(spec: Any, manifest: dict[str, Any]) -> None:
 
 def endpoint_dict(target: ArmTarget) -> dict[str, Any]:
     """The ArmTarget plus what orchbench.core.arms.Endpoint (and so the k6 adapter) reads: the arm's
-    extra headers (`seldon-model`), `host` (REST) / `:authority` (gRPC) when the path routes by a name
-    that is not the host it connects to, and the protocol.
+    extra headers (`seldon-model`: REST header, gRPC metadata), `host` (REST) when the path routes by a
+    name that is not the host it connects to, and the protocol.
 
     REST goes as protocol `http` with the target's own path (the graph router's `/`, a v2 infer path
     otherwise) and the check "200 and outputs[0].data present": a third-party runtime's v2 answer names
@@ -122,7 +129,15 @@ def endpoint_dict(target: ArmTarget) -> dict[str, Any]:
     out = target.to_dict()
     headers = dict(target.headers)
     if target.host_header and target.host_header != target.host:
-        headers["host" if target.transport == "rest" else ":authority"] = target.host_header
+        if target.transport == "grpc":
+            # A gRPC client's `:authority` is the host it dials (grpc-go, as in k6 and ghz, drops
+            # pseudo-headers given as metadata), so a target must dial the name its path routes by,
+            # as every rendered target does (Knative: the service's cluster-local host).
+            raise ConfigError(
+                f"arm {target.arm}: gRPC target {target.grpc_target} would need :authority "
+                f"{target.host_header}; dial that host instead"
+            )
+        headers["host"] = target.host_header
     out["headers"] = headers
     if target.transport == "rest":
         path = "/" + target.url.split("://", 1)[-1].partition("/")[2]

@@ -21,6 +21,7 @@ the pods labelled `serving.kserve.io/inferenceservice=<isvc>` (and the router's,
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,14 +31,24 @@ from orchbench.core.errors import ArmVerificationError, ConfigError
 from orchbench.core.platform.base import ArmEvidence, DeploymentRecord
 from orchbench.core.platform.k8s_arms import ARM_LABEL, ArmTarget
 from orchbench.core.platform.k8s_common import KubernetesConfig
-from orchbench.core.platform.k8s_custom import CustomObjectsPlatform, ObjectRef, model_placement
+from orchbench.core.platform.k8s_custom import (
+    CustomObjectsPlatform,
+    ObjectRef,
+    check_owner_label,
+    model_placement,
+)
 from orchbench.core.platform.k8s_objects import container_names, pod_name
 from orchbench.core.platform.kserve_render import (
     DEPLOYMENT_MODE,
+    IG_KIND,
     IG_PLURAL,
     IG_POD_LABEL,
+    IG_VERSION,
+    ISVC_KIND,
     ISVC_PLURAL,
     ISVC_POD_LABEL,
+    ISVC_VERSION,
+    KSERVE_GROUP,
     QUEUE_PROXY,
     RAW_MODES,
     SERVERLESS_MODES,
@@ -54,6 +65,10 @@ class KServePlatform(CustomObjectsPlatform):
     """InferenceService / InferenceGraph arms, by typed calls (CustomObjectsApi, CoreV1Api, watch)."""
 
     name = "kserve"
+    KINDS = (
+        (KSERVE_GROUP, ISVC_VERSION, ISVC_PLURAL, ISVC_KIND),
+        (KSERVE_GROUP, IG_VERSION, IG_PLURAL, IG_KIND),
+    )
 
     def __init__(
         self,
@@ -103,6 +118,7 @@ class KServePlatform(CustomObjectsPlatform):
                 "graph": a.graph_name,
                 "target": a.target.to_dict(),
                 "api_host": self._host,
+                "owner": self.owner,
             },
         )
         return record, bodies
@@ -133,6 +149,7 @@ class KServePlatform(CustomObjectsPlatform):
         isvc = self.get(ns, isvc_ref)
         if isvc is None:
             raise ArmVerificationError(f"{ns}/{isvc_ref.name}: the InferenceService does not exist")
+        check_owner_label(d, isvc, f"{ns}/{isvc_ref.name}")
         annotations = (isvc.get("metadata") or {}).get("annotations") or {}
         modes = SERVERLESS_MODES if knative else RAW_MODES
         live_modes = {annotations.get(DEPLOYMENT_MODE), (isvc.get("status") or {}).get("deploymentMode")} - {
@@ -187,6 +204,7 @@ class KServePlatform(CustomObjectsPlatform):
         graph = self.get(ns, ref)
         if graph is None:
             raise ArmVerificationError(f"{ns}/{ref.name}: the InferenceGraph does not exist")
+        check_owner_label(d, graph, f"{ns}/{ref.name}")
         mode = ((graph.get("metadata") or {}).get("annotations") or {}).get(DEPLOYMENT_MODE)
         with_qp = sorted(pod_name(p) for p in router_pods if QUEUE_PROXY in container_names(p))
         if mode not in RAW_MODES or with_qp:
@@ -203,6 +221,11 @@ class KServePlatform(CustomObjectsPlatform):
 
     # --- teardown ------------------------------------------------------------------------------------
     def teardown(self, record: DeploymentRecord) -> None:
-        """Delete the arm's objects (graph first); return once they and their pods are gone."""
+        """Delete the arm's objects (graph first); return once they and their pods are gone. Already
+        gone is fine; objects another run owns are left alone."""
         d = self._check_record(record)
-        self.delete_all(d["namespace"], self.refs(d), self.selectors(d), self.config.delete_timeout_s)
+        self.teardown_refs(d["namespace"], self.refs(d), self.selectors(d))
+
+    def owned_selectors(self, refs: Sequence[ObjectRef]) -> list[tuple[str, str]]:
+        labels = {ISVC_KIND: ISVC_POD_LABEL, IG_KIND: IG_POD_LABEL}
+        return [(labels[r.kind], r.name) for r in refs]

@@ -37,6 +37,7 @@ from orchbench.core.platform.k8s_arms import (
     GRPC_V2_METHOD,
     ArmTarget,
     check_arms,
+    check_owner,
     check_transport,
     labels_for,
     refuse_shared_hops,
@@ -101,6 +102,8 @@ class KServeOptions:
     graph_backend: str = "raw"
     #: The model container's gRPC port; default from the runtime (GRPC_PORTS).
     grpc_port: int | None = None
+    #: The workflow's uid: the label orchbench.io/owner on every object (and so on its pods).
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,7 @@ def _isvc(
     placement: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     meta_in = manifest.get("metadata") or {}
-    labels = {**(meta_in.get("labels") or {}), **labels_for(arm, options.transport)}
+    labels = {**(meta_in.get("labels") or {}), **labels_for(arm, options.transport, options.owner)}
     annotations = {
         k: v
         for k, v in (meta_in.get("annotations") or {}).items()
@@ -205,8 +208,14 @@ def _isvc(
     }
     annotations[DEPLOYMENT_MODE] = mode
     predictor = copy.deepcopy(manifest["spec"]["predictor"])
-    # Component labels reach the pods whatever KServe does with the object's own labels.
-    predictor["labels"] = {**(predictor.get("labels") or {}), **labels_for(arm, options.transport)}
+    # KServe gives the predictor's pods the union of the ServingRuntime's, the InferenceService's and
+    # these component labels, plus serving.kserve.io/inferenceservice=<isvc> and component=predictor
+    # (kserve/kserve pkg/controller/v1beta1/inferenceservice/components/predictor.go, buildObjectMeta);
+    # set on the component too, so the pods carry them whichever of the two a KServe version copies.
+    predictor["labels"] = {
+        **(predictor.get("labels") or {}),
+        **labels_for(arm, options.transport, options.owner),
+    }
     model = predictor["model"]
     if info.protocol_version and info.protocol_version not in (options.protocol, f"grpc-{options.protocol}"):
         raise ConfigError(
@@ -254,7 +263,11 @@ def _graph(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": labels_for("graph", options.transport),
+            # KServe gives the router's pods the graph's own labels plus
+            # serving.kserve.io/inferencegraph=<graph> (kserve/kserve
+            # pkg/controller/v1alpha1/inferencegraph/raw_ig.go, constructForRawDeployment); the
+            # router container is named after the graph and serves HTTP on 8080 behind Service port 80.
+            "labels": labels_for("graph", options.transport, options.owner),
             # The graph's own mode: a RawDeployment router has no queue-proxy in front of it.
             "annotations": {DEPLOYMENT_MODE: RAW_MODE},
         },
@@ -308,6 +321,7 @@ def render_kserve(
         raise ConfigError(f"{what}: runtime kserve-mlserver serves the v2 protocol only")
     if not namespace:
         raise ConfigError(f"{what}: a namespace is required")
+    check_owner(options.owner, what)
     serverless_hops = _KNATIVE_HOPS | ({_ACTIVATOR} if options.activator else set())
     out: dict[str, KServeArm] = {}
     t = options.transport

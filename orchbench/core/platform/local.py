@@ -57,6 +57,8 @@ __all__ = ["CPU_PLAN_FILE", "MARKER", "LocalPlatform", "LocalPorts", "read_cpu_p
 
 DEFAULT_INTERNAL_PORT = 9100
 PROXY_KINDS = ("nginx", "haproxy")  # orchbench.core.platform.proxies.KINDS (imported when used)
+#: What serves the model: the bundled serving.model_server, or KServe's Python model server.
+MODEL_SERVERS = ("bundled", "kserve")
 _EXIT_BIND = 3  # serving.runtime.EXIT_BIND (not imported: keeps this module free of grpc/aiohttp)
 
 
@@ -90,6 +92,7 @@ class LocalPlatform:
         shared_model: bool = True,
         impl: dict[str, str | None] | None = None,
         endpoint_extras: dict[str, Any] | None = None,
+        model_server: str = "bundled",
     ) -> None:
         if inject_delay_ms < 0:
             raise ConfigError(f"inject_delay_ms must be >= 0, got {inject_delay_ms}")
@@ -109,6 +112,10 @@ class LocalPlatform:
         self.shared_model = shared_model
         #: protocol implementations: {"model_grpc": --grpc-server, "rest"/"grpc": --rest-impl/--grpc-impl}
         self.impl = {k: v for k, v in (impl or {}).items() if v}
+        if model_server not in MODEL_SERVERS:
+            raise ConfigError(f"model_server must be one of {', '.join(MODEL_SERVERS)}, got {model_server!r}")
+        #: what serves the model: serving.model_server, or KServe's (orchbench.core.platform.kserve_local)
+        self.model_server = model_server
 
     # taints ----------------------------------------------------------------------------------------
     def taint(self, owner: str = "") -> dict[str, Any]:
@@ -129,10 +136,17 @@ class LocalPlatform:
             return [int(c) for c in plan["serving_cpus"]]
         return None
 
-    def _spawn(self, role: str, args: list[str], log: Path) -> dict[str, Any]:
+    def _spawn(
+        self,
+        role: str,
+        args: list[str],
+        log: Path,
+        python: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         import subprocess
 
-        cmd = [self.python, "-m", f"serving.{role}", *args]
+        cmd = [python or self.python, "-m", f"serving.{role}", *args]
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             proc = subprocess.Popen(
@@ -143,7 +157,7 @@ class LocalPlatform:
                 cwd=log.parent,
                 start_new_session=True,
                 env={
-                    **os.environ,
+                    **(os.environ if env is None else env),
                     "PYTHONUNBUFFERED": "1",
                     "ORCHBENCH_EXIT_FILE": str(log.with_suffix(".exit")),
                 },
@@ -194,6 +208,13 @@ class LocalPlatform:
         cpus = self._serving_cpus()
         pin = ["--cpus", ",".join(map(str, cpus))] if cpus else []
         shared = role == "with" and (self.shared_model or hop in PROXY_KINDS)
+        kserve_python = None  # KServe's Python, when this arm starts a model process of KServe's
+        if self.model_server == "kserve":
+            from orchbench.core.platform import kserve_local
+
+            kserve_local.check_fits(self.endpoint_extras.get("protocol", "tfserving"), transport, self.impl)
+            if not shared:
+                kserve_python = str(kserve_local.ensure())  # built first when missing (about a minute)
         if role == "without":
             public = port or self.ports.without_orchestrator
             wanted = [public]
@@ -247,6 +268,7 @@ class LocalPlatform:
                     logs,
                     stamp,
                     orchestrator=hop == "orchestrator",
+                    kserve_python=kserve_python,
                 )
             record = self._record(
                 info.name,
@@ -340,15 +362,19 @@ class LocalPlatform:
         logs: Path,
         stamp: str,
         orchestrator: bool | None = None,
+        kserve_python: str | None = None,
     ) -> None:
         """Start the arm's processes: its model server (unless `model_args` is None: the model is
-        shared) and, for an orchestrator arm ("with"), the orchestrator in front of the model on
-        `model_port`."""
+        shared; KServe's with `kserve_python`) and, for an orchestrator arm ("with"), the
+        orchestrator in front of the model on `model_port`."""
         if orchestrator is None:
             orchestrator = arm == "with"
         if model_args is not None:
             model_log = logs / f"{name}-{arm}-{transport}-model-{stamp}.log"
-            procs.append(self._spawn("model_server", model_args, model_log))
+            if kserve_python is not None:
+                procs.append(self._spawn_kserve(kserve_python, model_args, model_log))
+            else:
+                procs.append(self._spawn("model_server", model_args, model_log))
             procs[-1]["port"] = model_port
         if orchestrator:
             orch_args = [
@@ -371,6 +397,16 @@ class LocalPlatform:
                 )
             )
             procs[-1]["port"] = public
+
+    def _spawn_kserve(self, python: str, model_args: list[str], log: Path) -> dict[str, Any]:
+        """KServe's model server, with `python` of its own virtual environment, on the bundled
+        server's flags, serving the same cached ONNX file."""
+        from orchbench.core.platform import kserve_local
+        from serving.model import build_model
+
+        args = [*model_args, "--model-path", str(build_model())]
+        env = kserve_local.environment()
+        return self._spawn(kserve_local.MODULE.removeprefix("serving."), args, log, python, env)
 
     def _record(
         self,
@@ -415,6 +451,7 @@ class LocalPlatform:
                 "inject_delay_ms": self.inject_delay_ms if hop == "orchestrator" else 0.0,
                 "model_threads": self.model_threads,
                 "impl": self.impl,
+                "model_server": self.model_server,
                 "run_dir": str(self.run_dir),
                 "record_path": str(record_path),
                 "deployed_at": time.time(),
@@ -471,6 +508,11 @@ class LocalPlatform:
             time.sleep(0.2)
 
     def _probe(self, endpoint: Endpoint) -> None:
+        if self.model_server == "kserve":  # its answers differ from TF Serving's status: a real request
+            from orchbench.core.platform.kserve_local import probe as kserve_probe
+
+            kserve_probe(endpoint)
+            return
         probe(endpoint)
 
     # verify ----------------------------------------------------------------------------------------
@@ -478,11 +520,22 @@ class LocalPlatform:
         """The record's hop and checks (an endpoint claiming another arm: that arm's seed reading)."""
         if endpoint.arm != record.arm:
             return verify_arm(endpoint, legacy_hop(endpoint.arm))
-        return verify_arm(endpoint, record.details.get("hop"), record.details.get("verify"))
+        evidence = verify_arm(endpoint, record.details.get("hop"), record.details.get("verify"))
+        if record.details.get("model_server") == "kserve":  # and KServe's serves the model behind it
+            from orchbench.core.platform.kserve_local import verify_server
+
+            model_port = record.details.get("internal_port") or record.details["port"]
+            evidence = verify_server(endpoint, evidence, int(model_port))
+        return evidence
 
     # teardown --------------------------------------------------------------------------------------
     def teardown(self, record: DeploymentRecord, grace_s: float = 5.0) -> None:
         procs = list(record.details.get("processes", []))
+        if any(p.get("role") in PROXY_KINDS for p in procs):
+            from orchbench.core.platform.proxies import stop_orphans
+
+            for proc in procs:  # nginx's workers outlive a killed master: not left behind
+                stop_orphans(proc)
         for proc in reversed(procs):  # the orchestrator first, then the model
             if is_ours(proc):
                 with contextlib.suppress(ProcessLookupError, PermissionError):

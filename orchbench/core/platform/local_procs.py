@@ -76,6 +76,10 @@ def is_gone(proc: dict[str, Any]) -> bool:
 
 def exit_note(proc: dict[str, Any]) -> str:
     code = reap(int(proc["pid"]))
+    child = CHILDREN.get(int(proc["pid"]))
+    if code is None and child is not None:  # our child, still exiting (its cmdline already gone)
+        with contextlib.suppress(Exception):
+            code = child.wait(1.0)
     if code is None:
         exit_file = Path(proc["log"]).with_suffix(".exit")
         with contextlib.suppress(OSError, ValueError):

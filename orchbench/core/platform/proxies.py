@@ -37,7 +37,13 @@ from typing import Any
 
 from orchbench.core.errors import ConfigError, PlatformError
 from orchbench.core.paths import DATA
-from orchbench.core.platform.local_procs import log_tail, port_free, proc_cmdline, proc_starttime
+from orchbench.core.platform.local_procs import (
+    log_tail,
+    port_free,
+    proc_cmdline,
+    proc_starttime,
+    proc_state,
+)
 from orchbench.fsio import write_text
 
 KINDS = ("nginx", "haproxy")
@@ -341,6 +347,44 @@ def start_proxy(spec: ProxySpec, folder: Path, timeout_s: float = 15.0) -> Proxy
             proxy.stop(grace_s=1.0)
         raise
     return proxy
+
+
+def orphans(record: dict[str, Any]) -> list[int]:
+    """The live processes a recorded proxy left in its process group after its leader died: nginx's
+    workers go on serving when their master is killed, and a teardown that only signals a leader it
+    recognises would leave them running. Members count when they started no earlier than the
+    recorded leader and their command line is the proxy's (`nginx: worker process`). Empty while the
+    leader itself runs (the group is then stopped through it), and for a record that is no proxy's."""
+    kind = str(record.get("role", ""))
+    if kind not in KINDS or not record.get("pgid"):
+        return []
+    pgid, leader_start = int(record["pgid"]), record.get("starttime")
+    if proc_state(pgid) not in (None, "Z", "X") and proc_starttime(pgid) == leader_start:
+        return []  # the leader runs: not orphans
+    out = []
+    for pid in group_members(pgid):
+        cmd, start = proc_cmdline(pid), proc_starttime(pid)
+        if not cmd or start is None or (leader_start is not None and start < int(leader_start)):
+            continue
+        if cmd[0].split(":")[0].rsplit("/", 1)[-1] == kind:
+            out.append(pid)
+    return out
+
+
+def stop_orphans(record: dict[str, Any], timeout_s: float = 5.0) -> list[int]:
+    """SIGKILL what `orphans` finds (a masterless worker has nobody to shut it down gracefully) and
+    wait until it is gone; returns the pids stopped. PlatformError if one outlives the timeout."""
+    pids = orphans(record)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and [p for p in pids if p in group_members(int(record["pgid"]))]:
+        time.sleep(0.02)
+    left = [p for p in pids if p in group_members(int(record["pgid"]))]
+    if left:
+        raise PlatformError(f"{record['role']}: processes {left} of pid {record['pgid']} survive SIGKILL")
+    return pids
 
 
 def require(kinds: Sequence[str]) -> None:

@@ -6,16 +6,18 @@
     evidence = platform.verify_arm(record, target)
     platform.teardown(record)
 
-The Server's pods (label `seldon-server-name=<server>`) and envoy's (`app=seldon-envoy`) belong to the
-Seldon installation, not to orchbench: `deploy` creates only the Model, `teardown` deletes only it.
+The Server's pods (label `seldon-server-name=<server>`) and envoy's (`app.kubernetes.io/name=
+seldon-envoy`, Seldon v2.6 on: see seldon2_render.py for the sources) belong to the Seldon installation,
+not to orchbench: `deploy` creates only the Model, `teardown` deletes only it.
 Readiness: the Model's `Ready` condition, then the server's pods Ready (and envoy's for `mesh`).
 For `direct`, `wait` returns the target with the server pod's IP as host (one server replica only:
 with several, which one holds the model is the scheduler's secret).
 
 Verification from the pods: a pod selected by `seldon-server-name` but not labelled as a Seldon
-server (`app` or `app.kubernetes.io/name` = `seldon-server`) is refused; `mesh` needs the `agent`
-container (the reverse proxy on the path) in the server pods and envoy pods running; `direct` needs the
-target port to be a port of the inference server's own container, not the agent's.
+server (`app.kubernetes.io/name` = `seldon-server`, or `app` as Seldon v2.0-2.5 set it) is refused;
+`mesh` needs the `agent` container (the reverse proxy on the path) in the server pods and envoy pods
+running; `direct` needs the target port to be a port of the inference server's own container, not the
+agent's.
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ from orchbench.core.errors import ArmVerificationError, ConfigError
 from orchbench.core.platform.base import ArmEvidence, DeploymentRecord
 from orchbench.core.platform.k8s_arms import ArmTarget
 from orchbench.core.platform.k8s_common import KubernetesConfig
-from orchbench.core.platform.k8s_custom import CustomObjectsPlatform, ObjectRef
+from orchbench.core.platform.k8s_custom import CustomObjectsPlatform, ObjectRef, check_owner_label
 from orchbench.core.platform.k8s_objects import container_names, pod_name
 from orchbench.core.platform.seldon2_render import (
     AGENT_CONTAINER,
     ENVOY_POD_SELECTOR,
+    MODEL_KIND,
     MODEL_PLURAL,
+    MODEL_VERSION,
+    SELDON2_GROUP,
     SERVER_APP_VALUE,
     SERVER_POD_LABEL,
     Seldon2Arm,
@@ -55,6 +60,7 @@ class Seldon2Platform(CustomObjectsPlatform):
     """Seldon Core v2 Model arms, by typed calls (CustomObjectsApi, CoreV1Api, watch)."""
 
     name = "seldon2"
+    KINDS = ((SELDON2_GROUP, MODEL_VERSION, MODEL_PLURAL, MODEL_KIND),)
 
     def __init__(
         self,
@@ -101,6 +107,7 @@ class Seldon2Platform(CustomObjectsPlatform):
                 "server": self.options.server,
                 "target": a.target.to_dict(),
                 "api_host": self._host,
+                "owner": self.owner,
             },
         )
         return record, [(ref, body)]
@@ -155,6 +162,7 @@ class Seldon2Platform(CustomObjectsPlatform):
         model = self.get(ns, ObjectRef.from_dict(d["objects"][0]))
         if model is None:
             raise ArmVerificationError(f"{where}: the Model does not exist")
+        check_owner_label(d, model, where)
         if (model.get("spec") or {}).get("server") != d["server"]:
             raise ArmVerificationError(
                 f"{where}: the live Model runs on server {(model.get('spec') or {}).get('server')!r}, "
@@ -208,4 +216,4 @@ class Seldon2Platform(CustomObjectsPlatform):
     def teardown(self, record: DeploymentRecord) -> None:
         """Delete the Model; return once it is gone (the Server's pods stay: they are Seldon's)."""
         d = self._check_record(record)
-        self.delete_all(d["namespace"], self.refs(d), [], self.config.delete_timeout_s)
+        self.teardown_refs(d["namespace"], self.refs(d), [])

@@ -24,6 +24,7 @@ from orchbench.core.platform.k8s_arms import (
     GRPC_V2_METHOD,
     ArmTarget,
     check_arms,
+    check_owner,
     check_transport,
     labels_for,
     refuse_shared_hops,
@@ -35,15 +36,27 @@ MODEL_KIND = "Model"
 MODEL_PLURAL = "models"
 SELDON2_ARMS = ("mesh", "direct")
 
-#: Server pods carry `seldon-server-name: <server>`; envoy's pods `app: seldon-envoy`.
+#: Server pods carry `seldon-server-name: <server>` and `app.kubernetes.io/name: seldon-server`
+#: (SeldonIO/seldon-core operator/pkg/constants/constants.go ServerLabelNameKey / ServerLabelValue, set
+#: on the pod template in operator/controllers/reconcilers/server/statefulset_reconciler.go).
 SERVER_POD_LABEL = "seldon-server-name"
 SERVER_APP_VALUE = "seldon-server"
-ENVOY_POD_SELECTOR = ("app", "seldon-envoy")
+#: Envoy's pods: `app.kubernetes.io/name: seldon-envoy`, the component's name, which the SeldonRuntime
+#: operator (v2.6 on) puts on every component's pod template (operator/controllers/reconcilers/seldon/
+#: deployment_reconciler.go; the name is EnvoyName in operator/apis/mlops/v1alpha1/seldonconfig_types.go).
+#: The helm-installed components of v2.0-2.5 labelled them `app: seldon-envoy` instead.
+ENVOY_POD_SELECTOR = ("app.kubernetes.io/name", "seldon-envoy")
 AGENT_CONTAINER = "agent"
+#: The mesh Service: `seldon-mesh`, port 80 (target port `http`, envoy's 9000), selecting
+#: app.kubernetes.io/name=seldon-envoy (operator/controllers/reconcilers/seldon/service_reconciler.go,
+#: getSeldonMeshService); REST and gRPC share the port, the `seldon-model` header picks the model.
 MESH_SERVICE = "seldon-mesh"
 MESH_PORT = 80
 MODEL_HEADER = "seldon-model"
-#: MLServer's ports in Seldon's default ServerConfig (the agent's reverse proxy: 9001 / 9501).
+#: MLServer's ports in Seldon's default ServerConfig: the `mlserver` container's server-http 9000 and
+#: server-grpc 9500, the `agent` container's reverse proxy 9001 / 9501 (SELDON_REVERSE_PROXY_*_PORT;
+#: operator/config/serverconfigs/mlserver.yaml). The agent loads a Model's version N into MLServer as
+#: `<model>_<N>` (scheduler/pkg/util/model.go, GetVersionedModelName).
 SERVER_HTTP_PORT = 9000
 SERVER_GRPC_PORT = 9500
 AGENT_HTTP_PORT = 9001
@@ -63,6 +76,8 @@ class Seldon2Options:
     mesh_service: str = MESH_SERVICE
     #: The version the scheduler gives a newly created Model: MLServer serves it as `<model>_<version>`.
     model_version: int = 1
+    #: The workflow's uid: the label orchbench.io/owner on every Model.
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,7 +93,12 @@ class Seldon2Arm:
 
 
 def inspect_model(manifest: Any, source: str = "Model manifest") -> str:
-    """Check a Seldon v2 Model manifest; return its name."""
+    """Check a Seldon v2 Model manifest; return its name.
+
+    The Model spec's fields used here (operator/apis/mlops/v1alpha1/model_types.go, ModelSpec):
+    `storageUri` (required, from InferenceArtifactSpec), `requirements` (a list of capabilities the
+    Server must offer, e.g. sklearn), `memory` (a quantity), `server` (pin to a named Server),
+    `explainer` and `llm` (not single-model arms)."""
     if not isinstance(manifest, dict):
         raise ConfigError(f"{source}: a Model must be a YAML mapping")
     api = str(manifest.get("apiVersion", ""))
@@ -117,6 +137,7 @@ def render_seldon2(
         raise ConfigError(f"{what}: spec.server is {pinned!r}, the spec asks for server {options.server!r}")
     if options.model_version < 1:
         raise ConfigError(f"{what}: model_version must be at least 1")
+    check_owner(options.owner, what)
     rest = options.transport == "rest"
     out: dict[str, Seldon2Arm] = {}
     for arm in arms:
@@ -129,7 +150,7 @@ def render_seldon2(
         body["metadata"] = {
             "name": name,
             "namespace": namespace,
-            "labels": {**(meta_in.get("labels") or {}), **labels_for(arm, options.transport)},
+            "labels": {**(meta_in.get("labels") or {}), **labels_for(arm, options.transport, options.owner)},
         }
         if meta_in.get("annotations"):
             body["metadata"]["annotations"] = dict(meta_in["annotations"])

@@ -26,11 +26,20 @@ export function warmupIteration(request) {
 // the targets iteration by iteration, VU n starting with target (n - 1) mod count, so both arms
 // see the same moments of the machine. The iteration's arm is set as a VU tag: every metric the
 // iteration emits (request, check, iteration, data) carries `arm`, and the adapter splits on it.
+// In an open-loop stage (cfg.target_by_scenario) each arm has its own constant-arrival-rate scenario,
+// whose env names the arm (ORCHBENCH_ARM) and whose tags carry `arm`: the VU serves that arm only.
 export const targets = cfg.targets || null;
+const byScenario = !!cfg.target_by_scenario;
 let turn = -1;
 
 export function nextTarget() {
   if (!targets) return 0;
+  if (byScenario) {
+    const arm = __ENV.ORCHBENCH_ARM;
+    const i = targets.findIndex((t) => t.arm === arm);
+    if (i < 0) throw new Error(`scenario ${exec.scenario.name}: no target for arm ${arm}`);
+    return i;
+  }
   if (turn < 0) turn = exec.vu.idInTest - 1;
   const i = turn % targets.length;
   turn += 1;
@@ -53,4 +62,10 @@ export function targetHeaders(t) {
 
 export function summaryFiles(data) {
   return { [cfg.summary_path]: JSON.stringify(data) };
+}
+
+// setup() runs once every VU is initialised, right before the scenarios start: the adapter waits for
+// this line in k6's log to time the measured window it samples CPU over (loadtools/k6_stages.py).
+export function setup() {
+  console.log('orchbench-scenarios-start');
 }

@@ -8,6 +8,8 @@ import grpc from 'k6/net/grpc';
 import { check } from 'k6';
 import { Trend } from 'k6/metrics';
 import { cfg, nextTarget, summaryFiles, targetHeaders, targets, warmupIteration } from './common.js';
+
+export { setup } from './common.js';
 import { v2GrpcOk } from './v2_checks.js';
 
 const all = targets || [cfg];

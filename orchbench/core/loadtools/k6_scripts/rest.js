@@ -5,6 +5,8 @@
 import http from 'k6/http';
 import { check } from 'k6';
 import { cfg, nextTarget, summaryFiles, targetHeaders, targets, warmupIteration } from './common.js';
+
+export { setup } from './common.js';
 import { v2RestOk } from './v2_checks.js';
 
 const body = open(cfg.payload, 'b');
