@@ -13,7 +13,7 @@ reading of the tools' raw files is not part of this):
 - `tables`: analysis.build_tables + overheads_table (the `runs`, `samples`, `overheads` tables);
 - `write`: results_schema.write_table of the three tables (atomic, schema-stamped Parquet);
 - `read`: results_schema.read_table of samples.parquet back and to pandas;
-- `from-parquet` (extra, not in the total): analysis.sample_overheads per transport from the samples
+- `from-parquet` (extra, not in the total): tool_compare.sample_overheads per transport from the samples
   read back (the estimator again, on the Parquet samples, as `orchbench compare` does).
 
 Target: the compare step (summarise + tables + write + read) <= 5 s on this machine. Wall seconds,
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from orchbench.core import analysis
+from orchbench.core import analysis, overheads_table, tool_compare
 from orchbench.core.analysis import Block
 from orchbench.core.spec import parse_spec
 from orchbench.fsio import write_text
@@ -106,7 +106,7 @@ def run_once(blocks: list[Block], n_blocks: int, out: Path) -> dict[str, float]:
     times["summarise"] = time.perf_counter() - t
     t = time.perf_counter()
     runs, samples = analysis.build_tables(blocks, "bench", prov, None, analysis.deployment_reuse(s))
-    overheads = analysis.overheads_table(summary, time.time_ns(), prov)
+    overheads = overheads_table.overheads_table(summary, time.time_ns(), prov)
     times["tables"] = time.perf_counter() - t
     t = time.perf_counter()
     write_table(runs, out / "results.parquet", "runs")
@@ -120,7 +120,7 @@ def run_once(blocks: list[Block], n_blocks: int, out: Path) -> dict[str, float]:
     t = time.perf_counter()
     for transport in ("rest", "grpc"):
         mine = back[back["transport"] == transport]
-        analysis.sample_overheads(mine[mine["arm"] == "with"], mine[mine["arm"] == "without"])
+        tool_compare.sample_overheads(mine[mine["arm"] == "with"], mine[mine["arm"] == "without"])
     times["from-parquet"] = time.perf_counter() - t
     times["total"] = sum(times[k] for k in STEP_PHASES)
     times["rows"] = float(samples.num_rows)

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchbench.core import stage_analysis
-from orchbench.core.analysis import Block, build_tables, deployment_reuse, overheads_table, summarise
+from orchbench.core.analysis import Block, build_tables, deployment_reuse, summarise
 from orchbench.core.errors import ConfigError
+from orchbench.core.overheads_table import overheads_table
 from orchbench.core.provenance import collect
 from orchbench.core.spec import Spec
 from orchbench.fsio import write_text

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orchbench.core.analysis import compare, overhead_ms
+from orchbench.core.tool_compare import compare, overhead_ms
 from results_schema import load_summary
 from tests.helpers import FIXTURES, orchbench
 

@@ -14,8 +14,8 @@ import yaml
 from plotly.offline import get_plotlyjs
 
 from orchbench.core import report
-from orchbench.core.analysis import sample_overheads
 from orchbench.core.errors import ConfigError, SchemaVersionError
+from orchbench.core.tool_compare import sample_overheads
 from results_schema import write_table
 from results_schema.rows import RunContext, runs_row, runs_table, samples_table
 from results_schema.schema import OVERHEADS_SCHEMA, SCHEMA_VERSION

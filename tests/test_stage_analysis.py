@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from orchbench.core import stage_analysis as sa
-from orchbench.core.analysis import Block, overheads_table
+from orchbench.core.analysis import Block
+from orchbench.core.overheads_table import overheads_table
 from orchbench.core.spec import parse_spec
 from results_schema.schema import STAGES_SCHEMA
 from results_schema.summary import ToolSummary

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from orchbench.core import analysis, design, stats, verdict
+from orchbench.core import analysis, design, overheads_table, stats, tool_compare, verdict
 from orchbench.core.errors import ConfigError
 from orchbench.core.spec import parse_spec
 from results_schema.summary import ToolSummary
@@ -90,7 +90,7 @@ def test_fixture_summary_terminal_and_parquet_agree() -> None:
     # mean CI [-1.31, 6.78] contains 5: inconclusive; with per-block sd 1.6289 the half-width
     # t(N-1) * 1.6289 / sqrt(N) first falls below the distance 2.2667 at N = 5 (2.022; N = 4: 2.592)
     assert res["verdict"] == "inconclusive" and res["verdict_detail"]["more_blocks"] == 2
-    table = analysis.overheads_table(
+    table = overheads_table.overheads_table(
         {"experiment": "e", "run_id": "r", "rest": res}, created_at_ns=0, provenance={}
     ).to_pylist()
     rows = {r["metric"]: r for r in table}
@@ -120,7 +120,7 @@ def test_fixture_compare_of_two_sample_tables() -> None:
         for arm in ("with", "without")
     }
     tool = ToolSummary(tool="k6", source="x", requests=15, successes=15, latency_ns={"mean": 1})
-    res = analysis.compare(tool, tool, frames["with"], frames["without"])
+    res = tool_compare.compare(tool, tool, frames["with"], frames["without"])
     assert res["source"] == "samples"
     for metric, (est, _se, lo, hi, *_) in EXPECTED.items():
         assert res["overhead_ms"][metric] == pytest.approx(est, abs=2e-6)
@@ -136,7 +136,7 @@ def test_compare_one_block_bootstrap_contains_its_own_estimate() -> None:
     w = pd.DataFrame({"latency_ns": (8e6 + rng.gamma(2, 2e5, 400) + 3e5).astype(np.int64), "ok": True})
     wo = pd.DataFrame({"latency_ns": (8e6 + rng.gamma(2, 2e5, 400)).astype(np.int64), "ok": True})
     tool = ToolSummary(tool="vegeta", source="x", requests=400, successes=400, latency_ns={"mean": 1})
-    res = analysis.compare(tool, tool, w, wo)
+    res = tool_compare.compare(tool, tool, w, wo)
     assert "one block" in res["method"] and res["paired_test"] is None
     for metric in stats.METRICS:
         lo, hi = res["ci95_ms"][metric]

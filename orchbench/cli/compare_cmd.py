@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 
 from orchbench.core import provenance
-from orchbench.core.analysis import compare
+from orchbench.core.tool_compare import compare
 from results_schema import load_summary, samples, write_table
 from results_schema.checks import check_pair
 from results_schema.rows import RunContext, runs_row, runs_table, samples_table

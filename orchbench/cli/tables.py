@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
-from orchbench.core.analysis import arm_results
+from orchbench.core.overheads_table import arm_results
 from orchbench.core.watch import Running
 
 #: Arm names may be 32 characters; headers and cells show at most this many.
