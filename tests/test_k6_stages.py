@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 from orchbench.core.arms import Endpoint
 from orchbench.core.loadtools import k6_stages
 from orchbench.core.loadtools.base import LoadProfile
-from orchbench.core.loadtools.k6 import K6Tool, split_summary
+from orchbench.core.loadtools.k6 import K6Tool
+from orchbench.core.loadtools.k6_split import split_summary
 from orchbench.core.stages import plan_stages
 from results_schema import read_table
 from results_schema.samples import parse_k6_csv

@@ -300,7 +300,9 @@ def test_k6_pair_alternates_and_splits_per_arm(
     both = pd.concat(frames.values()).sort_values("ts_ns")
     arms = both["arm"].tolist()
     assert arms[0] == first  # the block's first arm opens, then strict alternation (one VU)
-    assert all(a != b for a, b in itertools.pairwise(arms)), arms[:20]
+    phases = both["phase"].tolist()
+    breaks = [(i, phases[i], phases[i + 1]) for i, (a, b) in enumerate(itertools.pairwise(arms)) if a == b]
+    assert not breaks, (breaks, len(arms))
     assert abs(len(frames["with"]) - len(frames["without"])) <= 1
     # the combined files stay beside the split ones
     assert (out_dir / "k6-summary.json").exists() and (out_dir / "k6-samples.csv").exists()

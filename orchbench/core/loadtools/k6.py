@@ -28,6 +28,7 @@ from orchbench.core.arms import Endpoint
 from orchbench.core.errors import ConfigError, LoadTestError
 from orchbench.core.loadtools import k6_stages
 from orchbench.core.loadtools._process import (
+    KILL_MARGIN_S,
     BinaryTool,
     judge,
     pin_command,
@@ -35,9 +36,10 @@ from orchbench.core.loadtools._process import (
     seconds,
 )
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
+from orchbench.core.loadtools.k6_split import split_samples, split_summary
 from orchbench.core.loadtools.protoset import protoset_name, request_json, write_protoset
 from orchbench.core.stages import Stage
-from orchbench.fsio import atomic_path, write_text
+from orchbench.fsio import write_text
 
 CHECK_NAME = "status ok and prediction has scores"
 #: k6's default system tags plus vu and iter (needed to join a request with its check).
@@ -60,8 +62,6 @@ SYSTEM_TAGS = [
     "iter",
 ]
 TREND_STATS = ["avg", "min", "med", "max", "p(90)", "p(95)", "p(99)", "p(99.9)", "count"]
-#: Seconds allowed on top of warm-up + duration + request timeout for k6 start-up and handleSummary.
-KILL_MARGIN_S = 30.0
 
 
 def _rate(rate: float) -> tuple[int, str]:
@@ -155,63 +155,6 @@ def _thresholds(transport: str, selector: str, per_arm: bool) -> dict[str, list[
         out[f"data_sent{{{selector}}}"] = ["count>=0"]
         out[f"data_received{{{selector}}}"] = ["count>=0"]
     return out
-
-
-def split_summary(data: dict[str, Any], arm: str, selector: str | None = None) -> dict[str, Any]:
-    """One arm's view of a paired run's handleSummary JSON: its `{scenario:measure,arm:<arm>}`
-    submetrics (`selector`: an open-loop stage's `scenario:measure-<arm>`) renamed to
-    `{scenario:measure}`, metrics mixing both arms dropped, so that results_schema.k6 reads it as a
-    single-arm run."""
-    metrics = data.get("metrics")
-    if not isinstance(metrics, dict):
-        return dict(data)
-    suffix = f"{{{selector or f'scenario:measure,arm:{arm}'}}}"
-    mine = {k[: -len(suffix)]: v for k, v in metrics.items() if k.endswith(suffix)}
-    out_metrics: dict[str, Any] = {f"{base}{{scenario:measure}}": v for base, v in mine.items()}
-    for key in ("vus", "vus_max"):  # the process's, not an arm's; harmless context
-        if key in metrics:
-            out_metrics[key] = metrics[key]
-    out = {k: v for k, v in data.items() if k != "metrics"}
-    out["metrics"] = out_metrics
-    out["orchbench_split"] = {"arm": arm, "from": "../k6-summary.json"}
-    return out
-
-
-def _row_arm(row: list[str], tag_cols: list[int]) -> str | None:
-    for i in tag_cols:
-        if i < len(row) and row[i]:
-            for part in row[i].split("&"):
-                if part.startswith("arm="):
-                    return part[4:]
-    return None
-
-
-def split_samples(path: Path, outputs: dict[str, Path]) -> dict[str, int]:
-    """Split a paired run's `--out csv` by the `arm` tag into one CSV per arm (same header); rows
-    without the tag (process-wide metrics such as vus) go to every file. Returns rows per arm."""
-    import contextlib
-    import csv
-
-    rows = dict.fromkeys(outputs, 0)
-    with contextlib.ExitStack() as stack, open(path, newline="") as src:
-        writers = {}
-        for out_arm, out_path in outputs.items():  # each file appears whole once the split is done
-            tmp = stack.enter_context(atomic_path(out_path))
-            out = stack.enter_context(open(tmp, "w", newline=""))
-            writers[out_arm] = csv.writer(out, lineterminator="\n")
-        reader = csv.reader(src)
-        header = next(reader, None)
-        if header is None:
-            return rows
-        for w in writers.values():
-            w.writerow(header)
-        tag_cols = [header.index(c) for c in ("extra_tags", "metadata") if c in header]
-        for row in reader:
-            arm = _row_arm(row, tag_cols)
-            for name in [arm] if arm in writers else ([] if arm else list(writers)):
-                writers[name].writerow(row)
-                rows[name] += 1
-    return rows
 
 
 def _target(e: Endpoint) -> dict[str, Any]:

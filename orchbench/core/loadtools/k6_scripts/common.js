@@ -7,13 +7,17 @@ import exec from 'k6/execution';
 export const cfg = JSON.parse(open(__ENV.ORCHBENCH_CONFIG));
 
 // Last request latency of this VU, in ms: the warm-up stops starting requests when fewer than
-// 3 of them (+5 ms) fit before its end, so no warm-up request is in flight when `measure` starts
+// 3 of them (+25 ms) fit before its end, so no warm-up request is in flight when `measure` starts
 // on the same VU (gracefulStop 0s lets k6 hand the VU, and its connection, to `measure`).
 let lastMs = 0;
 
 export function warmupIteration(request) {
   const left = exec.scenario.startTime + cfg.warmup_ms - Date.now();
-  if (left < 3 * lastMs + 5) {
+  // +25 ms: with +5 ms, once setup() was exported, a warm-up request was cut off at the hand-over in
+  // 3 of 4 runs of tests/test_loadtools_k6.py's pair test (the scenario's end and
+  // exec.scenario.startTime seem to differ by a few ms then, not checked in k6's source); 12 of 12 clean
+  // with +25 ms
+  if (left < 3 * lastMs + 25) {
     sleep(Math.max(left, 0) / 1000 + 0.05); // interrupted at the end of the warm-up
     return;
   }
