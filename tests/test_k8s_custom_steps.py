@@ -297,7 +297,8 @@ def test_the_workflow_passes_its_uid_to_deploy_teardown_and_cleanup() -> None:
         templates = {t["name"]: t for t in wf["spec"]["templates"]}
         tasks = templates["benchmark"]["dag"]["tasks"] + templates["exit-handler"]["dag"]["tasks"]
         owned = [t for t in tasks if t["name"].startswith(("deploy-", "teardown-", "cleanup"))]
-        assert len(owned) == 2 * len(load_spec(REPO / "specs" / f"{name}.yaml").arm_names()) + 1
+        spec = load_spec(REPO / "specs" / f"{name}.yaml")
+        assert len(owned) == 2 * len(spec.arm_names()) * len(spec.transports) + 1
         for task in owned:
             params = {p["name"]: p["value"] for p in task["arguments"]["parameters"]}
             assert params["owner"] == "{{workflow.uid}}", (name, task["name"])

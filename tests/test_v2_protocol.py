@@ -268,7 +268,7 @@ K6_SCRIPT = """
 import http from 'k6/http';
 import grpc from 'k6/net/grpc';
 import { check } from 'k6';
-import { v2RestOk, v2GrpcOk } from '__CHECKS__';
+import { v2RestOk, v2GrpcOk, v2GrpcAnyOutput } from '__CHECKS__';
 
 export const options = { iterations: 1, vus: 1 };
 const cfg = JSON.parse(open(__ENV.CFG));
@@ -288,6 +288,12 @@ export default function () {
   const g = client.invoke('inference.GRPCInferenceService/ModelInfer', message);
   check(g, { 'grpc ok': (x) => v2GrpcOk(x), 'grpc top': (x) => v2GrpcOk(x, cfg.top) });
   check(g, { 'grpc wrong top refused': (x) => !v2GrpcOk(x, cfg.top + 1) });
+  check(g, { 'grpc any output': (x) => v2GrpcAnyOutput(x) });
+  const other = Object.assign({}, message, { modelName: 'nope' });
+  const none = client.invoke('inference.GRPCInferenceService/ModelInfer', other);
+  check(none, {
+    'grpc unknown model refused by any-output': (x) => x.status !== grpc.StatusOK && !v2GrpcAnyOutput(x),
+  });
   client.close();
 }
 """
@@ -336,5 +342,7 @@ def test_k6_checks_pass_v2_answers_on_both_transports(server: ModelServer, tmp_p
         "grpc ok",
         "grpc top",
         "grpc wrong top refused",
+        "grpc any output",
+        "grpc unknown model refused by any-output",
     }
     assert {name: (c["passes"], c["fails"]) for name, c in got.items()} == {name: (1, 0) for name in got}

@@ -81,6 +81,10 @@ class Endpoint:
     http: dict[str, Any] | None = None
     headers: dict[str, HeaderValue] = field(default_factory=dict)
     tls: dict[str, Any] | None = None
+    #: protocol v2: "flowers" (orchbench's model: scores and prediction) or "outputs" (any answer with
+    #: at least one non-empty output: a third-party runtime names its outputs itself, MLServer's
+    #: sklearn `predict`)
+    answer_check: str = "flowers"
 
     @property
     def path(self) -> str:
@@ -125,4 +129,5 @@ class Endpoint:
             http=data.get("http"),
             headers=dict(data.get("headers") or {}),
             tls=data.get("tls"),
+            answer_check=data.get("answer_check", "flowers"),
         )

@@ -169,6 +169,8 @@ def _target(e: Endpoint) -> dict[str, Any]:
     else:
         out["target"] = e.grpc_target
         out["tls"] = e.tls is not None
+        out["model_name"] = e.model_name  # v2: each arm's own model (ModelInferRequest.model_name)
+        out["answer_check"] = e.answer_check
     return out
 
 

@@ -125,7 +125,9 @@ def endpoint_dict(target: ArmTarget) -> dict[str, Any]:
     REST goes as protocol `http` with the target's own path (the graph router's `/`, a v2 infer path
     otherwise) and the check "200 and outputs[0].data present": a third-party runtime's v2 answer names
     its outputs itself (MLServer's sklearn: `predict`), not as orchbench's model server does, which is
-    what protocol v2's answer check expects. gRPC goes as protocol v2 (ModelInfer)."""
+    what protocol v2's answer check expects. gRPC goes as protocol v2 (ModelInfer) with the target's
+    own model name in each request and the check "status OK and at least one non-empty output"
+    (`answer_check: outputs`), for the same reason."""
     out = target.to_dict()
     headers = dict(target.headers)
     if target.host_header and target.host_header != target.host:
@@ -151,6 +153,7 @@ def endpoint_dict(target: ArmTarget) -> dict[str, Any]:
         }
     else:
         out["protocol"] = "v2"
+        out["answer_check"] = "outputs"
     return out
 
 

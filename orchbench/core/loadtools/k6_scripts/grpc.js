@@ -10,7 +10,7 @@ import { Trend } from 'k6/metrics';
 import { cfg, nextTarget, summaryFiles, targetHeaders, targets, warmupIteration } from './common.js';
 
 export { setup } from './common.js';
-import { v2GrpcOk } from './v2_checks.js';
+import { v2GrpcAnyOutput, v2GrpcOk } from './v2_checks.js';
 
 const all = targets || [cfg];
 const addresses = all.map((t) => t.target);
@@ -29,6 +29,13 @@ const clients = addresses.map(() => {
 });
 const connected = addresses.map(() => false);
 const message = JSON.parse(open(cfg.request_json));
+// v2: each arm's request names that arm's model (arms of a cluster kind serve different names)
+const messages = all.map((t) =>
+  v2 && t.model_name ? Object.assign({}, message, { model_name: t.model_name }) : message,
+);
+// v2 answer checks: orchbench's flowers model (scores, prediction), or "outputs": any non-empty output
+// (a third-party runtime names its outputs itself)
+const checks = all.map((t) => (t.answer_check === 'outputs' ? v2GrpcAnyOutput : v2GrpcOk));
 const connectErrors = new Trend('orchbench_connect_errors', true);
 
 export const options = cfg.options;
@@ -46,11 +53,11 @@ function request() {
       return;
     }
   }
-  const res = client.invoke(cfg.method, message, { timeout: cfg.timeout, metadata: metadata[i] });
+  const res = client.invoke(cfg.method, messages[i], { timeout: cfg.timeout, metadata: metadata[i] });
   check(res, {
     [cfg.check_name]: (r) =>
       v2
-        ? v2GrpcOk(r)
+        ? checks[i](r)
         : r.status === grpc.StatusOK && !!r.message && !!r.message.outputs && !!r.message.outputs.scores,
   });
 }

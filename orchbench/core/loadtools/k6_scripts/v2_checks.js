@@ -46,3 +46,13 @@ export function v2GrpcOk(r, topClass) {
     Array.isArray(prediction) && prediction.length === 1 && topOk(prediction[0], topClass)
   );
 }
+
+// A third-party runtime's answer (its own output names): status OK and at least one output with
+// contents (any *Contents list non-empty) or raw output bytes.
+export function v2GrpcAnyOutput(r) {
+  if (r.status !== grpc.StatusOK || !r.message) return false;
+  const outputs = r.message.outputs || [];
+  const raw = r.message.rawOutputContents || [];
+  if (raw.length > 0 && outputs.length > 0) return true;
+  return outputs.some((o) => Object.values(o.contents || {}).some((v) => Array.isArray(v) && v.length > 0));
+}
