@@ -11,7 +11,7 @@ KSERVE_VENV ?= $(VENV)-kserve
 KSERVE_STAMP := $(KSERVE_VENV)/.orchbench-kserve
 export ORCHBENCH_KSERVE_VENV := $(abspath $(KSERVE_VENV))
 
-.PHONY: run test lint bench floor compile-golden clean install kserve-venv
+.PHONY: run test test-full lint bench floor compile-golden clean install kserve-venv
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ run: $(STAMP)
 	$(VENV)/bin/orchbench run --spec $(SPEC) --out $(OUT)
 
 test: $(STAMP) $(KSERVE_STAMP)
+	$(PY) -m pytest -q -m "not full" --durations=25
+
+# every test, the full fault matrices included (another ~10 minutes here)
+test-full: $(STAMP) $(KSERVE_STAMP)
 	$(PY) -m pytest -q --durations=25
 
 lint: $(STAMP)

@@ -15,9 +15,9 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from orchbench.core.arms import ARMS, Endpoint, Transport
+from orchbench.core.arms import ARMS, Endpoint
 from orchbench.core.errors import ConfigError, LoadTestError
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.core.spec import Spec
@@ -110,20 +110,25 @@ def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
     write_text(folder / META, json.dumps(meta, indent=2, sort_keys=True, default=str))
 
 
-@step
-def loadtest(spec: str, state_dir: str, endpoint: str, transport: str, arm: str, block: str) -> None:
+def run_one_arm(
+    s: Spec,
+    ep: Endpoint,
+    payload: Path,
+    profile: LoadProfile,
+    out: Path,
+    cpus: set[int] | None,
+    meta: dict[str, Any],
+    label: str,
+) -> None:
+    """One arm's load test (block mode), its meta.json written whatever happens: status ok with the
+    run's fields, or failed with the error (and the failed run's fields when the tool got that far)."""
     from orchbench.core.loadtools.registry import get_tool
 
-    ep, target = _endpoint(endpoint, transport, arm)
-    s, payload, payload_bytes, profile, cpus = _setup(spec, state_dir, transport)
-    out = out_dir("raw")
-    meta = _meta(s, ep, target, block, payload, payload_bytes, profile, cpus)
-    meta["interleave"] = "block"
-    tool = get_tool(s.load.tool, cast(Transport, transport), max_error_rate=s.load.max_error_rate)
+    tool = get_tool(s.load.tool, ep.transport, max_error_rate=s.load.max_error_rate)
     try:
         run = tool.run(ep, payload, profile, out, cpus)
         meta.update(_run_fields(run), status="ok")
-        log(f"{transport} block {block} {arm}: {run.tool} done")
+        log(f"{label}: {run.tool} done")
     except LoadTestError as exc:
         failed_run = getattr(exc, "run", None)
         if failed_run is not None:
@@ -135,6 +140,15 @@ def loadtest(spec: str, state_dir: str, endpoint: str, transport: str, arm: str,
         raise
     finally:
         _write_meta(out, meta)
+
+
+@step
+def loadtest(spec: str, state_dir: str, endpoint: str, transport: str, arm: str, block: str) -> None:
+    ep, target = _endpoint(endpoint, transport, arm)
+    s, payload, payload_bytes, profile, cpus = _setup(spec, state_dir, transport)
+    meta = _meta(s, ep, target, block, payload, payload_bytes, profile, cpus)
+    meta["interleave"] = "block"
+    run_one_arm(s, ep, payload, profile, out_dir("raw"), cpus, meta, f"{transport} block {block} {arm}")
 
 
 @step

@@ -19,7 +19,7 @@ from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.core.spec import Spec
 from orchbench.core.stages import Stage, stage_by_id
 from steps.common import load, log, out_dir, record_path, step
-from steps.loadtest import _endpoint, _meta, _run_fields, _setup, _write_meta
+from steps.loadtest import _endpoint, _meta, _run_fields, _setup, _write_meta, run_one_arm
 
 
 def _stage(s: Spec, stage: str) -> Stage:
@@ -160,8 +160,6 @@ def loadtest_stage_arm(
 ) -> None:
     """One arm of one block of one stage (interleave `block`): the spec's tool at the stage's rate
     (open loop) or workers (closed loop)."""
-    from orchbench.core.loadtools.registry import get_tool
-
     ep, target = _endpoint(endpoint, transport, arm)
     s = load(spec)
     st = _stage(s, stage)
@@ -177,22 +175,7 @@ def loadtest_stage_arm(
         "generator_cpu": None,
         "resources": None,
     }
-    tool = get_tool(s.load.tool, cast(Transport, transport), max_error_rate=s.load.max_error_rate)
-    try:
-        run = tool.run(ep, payload, profile, out, cpus)
-        meta.update(_run_fields(run), status="ok")
-        log(f"{transport} {st.label} block {block} {arm}: {run.tool} done")
-    except LoadTestError as exc:
-        failed_run = getattr(exc, "run", None)
-        if failed_run is not None:
-            meta.update(_run_fields(failed_run))
-        meta.update(status="failed", error=str(exc))
-        raise
-    except BaseException as exc:
-        meta.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        _write_meta(Path(out), meta)
+    run_one_arm(s, ep, payload, profile, Path(out), cpus, meta, f"{transport} {st.label} block {block} {arm}")
 
 
 def _profile(profile: LoadProfile, st: Stage, generators: int) -> LoadProfile:

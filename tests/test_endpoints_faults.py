@@ -182,6 +182,7 @@ def rest_tls_front(
         yield cert, port
 
 
+@pytest.mark.full  # REST over TLS through a run: tests/test_endpoints.py
 def test_k6_itself_checks_the_rest_certificate(rest_tls_front: tuple[Cert, int], tmp_path: Path) -> None:
     cert, port = rest_tls_front
     other = self_signed(tmp_path / "other-pki")
@@ -224,7 +225,7 @@ def test_grpc_protocol_mismatch_a_v2_request_to_tf_serving(server: ModelServer, 
     assert "arm 'tfonly'" in last and "UNIMPLEMENTED" in last and "ModelInfer" in last, last
 
 
-@pytest.mark.parametrize("transport", ["rest", "grpc"])
+@pytest.mark.parametrize("transport", ["rest", pytest.param("grpc", marks=pytest.mark.full)])
 def test_an_answer_that_fails_the_check_stops_the_run_before_the_load(
     server: ModelServer, tmp_path: Path, transport: str
 ) -> None:
@@ -272,7 +273,7 @@ def _ours(out: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("transport", ["rest", "grpc"])
+@pytest.mark.parametrize("transport", [pytest.param("rest", marks=pytest.mark.full), "grpc"])
 def test_an_arm_whose_server_stops_mid_run(server: ModelServer, tmp_path: Path, transport: str) -> None:
     port = free_port()
     if transport == "rest":

@@ -22,9 +22,18 @@ from orchbench.core.platform import proxies
 from tests.fault_helpers import Run, load_tasks, wait_for
 from tests.helpers import orchbench
 
-KINDS = [
-    pytest.param(k, marks=pytest.mark.skipif(not proxies.available(k), reason=f"apt-get install {k}"), id=k)
+#: kind x transport; make test runs nginx over REST and HAProxy over gRPC (every proxy and every
+#: transport once), the two other pairs are `full` (make test-full): same code paths, ~70 s a run.
+MATRIX = [
+    pytest.param(
+        k,
+        t,
+        marks=[pytest.mark.skipif(not proxies.available(k), reason=f"apt-get install {k}")]
+        + ([] if (k, t) in (("nginx", "rest"), ("haproxy", "grpc")) else [pytest.mark.full]),
+        id=f"{k}-{t}",
+    )
     for k in proxies.KINDS
+    for t in ("rest", "grpc")
 ]
 
 
@@ -77,8 +86,7 @@ def _compare_block(folder: Path, arm: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("transport", ["rest", "grpc"])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("kind", "transport"), MATRIX)
 def test_proxy_killed_after_the_first_block(make_run: Callable[..., Run], kind: str, transport: str) -> None:
     run = make_run(transport=transport, blocks=3, extra={"arms": _arms(kind)})
     order = load_tasks(run)
@@ -135,8 +143,7 @@ def test_nginx_master_killed_its_worker_serves_on_and_is_torn_down(make_run: Cal
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("transport", ["rest", "grpc"])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("kind", "transport"), MATRIX)
 def test_a_proxy_arm_failing_its_check_stops_before_the_load(
     make_run: Callable[..., Run], kind: str, transport: str
 ) -> None:
