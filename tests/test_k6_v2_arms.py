@@ -17,7 +17,7 @@ from orchbench.core.platform.k8s_kinds import endpoint_dict
 from results_schema.samples import load_samples
 from tests.hop_helpers import model_server
 
-PROFILE = LoadProfile(mode="closed", workers=1, duration_s=1.0, warmup_s=0.5, timeout_s=5.0)
+PROFILE = LoadProfile(mode="closed", workers=1, duration_s=1.0, warmup_s=1.0, timeout_s=5.0)
 CPUS = {sorted(os.sched_getaffinity(0))[0]}
 
 
