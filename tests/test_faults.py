@@ -45,8 +45,16 @@ def make_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
 # a server or the load tester dies mid-load
 
 
-@pytest.mark.parametrize("interleave", ["request", "block"])
-@pytest.mark.parametrize("role,arm", [("model_server", "without"), ("orchestrator", "with")])
+@pytest.mark.parametrize(
+    "role,arm,interleave",
+    [
+        ("model_server", "without", "request"),
+        ("orchestrator", "with", "block"),
+        # the same code paths again (make test-full)
+        pytest.param("model_server", "without", "block", marks=pytest.mark.full),
+        pytest.param("orchestrator", "with", "request", marks=pytest.mark.full),
+    ],
+)
 def test_server_killed_mid_load(make_run: Callable[..., Run], role: str, arm: str, interleave: str) -> None:
     run = make_run(interleave=interleave)
     order = load_tasks(run)
@@ -105,11 +113,11 @@ def _servers_up(run: Run) -> bool:
             signal.SIGINT,
             "deploy",
         ),  # as soon as the first server process exists: deploy may not have recorded it
-        (signal.SIGTERM, "wait"),
-        (signal.SIGINT, "load"),
+        pytest.param(signal.SIGTERM, "wait", marks=pytest.mark.full),
+        pytest.param(signal.SIGINT, "load", marks=pytest.mark.full),
         (signal.SIGTERM, "load"),
         (signal.SIGINT, "compare"),
-        (signal.SIGTERM, "compare"),
+        pytest.param(signal.SIGTERM, "compare", marks=pytest.mark.full),
     ],
 )
 def test_signal_in_phase(make_run: Callable[..., Run], sig: signal.Signals, phase: str) -> None:
@@ -169,7 +177,7 @@ def test_signal_before_the_runner_starts(make_run: Callable[..., Run]) -> None:
 # the environment is wrong
 
 
-@pytest.mark.parametrize("which", ["with", "without"])
+@pytest.mark.parametrize("which", ["with", pytest.param("without", marks=pytest.mark.full)])
 def test_port_already_in_use(make_run: Callable[..., Run], which: str) -> None:
     run = make_run()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
@@ -221,10 +229,10 @@ def _next_run_on_same_ports(make_run: Callable[..., Run], killed: Run) -> Run:
 @pytest.mark.parametrize(
     "sig,phase",
     [
-        (signal.SIGKILL, "deploy"),
+        pytest.param(signal.SIGKILL, "deploy", marks=pytest.mark.full),
         (signal.SIGKILL, "load"),
         (signal.SIGHUP, "deploy"),
-        (signal.SIGHUP, "load"),
+        pytest.param(signal.SIGHUP, "load", marks=pytest.mark.full),
     ],
 )
 def test_orchbench_killed_or_hung_up(make_run: Callable[..., Run], sig: signal.Signals, phase: str) -> None:
