@@ -151,12 +151,9 @@ def loadtest(spec: str, state_dir: str, endpoint: str, transport: str, arm: str,
     run_one_arm(s, ep, payload, profile, out_dir("raw"), cpus, meta, f"{transport} block {block} {arm}")
 
 
-@step
-def loadtest_arms(spec: str, state_dir: str, transport: str, block: str, endpoints: str) -> None:
-    """Every arm of one block in one k6 process rotating them request by request (interleave
-    `request`). `endpoints`: a JSON list of the wait tasks' `endpoint` outputs, in the block's order
-    (VU n starts at arm (n - 1) mod N); one folder per arm in the artifact."""
-    s = load(spec)
+def parse_endpoints(s: Spec, label: str, endpoints: str) -> list[dict[str, Any]]:
+    """An interleaved task's `endpoints` (a JSON list of the wait tasks' outputs), in the block's
+    order; ConfigError when it is not such a list or names other arms than the spec's."""
     try:
         targets = json.loads(endpoints)
     except json.JSONDecodeError as exc:
@@ -166,9 +163,20 @@ def loadtest_arms(spec: str, state_dir: str, transport: str, block: str, endpoin
     order = [str(t.get("arm")) for t in targets]
     if sorted(order) != sorted(s.arm_names()):
         raise ConfigError(
-            f"task for {transport} block {block} is wired to arms {order}, the spec has "
-            f"{s.arm_names()}: the workflow's arguments are wrong"
+            f"task for {label} is wired to arms {order}, the spec has {s.arm_names()}: "
+            "the workflow's arguments are wrong"
         )
+    return targets
+
+
+@step
+def loadtest_arms(spec: str, state_dir: str, transport: str, block: str, endpoints: str) -> None:
+    """Every arm of one block in one k6 process rotating them request by request (interleave
+    `request`). `endpoints`: a JSON list of the wait tasks' `endpoint` outputs, in the block's order
+    (VU n starts at arm (n - 1) mod N); one folder per arm in the artifact."""
+    s = load(spec)
+    targets = parse_endpoints(s, f"{transport} block {block}", endpoints)
+    order = [str(t.get("arm")) for t in targets]
     _interleaved(
         s,
         spec,

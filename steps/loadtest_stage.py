@@ -19,7 +19,7 @@ from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.core.spec import Spec
 from orchbench.core.stages import Stage, stage_by_id
 from steps.common import load, log, out_dir, record_path, step
-from steps.loadtest import _endpoint, _meta, _run_fields, _setup, _write_meta, run_one_arm
+from steps.loadtest import _endpoint, _meta, _run_fields, _setup, _write_meta, parse_endpoints, run_one_arm
 
 
 def _stage(s: Spec, stage: str) -> Stage:
@@ -77,19 +77,7 @@ def arm_pids(s: Spec, state_dir: str, transport: str, arms: list[str]) -> dict[s
 
 
 def _parse_endpoints(s: Spec, transport: str, endpoints: str) -> list[str]:
-    try:
-        targets = json.loads(endpoints)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"endpoints: not a JSON list of endpoints ({exc.msg})") from None
-    if not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
-        raise ConfigError("endpoints: not a JSON list of endpoints")
-    order = [str(t.get("arm")) for t in targets]
-    if sorted(order) != sorted(s.arm_names()):
-        raise ConfigError(
-            f"task for {transport} is wired to arms {order}, the spec has {s.arm_names()}: "
-            "the workflow's arguments are wrong"
-        )
-    return order
+    return [str(t.get("arm")) for t in parse_endpoints(s, transport, endpoints)]
 
 
 @step
