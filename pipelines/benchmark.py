@@ -310,6 +310,10 @@ def _replicate(
             args.update(block=str(lt.block), endpoints=f"[{listed}]")
             if lt.stage is not None:
                 args["generator"] = str(lt.generator)
+                if spec.platform == "kubernetes" and lt.generator == 0:
+                    # the deploy records, by which the step finds each arm's pods for the metrics API
+                    recs = ",".join(str(deploys[a].get_parameter("record").value) for a in lt.arms)
+                    args["records"] = f"[{recs}]"
         else:
             args.update(
                 arm=lt.arms[0],

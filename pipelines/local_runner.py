@@ -8,14 +8,12 @@ and the `onExit` handler, which runs whatever happened (failure, SIGINT, SIGTERM
 template runs through its own command and args (`python -m hera.workflows.runner -e module:fn <inputs
 file>`) in a child process group, and dies with the runner (PR_SET_PDEATHSIG) if the runner is killed.
 
-Paths: everything a template reads or writes under /tmp/orchbench or /tmp/hera-outputs is mapped to
-the task's own folder `RUN_DIR/tasks/<task>/`, so runs never collide.
+One script task (its folder, inputs, process, outputs and error line): pipelines/local_task.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import secrets
@@ -26,17 +24,25 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from orchbench.core.errors import ConfigError, OrchbenchError
-from orchbench.core.parentdeath import die_with_parent
-from orchbench.fsio import write_text
+from pipelines.local_task import (
+    StepFailed,
+    TaskResult,
+    keep_artifacts,
+    lay_out_artifacts,
+    map_path,
+    output_parameters,
+    start_step,
+    step_error,
+    template_inputs,
+)
 from steps.common import ARTIFACT_ROOT, ERROR_FILE
 
-HERA_OUTPUTS = "/tmp/hera-outputs"
 _EXPR = re.compile(r"{{\s*([^{}]+?)\s*}}")
 #: The signals that stop a run (its exit handler still runs); handled while `run()` runs.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -44,26 +50,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STOP_GRACE_S = 15.0
 
 
-class StepFailed(OrchbenchError):
-    """A task of the workflow failed; the message is the step's own one-line error."""
-
-
 class Interrupted(OrchbenchError):
     """The run was stopped by SIGINT, SIGTERM or SIGHUP."""
 
     exit_code = 130
-
-
-@dataclass
-class TaskResult:
-    name: str
-    template: str
-    phase: str  # Succeeded | Failed
-    dir: Path
-    parameters: dict[str, str] = field(default_factory=dict)
-    artifacts: dict[str, Path] = field(default_factory=dict)
-    result: str = ""
-    seconds: float = 0.0
 
 
 def parse_depends(expr: str | None) -> list[str]:
@@ -159,16 +149,7 @@ class LocalRunner:
     def subst(self, text: str, inputs: dict[str, str] | None = None) -> str:
         return _EXPR.sub(lambda m: self._lookup(m.group(1), inputs), text)
 
-    # paths ----------------------------------------------------------------------------------------
-    @staticmethod
-    def _map(path: str, task_dir: Path) -> Path:
-        for prefix, sub in ((ARTIFACT_ROOT, "fs"), (HERA_OUTPUTS, "hera-outputs")):
-            if path == prefix or path.startswith(prefix + "/"):
-                return task_dir / sub / path[len(prefix) :].lstrip("/")
-        raise ConfigError(
-            f"artifact path {path} is outside {ARTIFACT_ROOT} and {HERA_OUTPUTS}: cannot map it locally"
-        )
-
+    # artifacts --------------------------------------------------------------------------------------
     def _artifact_source(self, spec: dict[str, Any]) -> Path | None:
         if "from" in spec:
             m = re.fullmatch(r"{{\s*tasks\.([^.]+)\.outputs\.artifacts\.([^.}\s]+)\s*}}", spec["from"])
@@ -337,20 +318,7 @@ class LocalRunner:
             raise error
 
     def _inputs(self, tpl: dict[str, Any], params: dict[str, str]) -> dict[str, str]:
-        values: dict[str, str] = {}
-        for p in (tpl.get("inputs") or {}).get("parameters", []):
-            if p["name"] in params:
-                values[p["name"]] = params[p["name"]]
-            elif "default" in p:
-                values[p["name"]] = str(p["default"])
-            elif "value" in p:
-                values[p["name"]] = str(p["value"])
-            else:
-                raise ConfigError(f"template {tpl['name']}: input parameter {p['name']!r} has no value")
-        extra = set(params) - set(values)
-        if extra:
-            raise ConfigError(f"template {tpl['name']}: unknown arguments {sorted(extra)}")
-        return values
+        return template_inputs(tpl, params)
 
     def _run_script(
         self, tpl: dict[str, Any], task: str, params: dict[str, str], artifacts: dict[str, Path]
@@ -371,57 +339,9 @@ class LocalRunner:
             shutil.rmtree(task_dir)
         task_dir.mkdir(parents=True)
         inputs = self._inputs(tpl, params)
-        for a in (tpl.get("inputs") or {}).get("artifacts", []):
-            dest = self._map(a["path"], task_dir)
-            src = artifacts.get(a["name"])
-            if src is None and "raw" in a:  # inline data, as Argo writes it: the file's text is raw.data
-                write_text(dest, str(a["raw"].get("data", "")))
-                continue
-            if src is None and "s3" in a:
-                src = self._artifact_source(a)
-            if src is None or not src.exists():
-                if a.get("optional"):
-                    continue
-                raise ConfigError(f"task {task}: input artifact {a['name']!r} was not produced")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if src.is_dir():
-                shutil.copytree(src, dest)
-            else:
-                shutil.copy2(src, dest)
-        script = tpl["script"]
-        source = (
-            self.subst(script.get("source", ""), inputs)
-            if script.get("source") != "{{inputs.parameters}}"
-            else json.dumps([{"name": k, "value": v} for k, v in inputs.items()])
-        )
-        source_file = task_dir / "source"
-        # Plain write, not fsio: a temporary input only the child started below reads, at once.
-        source_file.write_text(source)
-        env = dict(os.environ)  # steps import the installed orchbench, as in the steps image
-        for e in script.get("env", []):
-            value = self.subst(str(e.get("value", "")), inputs)
-            env[e["name"]] = (
-                str(self._map(value, task_dir)) if value.startswith((ARTIFACT_ROOT, HERA_OUTPUTS)) else value
-            )
-        env.setdefault("hera__outputs_directory", str(self._map(HERA_OUTPUTS, task_dir)))
-        env["ORCHBENCH_ARTIFACT_ROOT"] = str(self._map(ARTIFACT_ROOT, task_dir))
-        command = [self.subst(c, inputs) for c in script.get("command", ["python"])]
-        if command and command[0] in ("python", "python3"):
-            command[0] = self.python
-        args = [self.subst(a, inputs) for a in script.get("args", [])]
+        lay_out_artifacts(tpl, task, task_dir, artifacts, self._artifact_source)
         started = time.monotonic()
-        with open(task_dir / "stdout.log", "wb") as out, open(task_dir / "stderr.log", "wb") as err:
-            child = subprocess.Popen(
-                [*command, *args, str(source_file)],
-                cwd=task_dir,
-                env=env,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-                # SIGTERM to the step if this runner dies (SIGKILL included); steps are started
-                # from the thread that waits for them, the one the kernel watches
-                preexec_fn=die_with_parent(),
-            )
+        child = start_step(tpl["script"], inputs, task_dir, self.python, self.subst)
         self._children.append(child)
         return _Started(tpl, task, task_dir, child, started)
 
@@ -435,59 +355,12 @@ class LocalRunner:
             result=(task_dir / "stdout.log").read_text(errors="replace").strip(),
             seconds=time.monotonic() - started,
         )
-        outputs = tpl.get("outputs") or {}
-        for a in outputs.get("artifacts", []):
-            path = self._map(a["path"], task_dir)
-            if path.exists():
-                result.artifacts[a["name"]] = path
-                if "s3" in a:
-                    dest = self.artifact_repo / self.subst(a["s3"]["key"])
-                    shutil.copytree(path, dest, dirs_exist_ok=True) if path.is_dir() else shutil.copy2(
-                        path, dest
-                    )
+        keep_artifacts(tpl, task_dir, result, self.artifact_repo, self.subst)
         if rc != 0:
             self.tasks[task] = result
             if self._stop:
                 raise Interrupted(f"interrupted by {self._stop} during {task}")
-            error_file = self._map(f"{ARTIFACT_ROOT}/{ERROR_FILE}", task_dir)
+            error_file = map_path(f"{ARTIFACT_ROOT}/{ERROR_FILE}", task_dir)
             raise StepFailed(step_error(task, rc, error_file, task_dir / "stderr.log"))
-        for p in outputs.get("parameters", []):
-            vf = p.get("valueFrom") or {}
-            if "path" not in vf:
-                continue
-            path = self._map(vf["path"], task_dir)
-            if not path.exists():
-                raise StepFailed(f"step {task} did not write its output parameter {p['name']!r}")
-            result.parameters[p["name"]] = path.read_text()
+        result.parameters.update(output_parameters(tpl, task, task_dir))
         return result
-
-
-def step_error(task: str, rc: int, error_file: Path, stderr: Path) -> str:
-    """StepFailed's message: the error the step recorded in `error_file` (steps.common.record_error),
-    else, for a step that died without recording one (killed, or failed outside the step wrapper),
-    how it ended and the last line of its stderr."""
-    try:
-        record = json.loads(error_file.read_text())
-        message = str(record["message"])
-        if record.get("unexpected"):
-            message = f"{record['error']}: {message}"
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    else:
-        return f"step {task} failed (exit {rc}): {message}"
-    if rc < 0:
-        try:
-            how = f"was killed by signal {signal.Signals(-rc).name}"
-        except ValueError:
-            how = f"was killed by signal {-rc}"
-    else:
-        how = f"failed (exit {rc})"
-    return f"step {task} {how} without recording an error; last stderr line: {_last_line(stderr)}"
-
-
-def _last_line(stderr: Path) -> str:
-    try:
-        lines = [line.strip() for line in stderr.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return "(no stderr)"
-    return lines[-1] if lines else "(empty)"

@@ -74,39 +74,32 @@ def read_table(path: str | Path, kind: str) -> pa.Table:
 def upgrade_to_stages(table: pa.Table, kind: str) -> pa.Table:
     """A version-1 or -2 table in the current schema: one load, no stage (stage "", stage_kind
     "none", stage_value null; overheads `valid` true). Each row keeps its own `schema_version`."""
-    n = table.num_rows
-    schema = SCHEMAS[kind]
-    columns = {}
-    for f in schema:
-        if f.name in table.column_names:
-            columns[f.name] = table.column(f.name).cast(f.type)
-        elif f.name == "valid":
-            columns[f.name] = pa.array([True] * n, f.type)
-        elif f.name in STAGE_DEFAULTS and STAGE_DEFAULTS[f.name] is not None:
-            columns[f.name] = pa.array([STAGE_DEFAULTS[f.name]] * n, f.type)
-        else:
-            columns[f.name] = pa.nulls(n, f.type)
-    return pa.Table.from_pydict(columns, schema=schema)
+    return _in_current_schema(table, kind)
 
 
 def upgrade_overheads_v1(table: pa.Table) -> pa.Table:
     """A version-1 `overheads` table in the current schema: the seed's two arms (arm "with", baseline
     "without"), no standard error, df, block count or paired test (version 1 did not store them),
     `mann_whitney_u_p` dropped. Each row keeps its own `schema_version` (1)."""
+    return _in_current_schema(table, "overheads", {"arm": "with", "baseline": "without"})
+
+
+def _in_current_schema(table: pa.Table, kind: str, fill: dict[str, object] | None = None) -> pa.Table:
+    """`table` in the `kind` schema: its own columns cast, the columns it lacks filled (`valid` true,
+    the no-stage defaults, then `fill`'s constants), every other one null; its extra columns dropped."""
     n = table.num_rows
-    schema = SCHEMAS["overheads"]
+    schema = SCHEMAS[kind]
+    constants: dict[str, object] = {
+        "valid": True,
+        **{k: v for k, v in STAGE_DEFAULTS.items() if v is not None},
+        **(fill or {}),
+    }
     columns = {}
     for f in schema:
         if f.name in table.column_names:
             columns[f.name] = table.column(f.name).cast(f.type)
-        elif f.name == "valid":
-            columns[f.name] = pa.array([True] * n, f.type)
-        elif f.name in STAGE_DEFAULTS and STAGE_DEFAULTS[f.name] is not None:
-            columns[f.name] = pa.array([STAGE_DEFAULTS[f.name]] * n, f.type)
-        elif f.name == "arm":
-            columns[f.name] = pa.array(["with"] * n, f.type)
-        elif f.name == "baseline":
-            columns[f.name] = pa.array(["without"] * n, f.type)
+        elif f.name in constants:
+            columns[f.name] = pa.array([constants[f.name]] * n, f.type)
         else:
             columns[f.name] = pa.nulls(n, f.type)
     return pa.Table.from_pydict(columns, schema=schema)

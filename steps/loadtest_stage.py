@@ -4,11 +4,15 @@
 one constant-arrival-rate scenario per arm at the stage's rate divided over `generators` (this task
 is generator `generator` of them, with its own arm order), a closed-loop one as `workers` VUs rotating
 the arms. Locally it samples each arm's own processes (from the deployment records) and k6's CPU over
-the measured window. `loadtest_stage_arm` runs one arm at the stage's load (interleave `block`: any
-tool). Each arm's `meta.json` carries the stage and what its judgement needs (dropped iterations,
-measured window, the generator's CPU, the arm's resources).
+the measured window (`resources`, `source: proc`); on a cluster it polls the metrics API for each arm's
+hop containers (orchbench.core.platform.k8s_hops: found from the deploy tasks' records, `records`) over
+the same window (`source: metrics-api`, or `source: absent` with the reason: the run goes on).
+`loadtest_stage_arm` runs one arm at the stage's load (interleave `block`: any tool). Each arm's
+`meta.json` carries the stage and what its judgement needs (dropped iterations, measured window, the
+generator's CPU, the arm's resources).
 """
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, cast
@@ -80,12 +84,52 @@ def _parse_endpoints(s: Spec, transport: str, endpoints: str) -> list[str]:
     return [str(t.get("arm")) for t in parse_endpoints(s, transport, endpoints)]
 
 
+def _records(records: str) -> list[dict[str, Any]]:
+    """The deploy tasks' `record` outputs (a JSON list; "" when the workflow passes none)."""
+    if not records.strip():
+        return []
+    try:
+        out = json.loads(records)
+    except ValueError:
+        raise ConfigError(
+            "records is not a JSON list of deployment records: the workflow's arguments are wrong"
+        ) from None
+    if not isinstance(out, list) or not all(isinstance(r, dict) for r in out):
+        raise ConfigError(
+            "records is not a JSON list of deployment records: the workflow's arguments are wrong"
+        )
+    return out
+
+
+def cluster_sampler(
+    s: Spec, st: Stage, records: list[dict[str, Any]], order: list[str], out: Path, profile: LoadProfile
+) -> Any:
+    """On a cluster, the metrics-API sampler of this k6 run's measured window (its warm-up discarded,
+    as locally); elsewhere None."""
+    if s.platform != "kubernetes":
+        return None
+    from orchbench.core.loadtools.k6_stages import measured_window_s
+    from orchbench.core.platform.k8s_metrics_window import cluster_window
+
+    window_s = measured_window_s(st, profile.duration_s, len(order))
+    return cluster_window(s, records, order, out / "k6.stderr.log", profile.warmup_s, window_s)
+
+
 @step
 def loadtest_stage(
-    spec: str, state_dir: str, transport: str, stage: str, block: str, endpoints: str, generator: str = "0"
+    spec: str,
+    state_dir: str,
+    transport: str,
+    stage: str,
+    block: str,
+    endpoints: str,
+    generator: str = "0",
+    records: str = "",
 ) -> None:
     """Every arm of one block of one stage in one k6 process; `endpoints`: the wait tasks' `endpoint`
-    outputs in this generator's arm order. One folder per arm in the artifact."""
+    outputs in this generator's arm order; `records` (on a cluster): the deploy tasks' `record`
+    outputs, by which each arm's pods are found for the metrics API. One folder per arm in the
+    artifact."""
     from orchbench.core.loadtools.k6 import K6Tool
 
     s = load(spec)
@@ -107,22 +151,25 @@ def loadtest_stage(
         for ep, target in eps
     }
     runs: dict[str, LoadRun] = {}
+    # generator 0 samples the arms' resources, as locally (the others' requests count in compare)
+    sampler = cluster_sampler(s, st, _records(records), order, out, profile) if g == 0 else None
     try:
         tool = K6Tool(max_error_rate=s.load.max_error_rate)
         if not tool.available():
             raise ConfigError("load stages with interleave 'request' need k6, which is not installed here")
         assert s.load.stages is not None
-        runs = tool.run_arms(
-            [ep for ep, _ in eps],
-            payload,
-            profile,
-            out,
-            cpus,
-            stage=st,
-            generators=s.load.generators,
-            expected_latency_s=s.load.stages.expected_latency_ms / 1000,
-            arm_pids=arm_pids(s, state_dir, transport, order) if g == 0 else None,
-        )
+        with sampler if sampler is not None else contextlib.nullcontext():
+            runs = tool.run_arms(
+                [ep for ep, _ in eps],
+                payload,
+                profile,
+                out,
+                cpus,
+                stage=st,
+                generators=s.load.generators,
+                expected_latency_s=s.load.stages.expected_latency_ms / 1000,
+                arm_pids=arm_pids(s, state_dir, transport, order) if g == 0 else None,
+            )
         for arm in order:
             metas[arm].update(_run_fields(runs[arm]), **_stage_results(runs[arm]), status="ok")
         log(f"{transport} {st.label} block {block} generator {g}: k6 done")
@@ -139,6 +186,8 @@ def loadtest_stage(
         raise
     finally:
         for arm in order:
+            if sampler is not None:
+                metas[arm]["resources"] = sampler.record(arm)
             _write_meta(out / arm, metas[arm])
 
 
@@ -161,7 +210,12 @@ def loadtest_stage_arm(
         "measured_s": profile.duration_s,
         "dropped_iterations": None,
         "generator_cpu": None,
-        "resources": None,
+        "resources": None
+        if s.platform != "kubernetes"
+        else {
+            "source": "absent",
+            "reason": "interleave block: the metrics API is sampled in request-interleaved (k6) stages only",
+        },
     }
     run_one_arm(s, ep, payload, profile, Path(out), cpus, meta, f"{transport} {st.label} block {block} {arm}")
 
@@ -191,10 +245,13 @@ def _profile(profile: LoadProfile, st: Stage, generators: int) -> LoadProfile:
 
 def _stage_results(run: LoadRun) -> dict[str, Any]:
     x = run.extra
+    resources = x.get("resources")
+    if isinstance(resources, dict):  # this machine's processes, from /proc (orchbench.core.resources)
+        resources = {"source": "proc", **resources}
     return {
         "measured_s": x.get("measured_s"),
         "dropped_iterations": x.get("dropped_iterations"),
         "generator_cpu": x.get("generator"),
-        "resources": x.get("resources"),
+        "resources": resources,
         "window_note": x.get("window_note", ""),
     }

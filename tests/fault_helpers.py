@@ -27,6 +27,10 @@ from serving.runtime import free_port
 from tests.helpers import ROOT
 
 RUN_TIMEOUT_S = 120.0  # one tiny run takes ~30 s on 2 cores; every wait below has a deadline
+#: Blocks for a run that must get through its load but whose blocks are not what a test is about
+#: (the fault comes after them, or the run is the one after a fault): 1 s measured, no warm-up. A run
+#: broken mid-load keeps the default 1 + 2 s, so the fault lands while k6 runs.
+QUICK_BLOCKS: dict[str, Any] = {"duration_s": 1, "warmup_s": 0}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -83,6 +87,7 @@ class Run:
     blocks: int = 2
     interleave: str = "auto"
     duration_s: float = 2
+    warmup_s: float = 1
     extra: dict[str, Any] = field(default_factory=dict)
     out: Path = field(init=False)
     spec_path: Path = field(init=False)
@@ -107,7 +112,7 @@ class Run:
             "load": {
                 "workers": 1,
                 "duration_s": self.duration_s,
-                "warmup_s": 1,
+                "warmup_s": self.warmup_s,
                 "timeout_s": 5,
                 "interleave": self.interleave,
             },
@@ -118,7 +123,8 @@ class Run:
         self.spec_path.write_text(yaml.safe_dump(spec))
 
     # running ---------------------------------------------------------------------------------------
-    def start(self, out: Path | None = None) -> subprocess.Popen[bytes]:
+    def start(self, out: Path | None = None, wait: bool = False) -> subprocess.Popen[bytes]:
+        """`orchbench run` on this spec (`wait`: with --wait, queueing behind a run holding the machine)."""
         if out is not None:
             self.out = out
         with open(self.stderr_path, "wb") as err:
@@ -132,6 +138,7 @@ class Run:
                     str(self.spec_path),
                     "--out",
                     str(self.out),
+                    *(["--wait"] if wait else []),
                 ],
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,

@@ -28,6 +28,9 @@ SELDON_RESOURCES = (
     "machinelearning.seldon.io/v1alpha2/seldondeployments",
 )
 CORE_RESOURCES = ("v1/nodes", "v1/pods", "v1/events")
+#: The resource metrics API's PodMetrics (metrics-server). Not served unless `serve_metrics()` is called:
+#: a cluster without metrics-server answers 404 there, as the emulator then does.
+METRICS_RESOURCE = "metrics.k8s.io/v1beta1/pods"
 
 
 class EmulatedCluster:
@@ -91,6 +94,49 @@ class EmulatedCluster:
         assert self.emulator is not None
         pattern = re.compile(re.escape(path_prefix) + ".*")  # kmock full-matches paths
         self.emulator[method, pattern] << kmock.KubernetesResourceNotFoundError
+
+    def fail(self, method: str, path_prefix: str, status: int, reason: str, message: str) -> None:
+        """Answer `status` (a Kubernetes Status body) to `method` requests under `path_prefix`."""
+        assert self.emulator is not None
+        pattern = re.compile(re.escape(path_prefix) + ".*")
+        self.emulator[method, pattern] << kmock.KubernetesError(status=status, reason=reason, message=message)
+
+    # --- the metrics API (PodMetrics), fed by the test ---------------------------------------------
+    def serve_metrics(self) -> None:
+        """Serve metrics.k8s.io/v1beta1 PodMetrics (read by the emulator on each request)."""
+        assert self.emulator is not None
+        self.emulator.resources[METRICS_RESOURCE] = kmock.ResourceInfo(namespaced=True)
+
+    def put_pod_metrics(
+        self,
+        namespace: str,
+        pod: str,
+        labels: dict[str, str],
+        timestamp: str,
+        window: str,
+        usage: dict[str, tuple[str, str]],
+    ) -> None:
+        """Publish a pod's reading as metrics-server would: `usage` container -> (cpu, memory) quantities
+        over [timestamp - window, timestamp]. Replaces the pod's previous reading (a new client, so
+        requests under test are told apart by their user agent)."""
+        api = client.CustomObjectsApi(self.new_api_client())
+        group, version, plural = METRICS_RESOURCE.split("/")
+        body = {
+            "apiVersion": f"{group}/{version}",
+            "kind": "PodMetrics",
+            "metadata": {"name": pod, "namespace": namespace, "labels": dict(labels)},
+            "timestamp": timestamp,
+            "window": window,
+            "containers": [
+                {"name": c, "usage": {"cpu": cpu, "memory": mem}} for c, (cpu, mem) in usage.items()
+            ],
+        }
+        try:
+            api.delete_namespaced_custom_object(group, version, namespace, plural, pod)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+        api.create_namespaced_custom_object(group, version, namespace, plural, body)
 
     def requests_matching(self, method: str, path_part: str) -> list[kmock.Request]:
         """Requests the emulator received (for asserting that selectors were sent to the server)."""

@@ -15,9 +15,10 @@ def tiny_spec(
     blocks: int = 2,
     duration_s: float = 2,
     interleave: str = "auto",
+    warmup_s: float = 1,
     **local,
 ) -> Path:
-    ports = set()
+    ports: set[int] = set()
     while len(ports) < 3:
         ports.add(free_port())
     p_with, p_without, p_model = sorted(ports)
@@ -29,7 +30,7 @@ def tiny_spec(
             "tool": "k6",
             "workers": 1,
             "duration_s": duration_s,
-            "warmup_s": 1,
+            "warmup_s": warmup_s,
             "interleave": interleave,
         },
         "blocks": blocks,

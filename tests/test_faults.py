@@ -5,7 +5,9 @@ and no traceback, no process left behind (recorded servers, or any server / k6 /
 this run's folder or ports), and the raw artifacts of every block that finished before the fault kept
 and readable. Runs use tiny specs (2 REST blocks of 2 s; the default interleave, request, makes each
 block one paired load task) on ports picked free for each test; the server-death cases also run with
-interleave block (one task per block and arm). The run harness is tests/fault_helpers.py.
+interleave block (one task per block and arm); a run that must only get past its blocks (the fault
+comes at compare, or it is the run after a fault) has blocks of 1 s and no warm-up, and the two
+machine-lock tests share one set of three runs. The run harness is tests/fault_helpers.py.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fault_helpers import ROOT, Run, _alive, _all_pids, _cmdline, load_tasks, wait_for
+from tests.fault_helpers import (
+    QUICK_BLOCKS,
+    Run,
+    _alive,
+    _all_pids,
+    _cmdline,
+    load_tasks,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +129,7 @@ def _servers_up(run: Run) -> bool:
     ],
 )
 def test_signal_in_phase(make_run: Callable[..., Run], sig: signal.Signals, phase: str) -> None:
-    run = make_run()
+    run = make_run(**QUICK_BLOCKS) if phase == "compare" else make_run()  # compare: after every block
     order = load_tasks(run)
     run.start()
     finished: list[str] = []
@@ -217,8 +225,9 @@ def _is_server(what: str) -> bool:
 
 
 def _next_run_on_same_ports(make_run: Callable[..., Run], killed: Run) -> Run:
-    """A second run on the killed run's ports: it can only succeed if nothing of the first is left."""
-    nxt = make_run()
+    """A second run on the killed run's ports: it can only succeed if nothing of the first is left.
+    One short block: deploying, measuring and tearing down on those ports is what it proves."""
+    nxt = make_run(blocks=1, **QUICK_BLOCKS)
     nxt.ports = dict(killed.ports)
     data = yaml.safe_load(nxt.spec_path.read_text())
     data["local"]["ports"] = nxt.ports
@@ -236,8 +245,10 @@ def _next_run_on_same_ports(make_run: Callable[..., Run], killed: Run) -> Run:
     ],
 )
 def test_orchbench_killed_or_hung_up(make_run: Callable[..., Run], sig: signal.Signals, phase: str) -> None:
-    # killed mid-load: blocks long enough that a k6 left running would still be there seconds later
-    run = make_run(duration_s=8) if (sig, phase) == (signal.SIGKILL, "load") else make_run()
+    # killed mid-load: blocks long enough that a k6 left running would still be there seconds after
+    # the 3 s it is given to die (killed ~1 s into a 7 s block with no warm-up: ~6 s left)
+    killed_mid_load = (sig, phase) == (signal.SIGKILL, "load")
+    run = make_run(duration_s=7, warmup_s=0) if killed_mid_load else make_run()
     order = load_tasks(run)
     run.start()
     finished: list[str] = []
@@ -286,13 +297,38 @@ def test_orchbench_killed_or_hung_up(make_run: Callable[..., Run], sig: signal.S
     assert all(run.arm_folders(t) for t in finished)
 
 
-def test_two_runs_at_once(make_run: Callable[..., Run]) -> None:
+@pytest.fixture(scope="module")
+def contending_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[int, Run], Run]]:
+    """Two runs started together (one wins the machine, the other is refused), and a third started
+    with --wait once the winner is deploying. The machine-lock tests below each read these runs:
+    ({exit code: run} of the two, the waiting run)."""
+    tmp = tmp_path_factory.mktemp("contending")
+    first, second, waiter = (Run(tmp / name, **QUICK_BLOCKS) for name in ("first", "second", "waiter"))
+    try:
+        first.start()
+        second.start()
+
+        def deploying() -> Run | None:
+            running = [r for r in (first, second) if r.started("deploy-")]
+            if not running and all(r.proc is not None and r.proc.poll() is not None for r in (first, second)):
+                pytest.fail(f"neither run got to deploy: {first.stderr()}\n{second.stderr()}")
+            return running[0] if running else None
+
+        winner = wait_for("one of the two runs to deploy", deploying, 90)
+        assert winner.proc is not None and winner.proc.poll() is None, winner.stderr()
+        waiter.start(wait=True)
+        rcs = {first.finish(): first, second.finish(): second}
+        waiter.finish()
+        yield rcs, waiter
+    finally:
+        for run in (first, second, waiter):
+            run.kill_everything()
+
+
+def test_two_runs_at_once(contending_runs: tuple[dict[int, Run], Run]) -> None:
     """Started together: one holds the machine and succeeds; the other says so in one line and
     starts nothing (no run folder, no process)."""
-    a, b = make_run(), make_run()
-    a.start()
-    b.start()
-    rcs = {a.finish(): a, b.finish(): b}
+    rcs, _ = contending_runs
     assert sorted(rcs) == [0, 1], {rc: r.stderr() for rc, r in rcs.items()}
     winner, loser = rcs[0], rcs[1]
     assert (winner.out / "summary.json").exists()
@@ -302,30 +338,12 @@ def test_two_runs_at_once(make_run: Callable[..., Run]) -> None:
     assert not winner.leftovers()
 
 
-def test_second_run_waits(make_run: Callable[..., Run]) -> None:
-    """--wait: the second run waits for the first to finish, then runs."""
-    a, b = make_run(), make_run()
-    a.start()
-    a.wait_started("deploy-")
-    with open(b.stderr_path, "wb") as err:
-        b.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "orchbench.cli",
-                "run",
-                "--spec",
-                str(b.spec_path),
-                "--out",
-                str(b.out),
-                "--wait",
-            ],
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-        )
-    assert a.finish() == 0, a.stderr()
-    assert b.finish() == 0, b.stderr()
-    assert "waiting for orchbench run" in b.stderr()
+def test_second_run_waits(contending_runs: tuple[dict[int, Run], Run]) -> None:
+    """--wait: a run started while another holds the machine waits for it to finish, then runs."""
+    rcs, waiter = contending_runs
+    assert 0 in rcs, {rc: r.stderr() for rc, r in rcs.items()}  # the run it waited for succeeded
+    assert waiter.proc is not None and waiter.proc.returncode == 0, waiter.stderr()
+    waited = [ln for ln in waiter.stderr().splitlines() if "waiting for orchbench run" in ln]
+    assert waited and str(rcs[0].out) in waited[0], waiter.stderr()
+    assert (waiter.out / "summary.json").exists()
+    assert not waiter.leftovers(), waiter.leftovers()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchbench.core.loadtools.base import LoadProfile
-from orchbench.core.loadtools.k6 import build_options
+from orchbench.core.loadtools.k6_options import build_options
 from orchbench.core.loadtools.k6_split import split_samples, split_summary
 from results_schema import k6 as k6_summary
 

@@ -10,7 +10,8 @@ import pytest
 
 from orchbench.core.arms import Endpoint
 from orchbench.core.loadtools.base import LoadProfile
-from orchbench.core.loadtools.k6 import K6Tool, _target
+from orchbench.core.loadtools.k6 import K6Tool
+from orchbench.core.loadtools.k6_options import arm_target
 from orchbench.core.paths import PAYLOADS
 from orchbench.core.platform.k8s_arms import ArmTarget
 from orchbench.core.platform.k8s_kinds import endpoint_dict
@@ -26,7 +27,7 @@ def _endpoint(arm: str, port: int, model: str, check: str) -> Endpoint:
 
 
 def test_the_k6_target_carries_the_arm_s_model_and_check() -> None:
-    t = _target(_endpoint("mesh", 9500, "iris_1", "outputs"))
+    t = arm_target(_endpoint("mesh", 9500, "iris_1", "outputs"))
     assert (t["model_name"], t["answer_check"], t["target"]) == ("iris_1", "outputs", "127.0.0.1:9500")
     assert Endpoint.from_dict({**_endpoint("a", 1, "m", "outputs").to_dict()}).answer_check == "outputs"
     assert (

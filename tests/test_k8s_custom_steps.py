@@ -24,15 +24,6 @@ import pytest
 from k8s_emulator import EmulatedCluster, emulated_cluster
 from kubernetes import client
 from kubernetes.config import kube_config
-from test_kserve_seldon2_platform import (
-    ENVOY_LABELS,
-    EXTRA_RESOURCES,
-    KSERVE,
-    MLOPS,
-    Actor,
-    make_pod,
-    raw,
-)
 
 from orchbench.core.platform.k8s_common import OWNER_LABEL
 from orchbench.core.spec import Spec, load_spec
@@ -41,6 +32,16 @@ from steps.common import ERROR_FILE
 from steps.deploy import deploy
 from steps.teardown import cleanup, teardown
 from steps.wait import wait
+from tests.k8s_helpers import (
+    ENVOY_LABELS,
+    EXTRA_RESOURCES,
+    KSERVE,
+    MLOPS,
+    Actor,
+    isvc_pod,
+    make_pod,
+    scheduling_failed,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 NS = "seldon"  # the namespace make_pod and the platform tests use
@@ -213,23 +214,10 @@ def test_kserve_wait_step_times_out_with_conditions_pods_and_events(
         api, KSERVE, "v1beta1", "inferenceservices", isvc, status="False", reason="RevisionMissing",
         message="Configuration is waiting for a Revision to become ready.",
     )  # fmt: skip
-    labels = {"serving.kserve.io/inferenceservice": isvc, "orchbench.io/arm": "serverless"}
-    make_pod(client.CoreV1Api(api), "p1", labels, [("kserve-container", [8080])], ready=False)
-    client.CoreV1Api(api).create_namespaced_event(
-        NS,
-        raw(
-            {
-                "apiVersion": "v1",
-                "kind": "Event",
-                "metadata": {"name": "ev1", "namespace": NS},
-                "involvedObject": {"kind": "Pod", "name": "p1", "namespace": NS},
-                "reason": "FailedScheduling",
-                "type": "Warning",
-                "lastTimestamp": "2024-01-01T00:00:00Z",
-                "message": "0/3 nodes are available: 3 node(s) had untolerated taint {model: active}.",
-            }
-        ),
-    )
+    core = client.CoreV1Api(api)
+    isvc_pod(core, "p1", isvc, "serverless", [("kserve-container", [8080])], ready=False)
+    message = "0/3 nodes are available: 3 node(s) had untolerated taint {model: active}."
+    scheduling_failed(core, "p1", message)
     code, error = failed(wait, spec, str(tmp_path / "state"), json.dumps(record))
     assert code == 1 and error["error"] == "DeployTimeout"
     assert error["message"] == (

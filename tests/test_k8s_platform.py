@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,8 @@ from orchbench.core.platform.kubernetes import (
 )
 from orchbench.core.spec import load_spec
 from pipelines.benchmark import compile_dict
+from tests import k8s_helpers
+from tests.k8s_helpers import Actor, rbac_documents, rbac_grants, rbac_roles, warning_event
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "manifests" / "tf_flowers.yaml"
@@ -61,19 +62,8 @@ def cluster() -> Iterator[EmulatedCluster]:
         yield c
 
 
-@pytest.fixture()
-def api(cluster: EmulatedCluster) -> client.ApiClient:
-    return cluster.new_api_client()
-
-
-@pytest.fixture()
-def core(api: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(api)
-
-
-@pytest.fixture()
-def custom(api: client.ApiClient) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(api)
+#: The client fixtures on that cluster (tests/k8s_helpers.py), collected by pytest as this module's own.
+api, core, custom = k8s_helpers.api, k8s_helpers.core, k8s_helpers.custom
 
 
 def raw(body: dict[str, Any]) -> Any:
@@ -169,29 +159,6 @@ def get_sdep(custom: client.CustomObjectsApi, version: str, name: str) -> dict[s
         raise
     assert isinstance(obj, dict)
     return obj
-
-
-class Actor:
-    """Runs the cluster's side of a test in a thread after a delay; re-raises its failure in the test."""
-
-    def __init__(self, fn: Callable[[], object], delay_s: float) -> None:
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            time.sleep(delay_s)
-            try:
-                fn()
-            except BaseException as exc:
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def join(self) -> None:
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "actor thread hung"
-        if self.error is not None:
-            raise self.error
 
 
 # --- protocol --------------------------------------------------------------------------------------
@@ -634,21 +601,8 @@ def test_wait_times_out_with_status_and_events(
     p = make_platform(api)
     rec = p.deploy(load_manifest(MANIFEST), "without", tmp_path / "r.json")
     set_state(custom, rec, "Creating", description="Deployment is not ready")
-    core.create_namespaced_event(
-        NS,
-        raw(
-            {
-                "apiVersion": "v1",
-                "kind": "Event",
-                "metadata": {"name": "ev1", "namespace": NS},
-                "involvedObject": {"kind": "SeldonDeployment", "name": rec.name, "namespace": NS},
-                "reason": "InternalError",
-                "type": "Warning",
-                "lastTimestamp": "2024-01-01T00:00:00Z",
-                "message": "0/3 nodes are available: 3 node(s) had untolerated taint {model: active}",
-            }
-        ),
-    )
+    taint = "0/3 nodes are available: 3 node(s) had untolerated taint {model: active}"
+    warning_event(core, "SeldonDeployment", rec.name, "InternalError", taint)
     core.create_namespaced_event(
         NS,
         raw(
@@ -861,36 +815,20 @@ def test_real_cluster_round_trip(tmp_path: Path) -> None:
 
 # --- RBAC ------------------------------------------------------------------------------------------
 
-RBAC = REPO / "manifests" / "rbac.yaml"
 _VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
 
 
 def _rbac_rules() -> dict[str, list[dict[str, Any]]]:
     """Rules granted to argo/orchbench, keyed by where they apply: "cluster" or a namespace."""
-    import yaml
-
-    docs = [d for d in yaml.safe_load_all(RBAC.read_text()) if d]
+    docs = rbac_documents()
     accounts = [
         (d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "ServiceAccount"
     ]
     assert accounts == [("argo", "orchbench")]
-    roles = {
-        (d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d["rules"]
-        for d in docs
-        if d["kind"] in ("Role", "ClusterRole")
-    }
-    for rules_ in roles.values():
+    for rules_ in rbac_roles(docs).values():
         for rule in rules_:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
-    granted: dict[str, list[dict[str, Any]]] = {}
-    for d in docs:
-        if d["kind"] in ("RoleBinding", "ClusterRoleBinding"):
-            assert d["subjects"] == [{"kind": "ServiceAccount", "name": "orchbench", "namespace": "argo"}]
-            ns = d["metadata"].get("namespace") if d["kind"] == "RoleBinding" else None
-            ref = d["roleRef"]
-            rules_ = roles[(ref["kind"], ns if ref["kind"] == "Role" else None, ref["name"])]
-            granted.setdefault(ns or "cluster", []).extend(rules_)
-    return granted
+    return rbac_grants(docs)
 
 
 def _allowed(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:

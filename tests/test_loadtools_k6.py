@@ -18,7 +18,8 @@ from orchbench.core.errors import ConfigError, LoadTestError
 from orchbench.core.floor import GrpcNoopServer, RestNoopServer, synthetic_payloads
 from orchbench.core.loadtools._process import run_bounded
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
-from orchbench.core.loadtools.k6 import K6Tool, build_options
+from orchbench.core.loadtools.k6 import K6Tool
+from orchbench.core.loadtools.k6_options import build_options
 from results_schema import k6 as k6_summary
 from results_schema.samples import load_samples
 

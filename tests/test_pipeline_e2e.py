@@ -112,7 +112,9 @@ def test_compiled_workflow_of_a_users_spec_runs_from_another_folder(tmp_path, mo
     (project / "bodies").mkdir(parents=True)
     body = (ROOT / "payloads" / "flowers.json").read_bytes()
     (project / "bodies" / "req.json").write_bytes(body)
-    spec_path = tiny_spec(project, transports=("rest",), blocks=1, duration_s=1, cpu_pinning=False)
+    spec_path = tiny_spec(
+        project, transports=("rest",), blocks=1, duration_s=1, warmup_s=0, cpu_pinning=False
+    )
     data = yaml.safe_load(spec_path.read_text())
     data["payloads"] = {"rest": "bodies/req.json"}
     spec_path.write_text(yaml.safe_dump(data))
@@ -145,7 +147,7 @@ def test_proxies_spec_tiny_all_four_arms_interleaved(tmp_path):
     HAProxy, all measured, each verified by its header, their measured windows overlapping in every
     block, one overheads row per transport x compared arm x metric."""
     data = yaml.safe_load((ROOT / "specs" / "proxies.yaml").read_text())
-    data.update(blocks=2, load={**data["load"], "duration_s": 1})
+    data.update(blocks=2, load={**data["load"], "duration_s": 1, "warmup_s": 0})
     data["manifest"] = str(ROOT / "manifests" / "tf_flowers.yaml")
     data["payloads"] = {
         t: str(ROOT / "payloads" / f"flowers.{e}") for t, e in (("rest", "json"), ("grpc", "bin"))

@@ -18,7 +18,7 @@ import pytest
 
 from orchbench.core import report
 from orchbench.core.report_data import RunData, load_run
-from orchbench.core.report_load_data import has_stages, stage_order, windowed_overhead
+from orchbench.core.report_load_data import arm_reasons, has_stages, stage_order, windowed_overhead
 from results_schema.io import META_TABLE, META_VERSION
 from results_schema.schema import SCHEMA_VERSION
 from tests.load_fixtures import BASELINE, SLO, overheads_frame, samples_frame, stages_frame
@@ -251,3 +251,23 @@ def test_windowed_overhead_skips_thin_windows() -> None:
     assert sorted(set(got["arm"])) == ["nginx", "ref"] and got["second"].tolist()[:3] == [0.0, 1.0, 2.0]
     assert (got["requests"] == 4).all()
     assert np.isfinite(got["overhead_ms"]).all()
+
+
+def test_an_arms_row_shows_its_own_invalid_reasons_once():
+    reasons = (
+        "arm 'direct' achieved 25.97 req/s, 13.4 % below the requested 30 req/s (allowed: 2 %); "
+        "arm 'nginx' achieved 24.77 req/s, 17.4 % below the requested 30 req/s (allowed: 2 %); "
+        "k6 dropped 55 iterations (no free VU at the scheduled time); "
+        "arm 'direct' achieved 25.97 req/s, 13.4 % below the requested 30 req/s (allowed: 2 %)"
+    )
+    arms = ["direct", "nginx", "orchestrator"]
+    assert arm_reasons(reasons, "direct", arms) == (
+        "arm 'direct' achieved 25.97 req/s, 13.4 % below the requested 30 req/s (allowed: 2 %); "
+        "k6 dropped 55 iterations (no free VU at the scheduled time)"
+    )
+    assert (
+        arm_reasons(reasons, "orchestrator", arms)
+        == "k6 dropped 55 iterations (no free VU at the scheduled time)"
+    )
+    only_other = "arm 'nginx' achieved 19.00 req/s, 5.0 % below the requested 20 req/s (allowed: 2 %)"
+    assert arm_reasons(only_other, "direct", arms) == "another arm's figures (see its row)"

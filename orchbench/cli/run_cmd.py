@@ -15,7 +15,7 @@ import yaml
 
 from orchbench.cli.progress import RunProgress
 from orchbench.cli.tables import summary_tables
-from orchbench.core import precision_run
+from orchbench.core import capacity_search, precision_run
 from orchbench.core.errors import ConfigError
 from orchbench.core.machine import Cleanup, MachineLock, cleanup_run, holder
 from orchbench.core.report import build_report
@@ -38,8 +38,21 @@ def to_yaml(workflow: dict[str, Any]) -> str:
     return yaml.safe_dump(workflow, sort_keys=False, width=120)
 
 
+def search_note(spec: Spec) -> None:
+    """A compiled workflow is the sweep: the search's further rounds are run by `orchbench run`."""
+    capacity_search.check(spec)
+    if spec.load.stages is not None and spec.load.stages.search is not None:
+        print(
+            "orchbench: load.stages.search: this workflow runs the sweep (round 1); the refinement "
+            "rounds are run by `orchbench run`, which compiles one workflow per round",
+            file=sys.stderr,
+        )
+
+
 def run_compile(spec_path: Path | None, kind: str, output: Path | None) -> None:
-    text = to_yaml(compiled(load_spec(spec_path), kind))
+    spec = load_spec(spec_path)
+    search_note(spec)
+    text = to_yaml(compiled(spec, kind))
     if output is None:
         sys.stdout.write(text)
         return
@@ -90,6 +103,7 @@ def run_submit(
     if kind not in KINDS:
         raise ConfigError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     spec = load_spec(spec_path)
+    search_note(spec)
     host = host or os.environ.get("ARGO_HOST") or os.environ.get("ARGO_SERVER")
     if not host:
         raise ConfigError("no Argo server: pass --host or set ARGO_HOST")
@@ -175,6 +189,7 @@ def run_local(
     from orchbench.core.platform.proxies import require
 
     require(spec.proxies_needed())  # before anything starts: one line naming what to install
+    capacity_search.check(spec)
     out = (out or _default_out(spec)).resolve()
     workflow = compiled(spec, "workflow")
     # one local run per machine: refused (one line) before anything starts, or --wait
@@ -188,6 +203,8 @@ def run_local(
         run_workflow(spec, workflow, out, progress)
         if spec.load.precision_ms is not None:
             extend_to_precision(spec, out, quiet, step, progress.blocks)
+        if spec.load.stages is not None and spec.load.stages.search is not None:
+            search_capacity(spec, out, quiet, step)
     finally:
         lock.release()
     if not quiet and show_summary:
@@ -261,6 +278,61 @@ def extend_to_precision(spec: Spec, out: Path, quiet: bool, step: str, pilot_blo
     build_report(out)
 
 
+#: A capacity search's refinement rounds run here, inside the run directory (round-2, round-3, ...).
+SEARCH_DIR = "search"
+
+
+def search_capacity(spec: Spec, out: Path, quiet: bool, step: str) -> None:
+    """`load.stages.search`: the workflow just run was the sweep (round 1). While some arm's capacity
+    bracket is wider than the resolution, run the rates orchbench.core.capacity_search proposes as
+    one more compiled workflow in OUT/search/round-K (every arm deployed afresh), and compare all
+    stages measured so far into OUT after each round; summary.json `capacity_search` records every
+    round and why it stopped (the sweep's own summary kept as OUT/sweep-summary.json)."""
+    summary = json.loads((out / "summary.json").read_text())
+    write_text(out / "sweep-summary.json", json.dumps(summary, indent=2, sort_keys=True))
+    search = spec.load.stages.search if spec.load.stages is not None else None
+    assert search is not None
+    record = capacity_search.SearchRecord(search)
+    rates = [float(s.rate_per_s or 0) for s in spec.stage_plan()]
+    record.add_round(1, sorted(rates), [], ".", spec.order_seed)
+    climb = capacity_search.climb_step(rates)
+    blocks = read_blocks(out / "raw")
+    floor_file = out / "floor.json"
+    floor = json.loads(floor_file.read_text()) if floor_file.exists() else None
+    run_id = str(summary.get("run_id") or out.name)
+    number = 1
+    while True:
+        todo, why = capacity_search.next_round(spec, summary, record, len(rates), climb)
+        if not todo:
+            break
+        number += 1
+        round_spec = capacity_search.round_spec(spec, todo, number)
+        where = f"{SEARCH_DIR}/round-{number}"
+        if not quiet:
+            shown = ", ".join(f"{r:g}" for r in todo)
+            print(f"orchbench: capacity search round {number}: {shown} req/s per arm", file=sys.stderr)
+        (out / where).mkdir(parents=True, exist_ok=True)
+        workflow = compiled(round_spec, "workflow")
+        progress = RunProgress(
+            workflow, quiet=quiet, spec=round_spec, run_dir=out / where, step=f"{step} ({where})"
+        )
+        run_workflow(round_spec, workflow, out / where, progress)
+        record.add_round(
+            number, todo, [p for p in why if p.next_per_s is not None], where, round_spec.order_seed
+        )
+        for b in read_blocks(out / where / "raw"):
+            b.raw_artifact = f"{where}/{b.raw_artifact}"
+            blocks.append(b)
+        rates += todo
+        summary = write_results(capacity_search.merged_spec(spec, rates), blocks, floor, run_id, out)
+    final = capacity_search.proposals(spec, summary, climb)
+    extra = {"capacity_search": record.to_dict(final)}
+    write_results(capacity_search.merged_spec(spec, rates), blocks, floor, run_id, out, extra)
+    build_report(out)
+    if not quiet:
+        print(f"orchbench: {record.line()}", file=sys.stderr)
+
+
 #: In a run folder: the ORCHBENCH_OWNER value its processes carry (for `orchbench cleanup RUN_DIR`).
 OWNER_FILE = "owner.json"
 
@@ -310,9 +382,9 @@ def print_summary(out: Path) -> None:
     console = Console(width=80) if not sys.stdout.isatty() else Console()
     for table in summary_tables(summary):
         console.print(table)
-    run = summary.get("precision_run")
-    if run:
-        console.print(run["line"])
+    for key in ("precision_run", "capacity_search"):
+        if summary.get(key):
+            console.print(summary[key]["line"])
     for transport in ("rest", "grpc"):
         line = ((summary.get(transport) or {}).get("precision") or {}).get("line")
         if line:

@@ -27,6 +27,7 @@ from orchbench.core.report_html import esc, fig_html, html_table, layout
 from orchbench.core.report_load_data import (
     KIND_AXIS,
     arm_order,
+    arm_reasons,
     has_stages,
     overhead_curves,
     run_baseline,
@@ -34,6 +35,7 @@ from orchbench.core.report_load_data import (
     stage_order,
     windowed_overhead,
 )
+from orchbench.core.report_search import search_section
 
 INVALID_COLOUR = "#9a9a9a"
 #: Line styles that tell the stages of one arm apart in the over-time plot (invalid ones: dotted grey).
@@ -296,7 +298,9 @@ def _stages_table(data: RunData, arms: list[str]) -> str:
                 "—" if util is None or not math.isfinite(util) else f"{100 * util:.0f} %",
                 _num(r.p50_ms, 3),
                 _num(r.p99_ms, 3),
-                "valid" if bool(r.valid) else f"<b class='bad'>invalid</b>: {esc(r.invalid_reasons)}",
+                "valid"
+                if bool(r.valid)
+                else f"<b class='bad'>invalid</b>: {esc(arm_reasons(r.invalid_reasons, str(r.arm), arms))}",
             ]
         )
     header = ["transport", "stage", "arm", "requested req/s", "achieved req/s", "requests", "errors"]
@@ -374,6 +378,9 @@ def load_section(data: RunData, transports: list[str]) -> str:
     parts = ['<h2 id="load">Overhead under load</h2>', _stages_table(data, arms)]
     if data.stages is not None and len(data.stages):
         parts += ['<h3 id="capacity">Capacity per arm</h3>', _capacity_section(data, arms)]
+        searched = search_section(data.summary)
+        if searched:
+            parts += ['<h3 id="capacity-search">Capacity search</h3>', searched]
     for transport in transports:
         figs = [_overhead_figure(data, transport, m, order, arms) for m in LOAD_METRICS]
         parts.append(f"<h3>{esc(transport.upper())}</h3>")

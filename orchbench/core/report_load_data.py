@@ -189,3 +189,15 @@ def windowed_overhead(
     if not out:
         return pd.DataFrame(columns=cols)
     return pd.concat(out, ignore_index=True)[cols]
+
+
+def arm_reasons(reasons: str, arm: str, arms: list[str]) -> str:
+    """A stage's invalid reasons (joined by "; ", one per block and cause) as one arm's row shows
+    them: each once, without those that name another arm (its own row shows them)."""
+    others = [a for a in arms if a != arm]
+    kept = [
+        r
+        for r in dict.fromkeys(x.strip() for x in str(reasons or "").split("; ") if x.strip())
+        if not any(r.startswith(f"arm '{a}'") for a in others)
+    ]
+    return "; ".join(kept) if kept else "another arm's figures (see its row)"

@@ -1,8 +1,11 @@
-"""The experiment spec: YAML validated with pydantic. Unknown keys and bad values fail before any run."""
+"""The experiment spec: YAML validated with pydantic. Unknown keys and bad values fail before any run.
+
+Its sections are orchbench.core.spec_sections' (and spec_stages'), the rules across them
+orchbench.core.spec_rules', the files around it (which spec, the manifest and payloads it names)
+orchbench.core.spec_files'."""
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any, Literal
@@ -17,28 +20,17 @@ from pydantic import (
     model_validator,
 )
 
-from orchbench.core.arms import (
-    ARMS,
-    DEFAULT_BASELINE,
-    PROTOCOLS,
-    ArmName,
-    Protocol,
-    Transport,
-)
+from orchbench.core.arms import ARMS, ArmName, Protocol, Transport
 from orchbench.core.errors import ConfigError
 from orchbench.core.manifest import inspect, load_manifest
-from orchbench.core.paths import MANIFESTS, PAYLOADS, SPECS, shipped_spec, shipped_spec_names
-from orchbench.core.payload_check import check_payload
-from orchbench.core.platform.k8s_kinds import (
-    KIND_ARMS,
-    check_manifest,
-    check_renders,
-    check_tensor_payload,
-    load_kind_manifest,
-)
+from orchbench.core.platform.k8s_kinds import KIND_ARMS, check_manifest, load_kind_manifest
 from orchbench.core.safeio import MAX_SPEC_BYTES, load_yaml, read_text
+from orchbench.core.spec_files import check_inputs, find_spec
+from orchbench.core.spec_rules import check_spec, protocol_defaults
 from orchbench.core.spec_sections import (
     DEFAULT_ARMS,
+    SHIPPED_MANIFEST,
+    SHIPPED_PAYLOADS,
     Argo,
     Arm,
     EnvRef,
@@ -51,18 +43,6 @@ from orchbench.core.spec_sections import (
 )
 from orchbench.core.spec_stages import Slo
 from orchbench.core.stages import Stage
-
-DEFAULT_SPEC = SPECS / "default.yaml"
-SHIPPED_MANIFEST = MANIFESTS / "tf_flowers.yaml"
-SHIPPED_PAYLOADS: dict[Transport, Path] = {
-    "rest": PAYLOADS / "flowers.json",
-    "grpc": PAYLOADS / "flowers.bin",
-}
-#: The default payloads of each protocol (http: the spec's `http.body`).
-PROTOCOL_PAYLOADS: dict[str, dict[Transport, Path]] = {
-    "tfserving": SHIPPED_PAYLOADS,
-    "v2": {"rest": PAYLOADS / "flowers_v2.json", "grpc": PAYLOADS / "flowers_v2.bin"},
-}
 
 
 class Spec(_Strict):
@@ -122,16 +102,16 @@ class Spec(_Strict):
     #: The folder relative paths resolve against: the spec file's folder (None: the working directory).
     _base_dir: Path | None = PrivateAttr(None)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _protocol_defaults(cls, data: Any) -> Any:
+        """Default payloads per protocol (orchbench.core.spec_rules.protocol_defaults)."""
+        return protocol_defaults(data)
+
     @model_validator(mode="after")
-    def _unprivileged_ports(self) -> Spec:
-        """A local run binds local.ports as this user: below 1024 only root may (the deploy would fail)."""
-        if self.platform == "local" and os.geteuid() != 0:
-            for key, port in self.local.ports.model_dump(by_alias=True).items():
-                if port < 1024:
-                    raise ValueError(
-                        f"local.ports.{key}: port {port} is privileged (below 1024, root only); "
-                        "choose one in 1024..65535"
-                    )
+    def _rules_across_sections(self) -> Spec:
+        """The checks across sections (orchbench.core.spec_rules), in their order."""
+        check_spec(self)
         return self
 
     @model_serializer(mode="wrap")
@@ -152,28 +132,9 @@ class Spec(_Strict):
             data.pop("replicates", None)
         return data
 
-    @model_validator(mode="after")
-    def _replicates_fit(self) -> Spec:
-        r = self.replicates
-        if r == 1:
-            return self
-        if self.blocks % r or self.blocks // r < 1:
-            raise ValueError(f"replicates: {self.blocks} blocks do not split into {r} replicates evenly")
-        if self.load.precision_ms is not None:
-            raise ValueError("replicates: not with load.precision_ms (a pilot sizes blocks, not replicates)")
-        if self.load.stages is not None:
-            raise ValueError("replicates: not with load.stages yet (one load per run)")
-        return self
-
     def replicate_of(self, block: int) -> int:
         """The deployment replicate block `block` belongs to (0 without replicates)."""
         return block // (self.blocks // self.replicates)
-
-    @model_validator(mode="after")
-    def _slo_needs_rates(self) -> Spec:
-        if self.slo is not None and (self.load.stages is None or self.load.stages.rates is None):
-            raise ValueError("slo: capacity is a rate; it needs open-loop stages (load.stages.rates)")
-        return self
 
     def stage_plan(self) -> list[Stage]:
         """The load stages (orchbench.core.stages), [] for one load."""
@@ -182,46 +143,6 @@ class Spec(_Strict):
     def model_name(self) -> str:
         """The model name requests carry: `model`, else the manifest's."""
         return self.model or inspect(self.manifest_document()).model_name
-
-    @model_validator(mode="before")
-    @classmethod
-    def _protocol_defaults(cls, data: Any) -> Any:
-        """Default payloads per protocol (http: `http.body` for REST), and REST only for http."""
-        if not isinstance(data, dict):
-            return data
-        protocol = data.get("protocol", "tfserving")
-        if protocol not in PROTOCOLS:
-            return data  # the field's validator words it
-        out = dict(data)
-        if protocol == "http":
-            out.setdefault("transports", ["rest"])
-            body = data["http"].get("body") if isinstance(data.get("http"), dict) else None
-            if "payloads" not in data:
-                out["payloads"] = {"rest": body or str(SHIPPED_PAYLOADS["rest"])}
-        elif "payloads" not in data:
-            out["payloads"] = {t: str(p) for t, p in PROTOCOL_PAYLOADS[protocol].items()}
-        return out
-
-    @model_validator(mode="after")
-    def _protocol_fits(self) -> Spec:
-        if self.protocol == "http":
-            if "grpc" in self.transports:
-                raise ValueError(
-                    "protocol http is plain HTTP, REST only: gRPC is refused (set transports: [rest])"
-                )
-        elif self.http is not None:
-            raise ValueError(f"http: applies to protocol http only (protocol is {self.protocol})")
-        if (
-            self.platform == "local"
-            and self.local.model_server == "kserve"
-            and self.protocol == "tfserving"
-            and "grpc" in self.transports
-        ):  # refused before anything starts (the deploy step says the same: platform/kserve_local.py)
-            raise ValueError(
-                "local.model_server kserve serves the tfserving protocol over REST only (KServe's V1 "
-                "API); over gRPC it speaks the Open Inference Protocol: use protocol: v2"
-            )
-        return self
 
     def http_request(self) -> dict[str, Any] | None:
         """protocol http: what each request is (the Endpoint's `http`), without the headers."""
@@ -250,99 +171,6 @@ class Spec(_Strict):
     def endpoint_extras(self, arm: ArmName | None = None) -> dict[str, Any]:
         """What every Endpoint of this spec carries besides where it is (orchbench.core.arms.Endpoint)."""
         return {"protocol": self.protocol, "http": self.http_request(), "headers": self.request_headers(arm)}
-
-    @model_validator(mode="after")
-    def _arms_make_sense(self) -> Spec:
-        kind = self.custom_kind()
-        if kind and self.protocol != "v2":
-            raise ValueError(
-                f"kubernetes.kind {kind}: the arms speak the v2 (Open Inference) protocol; "
-                f"set protocol: v2 (got {self.protocol})"
-            )
-        if self.arms is None:
-            if kind:
-                raise ValueError(
-                    f"arms: kubernetes.kind {kind} needs its arms named (of {', '.join(KIND_ARMS[kind])}, "
-                    "one with baseline: true)"
-                )
-            return self
-        names = [a.name for a in self.arms]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"arms: arm {twice[0]!r} is named twice")
-        if len(self.arms) < 2:
-            raise ValueError("arms: name at least two arms (a baseline and one to compare with it)")
-        baselines = [a.name for a in self.arms if a.baseline]
-        if len(baselines) != 1:
-            raise ValueError(
-                "arms: exactly one arm must have baseline: true, "
-                + (f"got {len(baselines)} ({', '.join(baselines)})" if baselines else "got none")
-            )
-        if self.platform == "endpoints":
-            for a in self.arms:
-                if a.hop or a.port or a.aa:
-                    raise ValueError(f"arms.{a.name}: hop, port and aa apply to the local platform only")
-                for transport, where in (("rest", a.url), ("grpc", a.grpc)):
-                    if transport in self.transports and not where:
-                        key = "url" if transport == "rest" else "grpc"
-                        raise ValueError(
-                            f"arms.{a.name}: platform endpoints needs the arm's {key} for transport "
-                            f"{transport}"
-                        )
-            off = sorted(a.name for a in self.arms if a.tls is not None and not a.tls.verify)
-            on = sorted(a.name for a in self.arms if a.tls is not None and a.tls.verify)
-            if off and on:  # k6's insecureSkipTLSVerify holds for its whole process, every arm
-                raise ValueError(
-                    f"arms: tls.verify false on {', '.join(off)} but true on {', '.join(on)}: the arms "
-                    "rotate in one load-test process, whose certificate checks are on or off for all"
-                )
-            return self
-        for a in self.arms:
-            if a.url or a.grpc or a.headers or a.tls:
-                raise ValueError(
-                    f"arms.{a.name}: url, grpc, headers and tls apply to platform endpoints only"
-                )
-        if self.custom_kind():
-            kind = self.kubernetes.kind
-            unknown = [n for n in names if n not in KIND_ARMS[kind]]
-            if unknown or any(a.hop or a.port or a.verify or a.aa for a in self.arms):
-                raise ValueError(
-                    f"arms: with kubernetes.kind {kind} the arms are {', '.join(KIND_ARMS[kind])} "
-                    "(any one the baseline), with no hop, port, verify or aa"
-                    + (f"; got {unknown[0]!r}" if unknown else "")
-                )
-            return self
-        if self.platform == "kubernetes":
-            if (
-                set(names) != set(ARMS)
-                or baselines != [DEFAULT_BASELINE]
-                or any(a.hop or a.port or a.verify or a.aa for a in self.arms)
-            ):
-                raise ValueError(
-                    "arms: on kubernetes the arms are the SeldonDeployment with and without the "
-                    "orchestrator ('with', and 'without' the baseline), with no hop, port or verify"
-                )
-            return self
-        base = next(a for a in self.arms if a.baseline)
-        if base.local_hop() != "model":
-            raise ValueError(
-                f"arms.{base.name}: the baseline is the model server direct locally (hop: model), "
-                f"got hop {base.local_hop()!r}"
-            )
-        if self.local.aa_mode or not self.local.shared_model:
-            raise ValueError(
-                "arms: local.aa_mode and local.shared_model: false apply to the default two arms only "
-                "(an A/A control is an arm with hop: model)"
-            )
-        if sum(a.aa for a in self.arms) > 1:
-            raise ValueError("arms: at most one arm may have aa: true (the A/A control)")
-        ports = self.arm_ports()
-        taken = {self.local.ports.model_behind_orchestrator: "local.ports.model_behind_orchestrator"}
-        for name, port in ports.items():
-            if port in taken:
-                raise ValueError(f"arms.{name}: port {port} is also {taken[port]}")
-            taken[port] = f"arm {name}'s"
-        return self
 
     def arm_list(self) -> list[Arm]:
         """The arms, the baseline first (deploy order: the hops front the baseline's model)."""
@@ -396,17 +224,6 @@ class Spec(_Strict):
         if self.platform != "local":
             return []
         return sorted({a.local_hop() for a in self.arm_list()} & {"nginx", "haproxy"})
-
-    @model_validator(mode="after")
-    def _pilot_fits_budget(self) -> Spec:
-        if self.load.precision_ms is not None:
-            if self.blocks < 3:
-                raise ValueError("with load.precision_ms, blocks is the pilot and must be at least 3")
-            if self.load.max_blocks is not None and self.load.max_blocks < self.blocks:
-                raise ValueError(
-                    f"load.max_blocks {self.load.max_blocks} is below the pilot's {self.blocks} blocks"
-                )
-        return self
 
     @field_validator("transports")
     @classmethod
@@ -515,25 +332,6 @@ def parse_spec(data: Any, source: str = "spec") -> Spec:
         raise ConfigError(f"{source}: {_first_error(exc)}") from None
 
 
-def find_spec(name: str | Path | None) -> Path:
-    """The spec file a user means: none -> the shipped default; a short name (`seed`, `default`) -> the
-    shipped spec of that name unless a file of that name exists here; anything else -> that path."""
-    if name is None or str(name) == "":
-        return DEFAULT_SPEC
-    path = Path(name).expanduser()
-    if path.exists():
-        return path
-    shipped = shipped_spec(str(name))
-    if shipped is not None:
-        return shipped
-    if "/" not in str(name) and not str(name).endswith((".yaml", ".yml")):
-        raise ConfigError(
-            f"{name}: no such spec file, and no shipped spec of that name "
-            f"(shipped: {', '.join(shipped_spec_names())})"
-        )
-    return path
-
-
 def load_spec(path: str | Path | None = None) -> Spec:
     path = find_spec(path)
     data = load_yaml(read_text(path, "spec", MAX_SPEC_BYTES), str(path))
@@ -541,38 +339,6 @@ def load_spec(path: str | Path | None = None) -> Spec:
     spec._base_dir = path.resolve().parent
     check_inputs(spec, str(path))
     return spec
-
-
-def check_inputs(spec: Spec, source: str = "spec") -> None:
-    """The files a spec names, read and checked before anything starts: the SeldonDeployment
-    manifest (`orchbench.core.manifest.load_manifest`) and the payload of every transport it runs."""
-    try:
-        document = spec.manifest_document()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        where = spec.resolve(spec.manifest) if isinstance(spec.manifest, str) else "inline"
-        raise ConfigError(f"{source}: manifest {where}: not readable ({reason})") from None
-    if spec.custom_kind():
-        try:  # the renderings deploy would make: the same hop in two arms is refused here, in one line
-            check_renders(spec, document)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-    for transport in spec.transports:
-        if not spec.payloads.get(transport):
-            raise ConfigError(f"{source}: payloads.{transport}: no payload for transport {transport}")
-        payload = spec.resolve(spec.payloads[transport])
-        if not payload.exists():
-            raise ConfigError(f"{source}: payloads.{transport}: file {payload} not found")
-        if spec.custom_kind():  # a third-party runtime's model: any v2 tensors, not the flowers image
-            check_tensor_payload(payload, transport)
-        else:
-            check_payload(payload, transport, spec.protocol)
-    if spec.platform == "endpoints" and spec.arms is None:
-        raise ConfigError(f"{source}: platform endpoints needs arms: (each with its url and/or grpc)")
-    for a in spec.arms or []:
-        ca = a.tls.ca_file if a.tls else None
-        if ca and not spec.resolve(ca).is_file():
-            raise ConfigError(f"{source}: arms.{a.name}.tls.ca_file: file {spec.resolve(ca)} not found")
 
 
 def spec_from_json(text: str) -> Spec:

@@ -5,7 +5,16 @@ them reads, and compiles, exactly as before (they are left out of its dumps when
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from orchbench.core.errors import ConfigError
 from orchbench.core.stages import Stage, plan_stages
@@ -15,6 +24,28 @@ _CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=Fal
 
 #: Stages a plan may have: each is `blocks` k6 runs per transport.
 MAX_STAGES = 50
+
+
+class StageSearch(BaseModel):
+    """`load.stages.search`: after the sweep of `rates`, `orchbench run` bisects each arm's capacity
+    bracket in further rounds (orchbench.core.capacity_search) until it is at most `resolution_per_s`
+    wide, climbing above the sweep up to `max_per_s` when no rate broke the SLO."""
+
+    model_config = _CONFIG
+
+    resolution_per_s: float = Field(
+        gt=0,
+        le=100_000,
+        description="refine an arm until its bracket [last good, first bad) is this narrow",
+    )
+    grain_per_s: float = Field(1.0, gt=0, le=100_000, description="proposed rates are multiples of this")
+    max_rounds: int = Field(4, ge=1, le=20, description="at most this many rounds after the sweep")
+    max_per_s: float | None = Field(
+        None, gt=0, le=100_000, description="climb above the sweep up to this rate when no rate broke the SLO"
+    )
+    climb_per_s: float | None = Field(
+        None, gt=0, le=100_000, description="the climbing step (default: the sweep's last step)"
+    )
 
 
 class Stages(BaseModel):
@@ -29,6 +60,9 @@ class Stages(BaseModel):
     )
     workers: list[int] | None = Field(
         None, description="closed loop: concurrent workers (k6 VUs), one stage each, in this order"
+    )
+    search: StageSearch | None = Field(
+        None, description="refine each arm's capacity after the sweep of `rates` (needs an `slo`)"
     )
     expected_latency_ms: float = Field(
         250.0,
@@ -47,6 +81,8 @@ class Stages(BaseModel):
         assert values is not None
         if len(values) > MAX_STAGES:
             raise ValueError(f"load.stages: at most {MAX_STAGES} stages, got {len(values)}")
+        if self.search is not None and self.rates is None:
+            raise ValueError("load.stages.search refines a sweep of rates (open loop), not of workers")
         for v in self.rates or []:
             if not 0 < v <= 100_000:
                 raise ValueError(f"load.stages.rates: each rate must be in (0, 100000] requests/s, got {v:g}")
@@ -58,6 +94,13 @@ class Stages(BaseModel):
         except ConfigError as exc:
             raise ValueError(f"load.stages: {exc}") from None
         return self
+
+    @model_serializer(mode="wrap")
+    def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = dict(handler(self))
+        if data.get("search") is None:  # a spec without a search dumps (and compiles) as before
+            data.pop("search", None)
+        return data
 
     def plan(self) -> list[Stage]:
         return plan_stages(self.rates, self.workers)

@@ -10,8 +10,10 @@ baseline's model server, and each other arm's hop (orchestrator, nginx, HAProxy;
 master's children). With `local.shared_model` every arm's requests reach that one model process, so
 the baseline's CPU per 1000 requests divides the model's CPU by *all* arms' requests of the window
 (`cpu_basis` says so), while a hop's divides its own CPU by its own arm's requests. With N
-generators, generator 0 samples and the requests of every generator count. On Kubernetes nothing is
-sampled (no metrics API client yet): the columns are null.
+generators, generator 0 samples and the requests of every generator count. On Kubernetes the figures
+come from the metrics API (orchbench.core.platform.k8s_metrics: each compared arm's hop containers,
+the baseline's model server; `source: metrics-api`, memory the working set); where it was absent the
+columns are null and `resources_note` gives the reason.
 """
 
 from __future__ import annotations
@@ -200,14 +202,14 @@ def _resources(
     cpu_s, peak, requests, seen = 0.0, None, 0, False
     for b in blocks:
         res = (_parts(b)[0] or {}).get("resources")
-        if not res:
+        if not res or res.get("source") == "absent":
             continue
         seen = True
         cpu_s += float(res.get("cpu_s") or 0.0)
         mb = res.get("peak_rss_mb")
         if mb is not None:
             peak = max(peak or 0.0, float(mb))
-        if arm == baseline and shared:  # the shared model serves every arm's requests
+        if arm == baseline and (shared or res.get("shared")):  # the shared model serves every arm
             requests += sum(len(_ok_latencies(x)) for x in all_arms[b.block].values())
         else:
             requests += len(_ok_latencies(b))
@@ -253,11 +255,7 @@ def stage_result(spec: Spec, stage: Stage, blocks: list[Block], transport: Trans
         requests = sum(int(b.summary.requests) for b in mine)
         errors = sum(int(b.summary.error_count or 0) for b in mine)
         lat = [_ok_latencies(b) for b in mine]
-        cpu, rss = (
-            _resources(arm, mine, per_block, spec.baseline, shared)
-            if spec.platform == "local"
-            else (None, None)
-        )
+        cpu, rss = _resources(arm, mine, per_block, spec.baseline, shared)
         rows[arm] = {
             "arm": arm,
             "requested_rps": stage.rate_per_s,
@@ -293,12 +291,30 @@ def stage_result(spec: Spec, stage: Stage, blocks: list[Block], transport: Trans
         "invalid_reasons": reasons,
         "arms": rows,
         "by_arm": by_arm,
-        "resources_note": (
-            SHARED_MODEL_BASIS if shared else "each arm's own processes, per 1000 of its requests"
-        )
-        if spec.platform == "local"
-        else "not measured: no metrics API client on this platform yet (recorded as absent)",
+        "resources_note": _resources_note(spec, shared, blocks),
     }
+
+
+def _resources_note(spec: Spec, shared: bool, blocks: list[Block]) -> str:
+    """What the stage's CPU and memory figures are, or why there are none."""
+    if spec.platform == "local":
+        return SHARED_MODEL_BASIS if shared else "each arm's own processes, per 1000 of its requests"
+    if spec.platform != "kubernetes":
+        return "not measured: nothing is deployed on this platform to sample"
+    absent = sorted(
+        {
+            f"{b.arm}: {res.get('reason')}"
+            for b in blocks
+            for res in [(_parts(b)[0] or {}).get("resources") or {}]
+            if res.get("source") == "absent"
+        }
+    )
+    note = (
+        "from the metrics API: each compared arm's hop containers per 1000 of its requests, the "
+        "baseline's model server (per 1000 of all arms' requests where the arms share it); memory is "
+        "the working set"
+    )
+    return note + (f"; absent: {'; '.join(absent)}" if absent else "")
 
 
 def capacities(spec: Spec, transport: str, stage_results: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,165 +35,18 @@ from orchbench.core.loadtools._process import (
     seconds,
 )
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
+from orchbench.core.loadtools.k6_options import (
+    CHECK_NAME,
+    arm_target,
+    build_options,
+    script_path,
+    submetric_thresholds,
+    tls_env,
+)
 from orchbench.core.loadtools.k6_split import split_samples, split_summary
 from orchbench.core.loadtools.protoset import protoset_name, request_json, write_protoset
 from orchbench.core.stages import Stage
 from orchbench.fsio import write_text
-
-CHECK_NAME = "status ok and prediction has scores"
-#: k6's default system tags plus vu and iter (needed to join a request with its check).
-SYSTEM_TAGS = [
-    "proto",
-    "subproto",
-    "status",
-    "method",
-    "url",
-    "name",
-    "group",
-    "check",
-    "error",
-    "error_code",
-    "tls_version",
-    "scenario",
-    "service",
-    "expected_response",
-    "vu",
-    "iter",
-]
-TREND_STATS = ["avg", "min", "med", "max", "p(90)", "p(95)", "p(99)", "p(99.9)", "count"]
-
-
-def _rate(rate: float) -> tuple[int, str]:
-    """(rate, timeUnit) for constant-arrival-rate, which needs an integer rate."""
-    if rate <= 0:
-        raise ConfigError(f"open-loop rate must be > 0 requests/s, got {rate}")
-    if float(rate).is_integer():
-        return int(rate), "1s"
-    return round(rate * 1000), "1000s"
-
-
-def _executor(profile: LoadProfile, duration_s: float, iterations: int | None) -> dict[str, Any]:
-    if profile.workers < 1:
-        raise ConfigError(f"workers must be >= 1, got {profile.workers}")
-    if iterations is not None:
-        return {
-            "executor": "shared-iterations",
-            "vus": profile.workers,
-            "iterations": iterations,
-            "maxDuration": seconds(duration_s),
-        }
-    if profile.mode == "closed":
-        return {"executor": "constant-vus", "vus": profile.workers, "duration": seconds(duration_s)}
-    if profile.rate is None:
-        raise ConfigError("open-loop profile needs a rate")
-    rate, unit = _rate(profile.rate)
-    return {
-        "executor": "constant-arrival-rate",
-        "rate": rate,
-        "timeUnit": unit,
-        "duration": seconds(duration_s),
-        "preAllocatedVUs": profile.workers,
-        "maxVUs": profile.workers,
-    }
-
-
-def build_options(
-    profile: LoadProfile, transport: str, iterations: int | None = None, arms: list[str] | None = None
-) -> dict[str, Any]:
-    """The k6 `options` object: scenarios, thresholds naming the measure submetrics, trend stats.
-    With `arms` (request-level interleaving) the submetrics are per arm: `{scenario:measure,arm:a}`."""
-    if profile.duration_s < 1 and iterations is None:
-        raise ConfigError(f"k6 needs a duration of at least 1 s, got {profile.duration_s}")
-    if 0 < profile.warmup_s < 1:
-        raise ConfigError(f"k6 needs a warm-up of 0 or at least 1 s, got {profile.warmup_s}")
-    scenarios: dict[str, Any] = {}
-    if profile.warmup_s > 0:
-        warm = {**_executor(profile, profile.warmup_s, None), "gracefulStop": "0s", "exec": "warmup"}
-        if iterations is not None:  # warm-up stays time-based
-            warm = {
-                "executor": "constant-vus",
-                "vus": profile.workers,
-                "duration": seconds(profile.warmup_s),
-                "gracefulStop": "0s",
-                "exec": "warmup",
-            }
-        scenarios["warmup"] = warm
-    measure = {
-        **_executor(profile, profile.duration_s, iterations),
-        "exec": "measure",
-        "gracefulStop": seconds(profile.timeout_s + 1),
-    }
-    if profile.warmup_s > 0:
-        measure["startTime"] = seconds(profile.warmup_s)
-    scenarios["measure"] = measure
-    thresholds: dict[str, list[str]] = {}
-    for sel in [f"scenario:measure,arm:{a}" for a in arms] if arms else ["scenario:measure"]:
-        thresholds.update(_thresholds(transport, sel, per_arm=bool(arms)))
-    return {
-        "scenarios": scenarios,
-        "thresholds": thresholds,
-        "summaryTrendStats": TREND_STATS,
-        "systemTags": SYSTEM_TAGS,
-        "discardResponseBodies": False,  # the check reads predictions[0].scores
-        "setupTimeout": "10s",
-        "teardownTimeout": "10s",
-    }
-
-
-def _thresholds(transport: str, selector: str, per_arm: bool) -> dict[str, list[str]]:
-    trend = "http_req_duration" if transport == "rest" else "grpc_req_duration"
-    out = {
-        f"{trend}{{{selector}}}": ["max>=0"],
-        f"checks{{{selector}}}": ["rate>=0"],
-        f"iterations{{{selector}}}": ["count>=0"],
-    }
-    if transport == "rest":
-        out[f"http_reqs{{{selector}}}"] = ["count>=0"]
-        out[f"http_req_failed{{{selector}}}"] = ["rate>=0"]
-    if per_arm:  # a single-arm run reads these from the untagged metrics
-        out[f"data_sent{{{selector}}}"] = ["count>=0"]
-        out[f"data_received{{{selector}}}"] = ["count>=0"]
-    return out
-
-
-def _target(e: Endpoint) -> dict[str, Any]:
-    """One arm's target in the k6 config: where, and its extra headers (gRPC: metadata). A header
-    whose value comes from the environment is given by the variable's NAME (`env_headers`): the k6
-    script reads it from its own environment, so no file of the run holds the value."""
-    literal = {k: v for k, v in e.headers.items() if isinstance(v, str)}
-    from_env = {k: v["env"] for k, v in e.headers.items() if isinstance(v, dict)}
-    out: dict[str, Any] = {"arm": e.arm, "headers": literal, "env_headers": from_env}
-    if e.transport == "rest":
-        out["url"] = e.url
-    else:
-        out["target"] = e.grpc_target
-        out["tls"] = e.tls is not None
-        out["model_name"] = e.model_name  # v2: each arm's own model (ModelInferRequest.model_name)
-        out["answer_check"] = e.answer_check
-    return out
-
-
-def tls_env(endpoints: list[Endpoint], out_dir: Path) -> tuple[dict[str, str], bool]:
-    """TLS for k6: the arms' CA files as one bundle named by SSL_CERT_FILE (Go's certificate pool
-    reads it), and whether any arm turned certificate checks off (k6's insecureSkipTLSVerify)."""
-    insecure = any(e.tls is not None and not e.tls.get("verify", True) for e in endpoints)
-    cas = sorted({str(e.tls["ca_file"]) for e in endpoints if e.tls and e.tls.get("ca_file")})
-    if not cas:
-        return {}, insecure
-    bundle = b"".join(Path(c).read_bytes().rstrip(b"\n") + b"\n" for c in cas)
-    path = out_dir / "tls-ca-bundle.pem"
-    from orchbench.fsio import write_bytes
-
-    write_bytes(path, bundle)
-    return {"SSL_CERT_FILE": str(path)}, insecure
-
-
-def script_path(transport: str) -> Path:
-    ref = resources.files("orchbench.core.loadtools") / "k6_scripts" / f"{transport}.js"
-    path = Path(str(ref))
-    if not path.is_file():
-        raise ConfigError(f"k6 script missing: {path}")
-    return path
 
 
 @dataclass
@@ -258,7 +110,7 @@ class K6Tool(BinaryTool):
                     timeout_s=profile.timeout_s,
                     expected_latency_s=expected_latency_s,
                     generators=generators,
-                    thresholds=_thresholds,
+                    thresholds=submetric_thresholds,
                 )
             )
         if insecure:
@@ -290,10 +142,10 @@ class K6Tool(BinaryTool):
                 protoset=str(write_protoset(out_dir / protoset_name(protocol), protocol)),
             )
         if pair is not None:
-            cfg["targets"] = [_target(e) for e in pair]
+            cfg["targets"] = [arm_target(e) for e in pair]
             cfg["target_by_scenario"] = open_stage  # the script reads the arm from the scenario's env
         else:
-            cfg.update(_target(endpoint))
+            cfg.update(arm_target(endpoint))
             del cfg["arm"]
         config_path = out_dir / "k6-config.json"
         write_text(config_path, json.dumps(cfg, indent=2, sort_keys=True))

@@ -4,14 +4,18 @@ SeldonDeployment, k8s_objects.py)."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from orchbench.core.errors import OrchbenchError
 from orchbench.core.platform.base import DeploymentRecord
-from orchbench.core.platform.k8s_common import api_call
-from orchbench.core.platform.k8s_objects import EVENTS_IN_ERRORS, pod_name, pod_state
+from orchbench.core.platform.k8s_objects import (
+    EVENTS_IN_ERRORS,
+    event_lines,
+    events_text,
+    pod_name,
+    pods_text,
+)
 
 if TYPE_CHECKING:
     from orchbench.core.platform.k8s_custom import CustomObjectsPlatform
@@ -48,7 +52,7 @@ def timeout_message(
         groups = p.pods_of(ns, p.selectors(details))
         pods = [pod for group in groups.values() for pod in group]
         pod_names = [pod_name(pod) for pod in pods]
-        pod_text = ", ".join(f"{pod_name(pod)} {pod_state(pod)}" for pod in pods) or "none"
+        pod_text = pods_text(pods)
     except OrchbenchError as exc:
         pod_text = f"unknown ({exc})"
     events = recent_events(p, ns, [r.name for r in refs] + pod_names[:3])
@@ -56,7 +60,7 @@ def timeout_message(
     return (
         f"{head.kind} {ns}/{head.name} ({record.arm} arm) not ready after {timeout_s:g}s: "
         f"{'; '.join(states)}; pods: {pod_text}; "
-        f"recent events: {' | '.join(events) if events else 'none'}"
+        f"recent events: {events_text(events)}"
     )
 
 
@@ -64,33 +68,4 @@ def recent_events(
     p: CustomObjectsPlatform, ns: str, names: Sequence[str], limit: int = EVENTS_IN_ERRORS
 ) -> list[str]:
     """The latest events about the named objects and pods, one line each, oldest first."""
-    events: list[dict[str, Any]] = []
-    for involved in dict.fromkeys(names):
-        with contextlib.suppress(OrchbenchError):
-            with api_call("list", f"events {ns} for {involved}", p._host):
-                items = (
-                    p.core.list_namespaced_event(ns, field_selector=f"involvedObject.name={involved}").items
-                    or []
-                )
-            for item in items:
-                raw = p.api_client.sanitize_for_serialization(item)
-                if (raw.get("involvedObject") or {}).get("name") == involved:  # emulator ignores selectors
-                    events.append(raw)
-
-    def when(ev: dict[str, Any]) -> str:
-        return str(
-            ev.get("lastTimestamp")
-            or ev.get("eventTime")
-            or (ev.get("metadata") or {}).get("creationTimestamp")
-            or ""
-        )
-
-    lines = []
-    for ev in sorted(events, key=when)[-limit:]:
-        obj = ev.get("involvedObject") or {}
-        message = " ".join(str(ev.get("message") or "").split())[:200]
-        lines.append(
-            f"{ev.get('type') or 'Normal'} {ev.get('reason') or '?'} "
-            f"{obj.get('kind') or ''}/{obj.get('name') or ''}: {message}"
-        )
-    return lines
+    return event_lines(p.api_client, p.core, p._host, ns, names, limit)

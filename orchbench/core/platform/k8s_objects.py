@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import urllib3.exceptions
@@ -42,6 +42,60 @@ def pod_state(pod: dict[str, Any]) -> str:
 
 def container_names(pod: dict[str, Any]) -> list[str]:
     return [str(c.get("name")) for c in (pod.get("spec") or {}).get("containers") or []]
+
+
+def pods_text(pods: Iterable[dict[str, Any]]) -> str:
+    """`name state, ...` of the pods (a DeployTimeout's), or `none`."""
+    return ", ".join(f"{pod_name(p)} {pod_state(p)}" for p in pods) or "none"
+
+
+def events_text(lines: Sequence[str]) -> str:
+    """The event lines of a DeployTimeout, joined (`none` without any)."""
+    return " | ".join(lines) if lines else "none"
+
+
+def event_lines(
+    api_client: client.ApiClient,
+    core: client.CoreV1Api,
+    host: str,
+    ns: str,
+    names: Sequence[str],
+    limit: int = EVENTS_IN_ERRORS,
+) -> list[str]:
+    """The latest events in `ns` about the named objects and pods, one line each, oldest first; a name
+    whose events cannot be listed is passed over (the message they go into is about something else)."""
+    events: list[dict[str, Any]] = []
+    for involved in dict.fromkeys(names):
+        try:
+            with api_call("list", f"events {ns} for {involved}", host):
+                items = (
+                    core.list_namespaced_event(ns, field_selector=f"involvedObject.name={involved}").items
+                    or []
+                )
+        except OrchbenchError:
+            continue
+        for item in items:
+            raw = api_client.sanitize_for_serialization(item)
+            if (raw.get("involvedObject") or {}).get("name") == involved:  # emulator ignores selectors
+                events.append(raw)
+
+    def when(ev: dict[str, Any]) -> str:
+        return str(
+            ev.get("lastTimestamp")
+            or ev.get("eventTime")
+            or (ev.get("metadata") or {}).get("creationTimestamp")
+            or ""
+        )
+
+    lines = []
+    for ev in sorted(events, key=when)[-limit:]:
+        obj = ev.get("involvedObject") or {}
+        message = " ".join(str(ev.get("message") or "").split())[:200]
+        lines.append(
+            f"{ev.get('type') or 'Normal'} {ev.get('reason') or '?'} "
+            f"{obj.get('kind') or ''}/{obj.get('name') or ''}: {message}"
+        )
+    return lines
 
 
 class SeldonObjects:
@@ -184,52 +238,16 @@ class SeldonObjects:
         names = [record.name]
         with contextlib.suppress(OrchbenchError):  # the events of the deployment itself still help
             names += [pod_name(p) for p in self.list_pods(record)][:3]
-        events: list[dict[str, Any]] = []
-        for involved in names:
-            try:
-                with api_call("list", f"events {ns} for {involved}", self._host):
-                    items = (
-                        self.core.list_namespaced_event(
-                            ns, field_selector=f"involvedObject.name={involved}"
-                        ).items
-                        or []
-                    )
-            except OrchbenchError:
-                continue
-            for item in items:
-                raw = self.api_client.sanitize_for_serialization(item)
-                if (raw.get("involvedObject") or {}).get("name") == involved:  # emulator ignores selectors
-                    events.append(raw)
-
-        def when(ev: dict[str, Any]) -> str:
-            return str(
-                ev.get("lastTimestamp")
-                or ev.get("eventTime")
-                or (ev.get("metadata") or {}).get("creationTimestamp")
-                or ""
-            )
-
-        events.sort(key=when)
-        lines = []
-        for ev in events[-limit:]:
-            obj = ev.get("involvedObject") or {}
-            message = " ".join(str(ev.get("message") or "").split())[:200]
-            lines.append(
-                f"{ev.get('type') or 'Normal'} {ev.get('reason') or '?'} "
-                f"{obj.get('kind') or ''}/{obj.get('name') or ''}: {message}"
-            )
-        return lines
+        return event_lines(self.api_client, self.core, self._host, ns, names, limit)
 
     def timeout_message(self, record: DeploymentRecord, timeout_s: float, status: Any) -> str:
         ns = record.details["namespace"]
         try:
-            pods = self.list_pods(record)
-            pod_text = ", ".join(f"{pod_name(p)} {pod_state(p)}" for p in pods) or "none"
+            pod_text = pods_text(self.list_pods(record))
         except OrchbenchError as exc:
             pod_text = f"unknown ({exc})"
-        events = self.recent_events(record)
         return (
             f"SeldonDeployment {ns}/{record.name} not ready after {timeout_s:g}s: "
             f"last status {json.dumps(status, sort_keys=True)}; pods: {pod_text}; "
-            f"recent events: {' | '.join(events) if events else 'none'}"
+            f"recent events: {events_text(self.recent_events(record))}"
         )

@@ -8,7 +8,8 @@ Each arm is its own deployment, kept across measurement blocks:
 Every step runs in its own short-lived process, so servers start in their own session (process
 group) and outlive the step; the record keeps what later steps need (pids, pgids, cmdlines, process
 start times, ports, logs). Teardown signals a recorded group only while its leader is still the
-process we started (same cmdline and start time), never anything else.
+process we started (same cmdline and start time), never anything else. Starting, checking and
+stopping those processes: local_servers.py.
 
 Taints become CPU pinning: with >= 2 CPUs the load tester gets one CPU and the servers the rest;
 the plan is written to <run_dir>/cpu_plan.json (`read_cpu_plan`) for the load-test step.
@@ -16,9 +17,7 @@ the plan is written to <run_dir>/cpu_plan.json (`read_cpu_plan`) for the load-te
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -38,28 +37,19 @@ from orchbench.core.manifest import inspect
 from orchbench.core.platform.base import ArmEvidence, DeploymentRecord
 from orchbench.core.platform.local_cpu import CPU_PLAN_FILE, cpu_plan, read_cpu_plan, write_cpu_plan
 from orchbench.core.platform.local_procs import (
-    CHILDREN,
     deferred_signals,
-    exit_note,
-    is_gone,
-    is_ours,
     kill_on_error,
-    kill_spawned,
     log_tail,
     port_free,
-    proc_cmdline,
-    proc_starttime,
-    proc_state,
 )
+from orchbench.core.platform.local_servers import PROXY_KINDS, Servers, check_alive, stop
 from orchbench.core.platform.local_verify import MARKER, legacy_hop, probe, verify_arm
 
 __all__ = ["CPU_PLAN_FILE", "MARKER", "LocalPlatform", "LocalPorts", "read_cpu_plan"]
 
 DEFAULT_INTERNAL_PORT = 9100
-PROXY_KINDS = ("nginx", "haproxy")  # orchbench.core.platform.proxies.KINDS (imported when used)
 #: What serves the model: the bundled serving.model_server, or KServe's Python model server.
 MODEL_SERVERS = ("bundled", "kserve")
-_EXIT_BIND = 3  # serving.runtime.EXIT_BIND (not imported: keeps this module free of grpc/aiohttp)
 
 
 @dataclass(frozen=True)
@@ -136,50 +126,8 @@ class LocalPlatform:
             return [int(c) for c in plan["serving_cpus"]]
         return None
 
-    def _spawn(
-        self,
-        role: str,
-        args: list[str],
-        log: Path,
-        python: str | None = None,
-        env: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        import subprocess
-
-        cmd = [python or self.python, "-m", f"serving.{role}", *args]
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=log.parent,
-                start_new_session=True,
-                env={
-                    **(os.environ if env is None else env),
-                    "PYTHONUNBUFFERED": "1",
-                    "ORCHBENCH_EXIT_FILE": str(log.with_suffix(".exit")),
-                },
-            )
-        CHILDREN[proc.pid] = proc
-        try:
-            starttime = proc_starttime(proc.pid)
-            for _ in range(50):  # wait for the exec so the recorded cmdline can be checked later
-                if proc_cmdline(proc.pid) == cmd or proc_state(proc.pid) in (None, "Z"):
-                    break
-                time.sleep(0.01)
-        except BaseException:  # interrupted before anything recorded it: stop it here
-            kill_spawned([proc.pid])
-            raise
-        return {
-            "role": role,
-            "pid": proc.pid,
-            "pgid": proc.pid,
-            "cmdline": cmd,
-            "starttime": starttime,
-            "log": str(log),
-        }
+    def _servers(self) -> Servers:
+        return Servers(self.python, self.host, self.run_dir, self.inject_delay_ms, self.impl)
 
     def deploy(
         self,
@@ -252,10 +200,11 @@ class LocalPlatform:
         ]
         procs: list[dict[str, Any]] = []
         with deferred_signals(), kill_on_error(procs):  # no server may outlive an unsaved record
+            servers = self._servers()
             if hop in PROXY_KINDS:
-                self._spawn_proxy(procs, hop, arm, transport, public, model_port, cpus)
+                servers.spawn_proxy(procs, hop, arm, transport, public, model_port, cpus)
             else:
-                self._spawn_arm(
+                servers.spawn_arm(
                     procs,
                     info.name,
                     arm,
@@ -285,47 +234,6 @@ class LocalPlatform:
             )
         return record
 
-    def _spawn_proxy(
-        self,
-        procs: list[dict[str, Any]],
-        kind: str,
-        arm: ArmName,
-        transport: Transport,
-        public: int,
-        model_port: int,
-        cpus: list[int] | None,
-    ) -> None:
-        """nginx or HAProxy on `public`, in front of the model on `model_port`, pinned like the
-        servers; started in its own session so it outlives this step, recorded like them."""
-        from orchbench.core.platform.proxies import ProxySpec, spawn_proxy
-
-        upstream = f"{self.host}:{model_port}"
-        rest = transport == "rest"
-        spec = ProxySpec(
-            kind,
-            rest_port=public if rest else None,
-            upstream_rest=upstream if rest else None,
-            grpc_port=None if rest else public,
-            upstream_grpc=None if rest else upstream,
-            cpus=cpus,
-            host=self.host,
-        )
-        proxy = spawn_proxy(spec, self.run_dir / "proxies" / f"{arm}-{transport}")
-        CHILDREN[proxy.pid] = proxy.popen
-        procs.append(
-            {
-                "role": kind,
-                "pid": proxy.pid,
-                "pgid": proxy.pid,
-                "cmdline": proxy.cmd,
-                "starttime": None,
-                "log": str(proxy.log),
-                "port": public,
-            }
-        )
-        proxy.wait_ready()
-        procs[-1] = proxy.record()
-
     def alias(
         self, manifest: dict[str, Any], record_path: Path, arm: ArmName = "without"
     ) -> DeploymentRecord:
@@ -347,66 +255,6 @@ class LocalPlatform:
             record_path,
             hop="model",
         )
-
-    def _spawn_arm(
-        self,
-        procs: list[dict[str, Any]],
-        name: str,
-        arm: ArmName,
-        transport: Transport,
-        model_args: list[str] | None,
-        flag: str,
-        public: int,
-        model_port: int,
-        pin: list[str],
-        logs: Path,
-        stamp: str,
-        orchestrator: bool | None = None,
-        kserve_python: str | None = None,
-    ) -> None:
-        """Start the arm's processes: its model server (unless `model_args` is None: the model is
-        shared; KServe's with `kserve_python`) and, for an orchestrator arm ("with"), the
-        orchestrator in front of the model on `model_port`."""
-        if orchestrator is None:
-            orchestrator = arm == "with"
-        if model_args is not None:
-            model_log = logs / f"{name}-{arm}-{transport}-model-{stamp}.log"
-            if kserve_python is not None:
-                procs.append(self._spawn_kserve(kserve_python, model_args, model_log))
-            else:
-                procs.append(self._spawn("model_server", model_args, model_log))
-            procs[-1]["port"] = model_port
-        if orchestrator:
-            orch_args = [
-                flag,
-                str(public),
-                "--host",
-                self.host,
-                f"--upstream-{transport}",
-                f"{self.host}:{model_port}",
-                "--inject-delay-ms",
-                repr(self.inject_delay_ms),
-                *([f"--{transport}-impl", self.impl[transport]] if transport in self.impl else []),
-                *pin,
-            ]
-            procs.append(
-                self._spawn(
-                    "orchestrator",
-                    orch_args,
-                    logs / f"{name}-{arm}-{transport}-orchestrator-{stamp}.log",
-                )
-            )
-            procs[-1]["port"] = public
-
-    def _spawn_kserve(self, python: str, model_args: list[str], log: Path) -> dict[str, Any]:
-        """KServe's model server, with `python` of its own virtual environment, on the bundled
-        server's flags, serving the same cached ONNX file."""
-        from orchbench.core.platform import kserve_local
-        from serving.model import build_model
-
-        args = [*model_args, "--model-path", str(build_model())]
-        env = kserve_local.environment()
-        return self._spawn(kserve_local.MODULE.removeprefix("serving."), args, log, python, env)
 
     def _record(
         self,
@@ -461,24 +309,6 @@ class LocalPlatform:
         return record
 
     # wait ------------------------------------------------------------------------------------------
-    def _check_alive(self, record: DeploymentRecord) -> None:
-        for proc in record.details.get("processes", []):
-            if not is_ours(proc):
-                note = exit_note(proc)
-                tail = log_tail(proc["log"])
-                port = proc.get("port")
-                if (
-                    "address already in use" in tail.lower()
-                    or "cannot listen" in tail.lower()
-                    or (note == f"exit code {_EXIT_BIND}")
-                ):
-                    raise PlatformError(
-                        f"{proc['role']} (pid {proc['pid']}) could not bind port {port}: {note}; log: {tail}"
-                    )
-                raise PlatformError(
-                    f"{proc['role']} (pid {proc['pid']}, port {port}) died ({note}); log: {tail}"
-                )
-
     def wait(self, record: DeploymentRecord, timeout_s: float) -> Endpoint:
         endpoint = Endpoint(
             record.transport,
@@ -491,7 +321,7 @@ class LocalPlatform:
         deadline = time.monotonic() + timeout_s
         last = "no attempt yet"
         while True:
-            self._check_alive(record)
+            check_alive(record.details.get("processes", []))
             try:
                 self._probe(endpoint)
                 return endpoint
@@ -530,25 +360,4 @@ class LocalPlatform:
 
     # teardown --------------------------------------------------------------------------------------
     def teardown(self, record: DeploymentRecord, grace_s: float = 5.0) -> None:
-        procs = list(record.details.get("processes", []))
-        if any(p.get("role") in PROXY_KINDS for p in procs):
-            from orchbench.core.platform.proxies import stop_orphans
-
-            for proc in procs:  # nginx's workers outlive a killed master: not left behind
-                stop_orphans(proc)
-        for proc in reversed(procs):  # the orchestrator first, then the model
-            if is_ours(proc):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(int(proc["pgid"]), signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for proc in procs:
-            while not is_gone(proc) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if is_ours(proc):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(int(proc["pgid"]), signal.SIGKILL)
-            kill_deadline = time.monotonic() + 5.0
-            while not is_gone(proc) and time.monotonic() < kill_deadline:
-                time.sleep(0.02)
-            if not is_gone(proc):
-                raise PlatformError(f"{proc['role']} (pid {proc['pid']}) is still running after SIGKILL")
+        stop(list(record.details.get("processes", [])), grace_s)
