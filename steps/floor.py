@@ -50,7 +50,11 @@ def floor(spec: str, state_dir: str) -> None:
 
     s = load(spec)
     out = out_dir("floor")
-    result: dict[str, Any] = dict(measure_floor(requests=300, warmup=50, warmup_s=1.0, out_dir=out / "work"))
+    result: dict[str, Any] = dict(
+        measure_floor(
+            requests=300, warmup=50, warmup_s=1.0, out_dir=out / "work", transports=tuple(s.transports)
+        )
+    )
     for row in result.get("results", []):  # also keyed by tool and transport, as summary.json shows it
         result.setdefault(row["tool"], {})[row["transport"]] = {
             k: v for k, v in row.items() if k not in ("tool", "transport")

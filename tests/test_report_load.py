@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchbench.core import report
+from orchbench.core import report, report_load
 from orchbench.core.report_data import RunData, load_run
 from orchbench.core.report_load_data import arm_reasons, has_stages, stage_order, windowed_overhead
 from results_schema.io import META_TABLE, META_VERSION
@@ -271,3 +271,8 @@ def test_an_arms_row_shows_its_own_invalid_reasons_once():
     )
     only_other = "arm 'nginx' achieved 19.00 req/s, 5.0 % below the requested 20 req/s (allowed: 2 %)"
     assert arm_reasons(only_other, "direct", arms) == "another arm's figures (see its row)"
+
+
+def test_the_memory_plot_names_what_was_measured():
+    assert report_load._memory_label({"platform": "local"}) == "peak RSS MB"
+    assert report_load._memory_label({"platform": "kubernetes"}) == "peak working set MB"

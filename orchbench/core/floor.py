@@ -278,9 +278,11 @@ def measure_floor(
     warmup_s: float = 1.0,
     out_dir: Path | None = None,
     tools: Sequence[str] = ("k6", "python"),
+    transports: Sequence[str] = ("rest", "grpc"),
 ) -> dict[str, Any]:
     """Each (tool, transport) against the no-op servers, one after another, in one call, at
-    concurrency 1: `requests` measured per pair, after `warmup_s` (k6) or `warmup` requests (Python).
+    concurrency 1: `requests` measured per pair, after `warmup_s` (k6) or `warmup` requests (Python);
+    `transports`: the ones to measure (a run's own, in the floor step).
 
     Returns {"requests", "warmup", "warmup_s", "cpus": {"client", "server"}, "pinned", "payload_bytes",
     "k6_version", "host", "results": [{"tool", "transport", "n", "p50_ms", "p90_ms", "p99_ms",
@@ -288,6 +290,8 @@ def measure_floor(
     """
     if requests < 1 or warmup < 0:
         raise ValueError("requests must be >= 1 and warmup >= 0")
+    if not transports or set(transports) - {"rest", "grpc"}:
+        raise ValueError(f"transports must be some of rest, grpc, got {list(transports)}")
     client_cpus, server_cpus = split_cpus()
     results: list[dict[str, Any]] = []
     k6_version = None
@@ -305,6 +309,8 @@ def measure_floor(
             budget_s = 60.0 + requests * 0.01
             for tool in tools:
                 for transport, (endpoint, payload) in endpoints.items():
+                    if transport not in transports:
+                        continue
                     if tool == "k6":
                         lat, k6_version = _k6_latencies_ns(
                             endpoint, payload, requests, warmup_s, work / f"k6-{transport}", client_cpus

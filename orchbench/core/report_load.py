@@ -195,6 +195,11 @@ def _latency_figure(data: RunData, transport: str, arms: list[str], slo: dict[st
     return fig_html(fig, f"load-latency-{transport}")
 
 
+def _memory_label(summary: dict[str, Any]) -> str:
+    """Locally the arm's processes' resident set (psutil); on Kubernetes the metrics API's working set."""
+    return "peak working set MB" if summary.get("platform") == "kubernetes" else "peak RSS MB"
+
+
 def _resource_figure(data: RunData, transport: str, arms: list[str], column: str, what: str) -> str:
     import plotly.graph_objects as go
 
@@ -390,7 +395,7 @@ def load_section(data: RunData, transports: list[str]) -> str:
             parts.append(
                 '<div class="pair">'
                 + _resource_figure(data, transport, arms, "cpu_ms_per_1000", "CPU ms per 1000 requests")
-                + _resource_figure(data, transport, arms, "peak_rss_mb", "peak RSS MB")
+                + _resource_figure(data, transport, arms, "peak_rss_mb", _memory_label(data.summary))
                 + "</div>"
             )
         parts.append(_over_time_figure(data, transport, order, arms))
