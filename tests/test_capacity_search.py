@@ -95,21 +95,16 @@ def _summary(spec, rates) -> dict:
 
 
 def _run_search(spec):
-    rates = [s.rate_per_s for s in spec.stage_plan()]
-    record = cs.SearchRecord(spec.load.stages.search)
-    record.add_round(1, sorted(rates), [], ".", spec.order_seed)
-    climb = cs.climb_step(rates)
-    summary = _summary(spec, rates)
-    number = 1
-    while True:
-        todo, why = cs.next_round(spec, summary, record, len(rates), climb)
-        if not todo:
-            break
-        number += 1
-        record.add_round(number, todo, [p for p in why if p.next_per_s is not None], f"r{number}", 0)
-        rates += todo
-        summary = _summary(spec, rates)
-    return record, summary, rates
+    """The search's own driver, each round "measured" on the synthetic curves."""
+    seen: list[float] = [s.rate_per_s for s in spec.stage_plan()]
+
+    def measure(number, rates, so_far):
+        assert so_far == seen + rates  # every rate measured so far, this round's included
+        seen[:] = so_far
+        return _summary(spec, so_far)
+
+    record, summary = cs.run_search(spec, _summary(spec, seen), measure)
+    return record, summary, seen
 
 
 def test_search_on_synthetic_curves_brackets_every_arm_within_the_resolution():
@@ -136,7 +131,13 @@ def test_search_on_synthetic_curves_brackets_every_arm_within_the_resolution():
     # round 2 names who asked for each rate
     asked = {(p["arm"], p["next_per_s"]) for p in record.rounds[1]["proposed_by"] if p["transport"] == "rest"}
     assert asked == {("direct", 28.0), ("orchestrator", 22.0), ("nginx", 28.0)}
-    final = record.to_dict(cs.proposals(spec, summary, 5.0))
+    assert [r["workflow_dir"] for r in record.rounds] == [
+        ".",
+        "search/round-2",
+        "search/round-3",
+        "search/round-4",
+    ]
+    final = record.to_dict()
     assert final["line"] == "capacity search: 4 round(s), 12 rate(s) measured; stopped: " + record.stopped
     assert all(p["next_per_s"] is None for p in final["final"])
 

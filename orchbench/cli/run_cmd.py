@@ -278,38 +278,25 @@ def extend_to_precision(spec: Spec, out: Path, quiet: bool, step: str, pilot_blo
     build_report(out)
 
 
-#: A capacity search's refinement rounds run here, inside the run directory (round-2, round-3, ...).
-SEARCH_DIR = "search"
-
-
 def search_capacity(spec: Spec, out: Path, quiet: bool, step: str) -> None:
-    """`load.stages.search`: the workflow just run was the sweep (round 1). While some arm's capacity
-    bracket is wider than the resolution, run the rates orchbench.core.capacity_search proposes as
-    one more compiled workflow in OUT/search/round-K (every arm deployed afresh), and compare all
-    stages measured so far into OUT after each round; summary.json `capacity_search` records every
-    round and why it stopped (the sweep's own summary kept as OUT/sweep-summary.json)."""
-    summary = json.loads((out / "summary.json").read_text())
-    write_text(out / "sweep-summary.json", json.dumps(summary, indent=2, sort_keys=True))
-    search = spec.load.stages.search if spec.load.stages is not None else None
-    assert search is not None
-    record = capacity_search.SearchRecord(search)
-    rates = [float(s.rate_per_s or 0) for s in spec.stage_plan()]
-    record.add_round(1, sorted(rates), [], ".", spec.order_seed)
-    climb = capacity_search.climb_step(rates)
+    """`load.stages.search`: the workflow just run was the sweep (round 1). The rounds
+    orchbench.core.capacity_search asks for each run as one more compiled workflow in
+    OUT/search/round-K (every arm deployed afresh), and after each every stage measured so far is
+    compared into OUT; summary.json `capacity_search` records every round and why the search stopped
+    (the sweep's own summary kept as OUT/sweep-summary.json)."""
+    sweep = json.loads((out / "summary.json").read_text())
+    write_text(out / "sweep-summary.json", json.dumps(sweep, indent=2, sort_keys=True))
     blocks = read_blocks(out / "raw")
     floor_file = out / "floor.json"
     floor = json.loads(floor_file.read_text()) if floor_file.exists() else None
-    run_id = str(summary.get("run_id") or out.name)
-    number = 1
-    while True:
-        todo, why = capacity_search.next_round(spec, summary, record, len(rates), climb)
-        if not todo:
-            break
-        number += 1
-        round_spec = capacity_search.round_spec(spec, todo, number)
-        where = f"{SEARCH_DIR}/round-{number}"
+    run_id = str(sweep.get("run_id") or out.name)
+    measured = [float(s.rate_per_s or 0) for s in spec.stage_plan()]
+
+    def measure(number: int, rates: list[float], so_far: list[float]) -> dict[str, Any]:
+        round_spec = capacity_search.round_spec(spec, rates, number)
+        where = capacity_search.round_dir(number)
         if not quiet:
-            shown = ", ".join(f"{r:g}" for r in todo)
+            shown = ", ".join(f"{r:g}" for r in rates)
             print(f"orchbench: capacity search round {number}: {shown} req/s per arm", file=sys.stderr)
         (out / where).mkdir(parents=True, exist_ok=True)
         workflow = compiled(round_spec, "workflow")
@@ -317,17 +304,15 @@ def search_capacity(spec: Spec, out: Path, quiet: bool, step: str) -> None:
             workflow, quiet=quiet, spec=round_spec, run_dir=out / where, step=f"{step} ({where})"
         )
         run_workflow(round_spec, workflow, out / where, progress)
-        record.add_round(
-            number, todo, [p for p in why if p.next_per_s is not None], where, round_spec.order_seed
-        )
         for b in read_blocks(out / where / "raw"):
             b.raw_artifact = f"{where}/{b.raw_artifact}"
             blocks.append(b)
-        rates += todo
-        summary = write_results(capacity_search.merged_spec(spec, rates), blocks, floor, run_id, out)
-    final = capacity_search.proposals(spec, summary, climb)
-    extra = {"capacity_search": record.to_dict(final)}
-    write_results(capacity_search.merged_spec(spec, rates), blocks, floor, run_id, out, extra)
+        measured[:] = so_far
+        return write_results(capacity_search.merged_spec(spec, so_far), blocks, floor, run_id, out)
+
+    record, _ = capacity_search.run_search(spec, sweep, measure)
+    extra = {"capacity_search": record.to_dict()}
+    write_results(capacity_search.merged_spec(spec, measured), blocks, floor, run_id, out, extra)
     build_report(out)
     if not quiet:
         print(f"orchbench: {record.line()}", file=sys.stderr)

@@ -25,7 +25,7 @@ lists every round with its rates and why each was proposed (`summary.json` `capa
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,6 +177,7 @@ class SearchRecord:
     search: StageSearch
     rounds: list[dict[str, Any]] = field(default_factory=list)
     stopped: str = ""
+    final: list[Proposal] = field(default_factory=list)  # every transport x arm's last word
 
     def add_round(
         self, number: int, rates: list[float], why: list[Proposal], workflow_dir: str, order_seed: int
@@ -191,12 +192,12 @@ class SearchRecord:
             }
         )
 
-    def to_dict(self, final: list[Proposal]) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "plan": self.search.model_dump(),
             "rounds": self.rounds,
             "stopped": self.stopped,
-            "final": [p.to_dict() for p in final],
+            "final": [p.to_dict() for p in self.final],
             "line": self.line(),
         }
 
@@ -247,3 +248,40 @@ def round_spec(spec: Spec, rates: list[float], number: int) -> Spec:
 def merged_spec(spec: Spec, rates: Iterable[float]) -> Spec:
     """The spec the final compare runs with: every rate measured, in increasing order."""
     return spec.with_overrides({"load.stages.rates": sorted(set(rates)), "load.stages.search": None})
+
+
+#: A search's refinement rounds run in the run directory's `search/round-K` (round 1, the sweep, in it).
+SEARCH_DIR = "search"
+
+
+def round_dir(number: int) -> str:
+    return f"{SEARCH_DIR}/round-{number}"
+
+
+#: Runs round `number` at `rates` (all rates measured so far, these included, in `measured`) and
+#: returns the summary.json of every stage measured so far.
+MeasureRound = Callable[[int, list[float], list[float]], dict[str, Any]]
+
+
+def run_search(
+    spec: Spec, sweep: dict[str, Any], measure: MeasureRound
+) -> tuple[SearchRecord, dict[str, Any]]:
+    """The search after the sweep (`sweep`: its summary.json): round after round of what
+    :func:`next_round` asks for, each run by `measure`, until it stops. Returns the record, with its
+    final proposals, and the last summary."""
+    rates = [float(s.rate_per_s or 0) for s in spec.stage_plan()]
+    climb = climb_step(rates)
+    record = SearchRecord(_search(spec))
+    record.add_round(1, sorted(rates), [], ".", spec.order_seed)
+    summary, number = sweep, 1
+    while True:
+        todo, why = next_round(spec, summary, record, len(rates), climb)
+        if not todo:
+            break
+        number += 1
+        rates += todo
+        summary = measure(number, todo, list(rates))
+        moving = [p for p in why if p.next_per_s is not None]
+        record.add_round(number, todo, moving, round_dir(number), spec.order_seed + number)
+    record.final = proposals(spec, summary, climb)
+    return record, summary
