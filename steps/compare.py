@@ -15,6 +15,7 @@ from orchbench.core.errors import ConfigError
 from orchbench.core.overheads_table import overheads_table
 from orchbench.core.provenance import collect
 from orchbench.core.spec import Spec
+from orchbench.core.stages_table import stages_table
 from orchbench.fsio import write_text
 from results_schema import load_summary, write_table
 from results_schema.samples import load_samples
@@ -104,7 +105,7 @@ def write_results(
     write_table(samples, out / "samples.parquet", "samples")
     write_table(overheads_table(summary, time.time_ns(), prov), out / "overheads.parquet", "overheads")
     if staged:
-        write_table(stage_analysis.stages_table(summary), out / "stages.parquet", "stages")
+        write_table(stages_table(summary), out / "stages.parquet", "stages")
     write_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
     if floor is not None:
         write_text(out / "floor.json", json.dumps(floor, indent=2, sort_keys=True))

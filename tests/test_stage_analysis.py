@@ -14,6 +14,7 @@ from orchbench.core import stage_analysis as sa
 from orchbench.core.analysis import Block
 from orchbench.core.overheads_table import overheads_table
 from orchbench.core.spec import parse_spec
+from orchbench.core.stages_table import stages_table
 from results_schema.schema import STAGES_SCHEMA
 from results_schema.summary import ToolSummary
 
@@ -208,7 +209,7 @@ def test_stages_table_rows_follow_the_contract():
     spec = _spec(rates=[20])
     res = sa.stage_result(spec, spec.stage_plan()[0], _stage_blocks(20), "rest")
     summary = {"schema_version": 3, "experiment": "x", "run_id": "r", "rest": {"stages": [res]}}
-    table = sa.stages_table(summary)
+    table = stages_table(summary)
     assert table.schema == STAGES_SCHEMA and table.num_rows == 2
     row = table.to_pylist()[0]
     assert (row["transport"], row["stage"], row["stage_kind"], row["stage_value"], row["arm"]) == (

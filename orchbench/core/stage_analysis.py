@@ -35,7 +35,7 @@ from orchbench.core.errors import ConfigError
 from orchbench.core.generators import check_merged, merge_samples
 from orchbench.core.spec import Spec
 from orchbench.core.stages import Stage, judge_stage
-from results_schema.schema import SAMPLES_SCHEMA, STAGES_SCHEMA
+from results_schema.schema import SAMPLES_SCHEMA
 
 SHARED_MODEL_BASIS = (
     "the model server is shared by every arm: the baseline's CPU is the model's, per 1000 requests of "
@@ -392,29 +392,3 @@ def summarise_stages(
     summary["stage_plan"] = [s.to_dict() for s in plan]
     summary["generators"] = spec.load.generators
     return summary
-
-
-def stages_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The `stages` table's rows from a summary.json (results_schema.schema.STAGES_SCHEMA)."""
-    rows = []
-    for transport in ("rest", "grpc"):
-        for r in (summary.get(transport) or {}).get("stages") or []:
-            for arm, row in r["arms"].items():
-                rows.append(
-                    {
-                        "schema_version": summary["schema_version"],
-                        "experiment": summary["experiment"],
-                        "run_id": summary["run_id"],
-                        "transport": transport,
-                        "stage": r["stage"],
-                        "stage_kind": r["stage_kind"],
-                        "stage_value": r["stage_value"],
-                        **row,
-                        "arm": arm,
-                    }
-                )
-    return rows
-
-
-def stages_table(summary: dict[str, Any]) -> pa.Table:
-    return pa.Table.from_pylist(stages_rows(summary), schema=STAGES_SCHEMA)
