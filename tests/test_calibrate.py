@@ -123,11 +123,12 @@ def test_aa_run_ci_covers_zero(tmp_path):
 def test_known_answer_injected_delay_is_recovered(tmp_path):
     """The real thing, short: 2 ms injected into the reference orchestrator (REST through the HTTP
     forwarder, gRPC through the HTTP/2 forwarder) comes back as the p50 overhead difference within
-    0.3 ms: a delay that is missing (0) or applied twice (4) fails, and so would a measurement off by
-    a few tenths. With the arms alternating request by request, 3 blocks of 3 s recover it within a
-    few hundredths here; block by block they moved by several tenths (benchmarks/README.md). Two
-    blocks of 4 s (the fewest blocks calibration takes) measure nearly as long as 3 of 3 s (8 s
-    against 9 s), with two k6 start-ups and warm-ups fewer per run and transport."""
+    0.6 ms, and the interval, widened threefold, covers it: a delay that is missing (0), applied twice (4)
+    or off by a third fails. Two blocks of 4 s (the fewest blocks calibration takes) per run: on a quiet
+    machine they recover it within a few hundredths (benchmarks/README.md), but this is a test of the
+    chain, not of its precision (that is `orchbench calibrate`'s, measured in benchmarks/README.md): in CI
+    one run recovered 2.37 ms with a standard error of 0.16 ms (interval [0.31, 4.43] on 1 df), which the
+    earlier bound of 0.3 ms failed. 0.6 ms is ~4 such standard errors."""
     spec = tiny_spec(tmp_path, blocks=2, duration_s=4)
     proc = orchbench(
         "calibrate",
@@ -145,9 +146,11 @@ def test_known_answer_injected_delay_is_recovered(tmp_path):
     assert {r["transport"] for r in rows} == {"rest", "grpc"}
     for row in rows:
         assert row["injected_ms"] == 2.0
-        assert abs(row["recovered_ms"] - 2.0) <= 0.3, row
+        assert abs(row["recovered_ms"] - 2.0) <= 0.6, row
         lo, hi = row["ci95"]
         assert lo < hi, row
+        half = (hi - lo) / 2
+        assert lo - 2 * half <= 2.0 <= hi + 2 * half, row
     saved = json.loads((tmp_path / "cal" / "calibration.json").read_text())
     assert [{k: r[k] for k in rows[0]} for r in saved] == rows
     assert all(r["metric"] == "p50" for r in saved)

@@ -43,6 +43,16 @@ PARENT = textwrap.dedent(
 )
 
 
+def _more_samples(sampler: ProcessSampler, n: int = 3, timeout_s: float = 30.0) -> None:
+    """Wait until the sampler has taken `n` more readings. A fixed sleep was not enough in CI: on a busy
+    machine the sampling thread did not run within 0.2 s, and the child's last reading was mid-burn."""
+    target = sampler.samples_taken + n
+    deadline = time.monotonic() + timeout_s
+    while sampler.samples_taken < target:
+        assert time.monotonic() < deadline, f"the sampler took no {n} readings in {timeout_s} s"
+        time.sleep(0.01)
+
+
 def _spawn(*args: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-c", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -95,7 +105,7 @@ def test_cpu_and_peak_rss_of_a_busy_process():
     try:
         sampler = ProcessSampler([proc.pid], interval_s=0.05).start()
         _say(proc, expect="done")  # allocate, burn, done
-        time.sleep(0.2)  # a few samples with the blob still resident
+        _more_samples(sampler)  # a few samples with the blob still resident
         usage = sampler.stop()
     finally:
         _finish(proc)
@@ -124,7 +134,7 @@ def test_children_are_counted_also_after_they_exit():
         _say(parent)  # the parent starts the busy child, which says "ready" on the shared stdout
         assert parent.stdout is not None and parent.stdout.readline().strip() == "ready"
         _say(parent, expect="done")  # the child reads this line (shared stdin), burns, says done
-        time.sleep(0.2)
+        _more_samples(sampler)  # readings of the child after its burn, before it exits
         _say(parent)  # the child exits, then the parent
         parent.wait(timeout=10)
         usage = sampler.stop()

@@ -35,12 +35,20 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+#: the signal that stopped this command, once one has arrived (see `_interrupt`)
+_SIGNALLED: list[str] = []
+
+
 def _interrupt(signum: int, _frame: object) -> None:
     """SIGINT/SIGTERM/SIGHUP outside the local runner (which handles both itself): stop with one line and
-    exit 130. Typer would turn a KeyboardInterrupt into a silent exit, so raise our own error."""
+    exit 130. Typer would turn a KeyboardInterrupt into a silent exit, so raise our own error. The signal
+    is also remembered: raised inside a library's callback (pydantic's serialiser, seen in CI) the error
+    comes out wrapped in the library's own exception, which `main` then still reports as the interrupt."""
     from pipelines.local_runner import Interrupted
 
-    raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+    name = signal.Signals(signum).name
+    _SIGNALLED.append(name)
+    raise Interrupted(f"interrupted by {name}")
 
 
 def _finite_non_negative(value: float | None) -> float | None:
@@ -359,7 +367,12 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(sig, _interrupt)
     try:
         # not standalone: usage errors come here as exceptions and leave as one line
-        code = app(args=argv, prog_name="orchbench", standalone_mode=False)
+        try:
+            code = app(args=argv, prog_name="orchbench", standalone_mode=False)
+        except Exception as exc:
+            if _SIGNALLED and getattr(exc, "exit_code", None) != 130:
+                _fail(f"interrupted by {_SIGNALLED[0]}", 130)
+            raise
     except ClickException as exc:
         _usage_error(exc)
     except typer.Abort:

@@ -155,6 +155,12 @@ class ProcessSampler:
         while not self._stop.wait(self.interval_s):
             self._sample()
 
+    @property
+    def samples_taken(self) -> int:
+        """Readings so far (the start's included): lets a caller wait for one after an event."""
+        with self._lock:
+            return self._samples
+
     # -- the window ---------------------------------------------------------------------------------
 
     def start(self) -> ProcessSampler:
