@@ -50,7 +50,15 @@ def deploy(
             record.details["verify"] = verify
             record.save(path)
         else:
-            record = local.deploy(manifest, arm, path, hop=hop, port=s.arm_ports()[arm], verify=verify)
+            record = local.deploy(
+                manifest,
+                arm,
+                path,
+                hop=hop,
+                port=s.arm_ports()[arm],
+                verify=verify,
+                inject_delay_ms=definition.inject_delay_ms,
+            )
         log(f"deployed {record.name} ({transport}, {arm}: {hop})")
         return json.dumps(asdict(record), sort_keys=True)
     aa_copy = s.platform == "local" and s.local.aa_mode and a == "with"

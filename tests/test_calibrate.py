@@ -120,16 +120,17 @@ def test_aa_run_ci_covers_zero(tmp_path):
 
 
 @pytest.mark.slow
-def test_known_answer_injected_delay_is_recovered(tmp_path):
+@pytest.mark.parametrize("design", ["interleaved", pytest.param("runs", marks=pytest.mark.full)])
+def test_known_answer_injected_delay_is_recovered(tmp_path, design):
     """The real thing, short: 2 ms injected into the reference orchestrator (REST through the HTTP
-    forwarder, gRPC through the HTTP/2 forwarder) comes back as the p50 overhead difference within
-    0.6 ms, and the interval, widened threefold, covers it: a delay that is missing (0), applied twice (4)
-    or off by a third fails. Two blocks of 4 s (the fewest blocks calibration takes) per run: on a quiet
-    machine they recover it within a few hundredths (benchmarks/README.md), but this is a test of the
-    chain, not of its precision (that is `orchbench calibrate`'s, measured in benchmarks/README.md): in CI
-    one run recovered 2.37 ms with a standard error of 0.16 ms (interval [0.31, 4.43] on 1 df), which the
-    earlier bound of 0.3 ms failed. 0.6 ms is ~4 such standard errors."""
-    spec = tiny_spec(tmp_path, blocks=2, duration_s=4)
+    forwarder, gRPC through the HTTP/2 forwarder) comes back within 0.6 ms, and the interval, widened
+    threefold, covers it: a delay that is missing (0), applied twice (4) or off by a third fails.
+    interleaved (make test): one run, the baseline, the reference arm (2 ms) and an arm at 2 + 2 ms;
+    runs (the full suite): a run at 2 ms and one at 0. Three blocks of 4 s. This is a test of the
+    chain, not of its precision (that is `orchbench calibrate`'s, measured in benchmarks/README.md):
+    in CI a run of the earlier design recovered 2.37 ms with a standard error of 0.16 ms (interval
+    [0.31, 4.43] on 1 df), which the earlier bound of 0.3 ms failed; 0.6 ms is ~4 such standard errors."""
+    spec = tiny_spec(tmp_path, blocks=3, duration_s=4)
     proc = orchbench(
         "calibrate",
         "--delays",
@@ -139,6 +140,8 @@ def test_known_answer_injected_delay_is_recovered(tmp_path):
         "--out",
         str(tmp_path / "cal"),
         "--json",
+        "--design",
+        design,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -155,3 +158,15 @@ def test_known_answer_injected_delay_is_recovered(tmp_path):
     assert [{k: r[k] for k in rows[0]} for r in saved] == rows
     assert all(r["metric"] == "p50" for r in saved)
     assert all({"se_ms", "df", "covers", "passed"} <= set(r) for r in saved)
+    assert {r["design"] for r in saved} == {design}
+    if design == "interleaved":  # one run: the baseline, the reference (2 ms) and 2 + 2 ms, interleaved
+        run = tmp_path / "cal" / "interleaved"
+        assert [r["arm"] for r in saved] == ["plus-2000us", "plus-2000us"]
+        for transport in ("rest", "grpc"):
+            delays = {
+                json.loads((run / "state" / "deploy" / f"{transport}-{arm}.json").read_text())["details"][
+                    "inject_delay_ms"
+                ]
+                for arm in ("ref", "plus-2000us")
+            }
+            assert delays == {2.0, 4.0}

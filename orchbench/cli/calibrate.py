@@ -1,10 +1,20 @@
 """Known-answer calibration: inject a delay into the reference orchestrator and recover it.
 
-For each injected delay d (and d = 0), run the local benchmark; the recovered delay is
-overhead(d) - overhead(0) per transport. The two runs are independent, so the standard error of the
-difference is se = sqrt(se_d^2 + se_0^2), each run's se and degrees of freedom taken from its
-summary.json (the t-interval over blocks: se = sd / sqrt(n), n - 1 df; never a width / 1.96), and
-the 95 % interval is est ± t(0.975, df) · se with Welch-Satterthwaite's df.
+Two designs (`--design`):
+
+- **interleaved** (the default): ONE run whose arms are the baseline, a reference orchestrator that
+  injects REFERENCE_MS, and one orchestrator per delay d injecting REFERENCE_MS + d (plus the spec's
+  A/A arm), all interleaved request by request in the same blocks. The recovered delay is the mean
+  over blocks of the per-block difference p50(arm d) - p50(reference), with a t-interval over blocks
+  (n - 1 df). Drift between blocks and runs cancels, and so does what the delay path costs beyond its
+  nominal delay, since the reference takes the same path (a loop timer, then a busy-wait:
+  serving.runtime.after_delay) instead of none.
+- **runs** (the earlier design): for each injected delay d (and d = 0), run the local benchmark; the
+  recovered delay is overhead(d) - overhead(0) per transport. The two runs are independent, so the
+  standard error of the difference is se = sqrt(se_d^2 + se_0^2), each run's se and degrees of freedom
+  taken from its summary.json (the t-interval over blocks: se = sd / sqrt(n), n - 1 df; never a width /
+  1.96), and the 95 % interval is est ± t(0.975, df) · se with Welch-Satterthwaite's df. Measured here
+  (benchmarks/README.md) REST came back ~0.15 ms high at every delay: delay 0 takes no timer.
 
 A delay is recovered (`passed`) only when BOTH hold: the interval covers the injected delay, and
 the error |recovered - injected| is within 0.05 ms. A run of one block has no interval over blocks,
@@ -22,12 +32,17 @@ from typing import Any
 from orchbench.cli.run_cmd import run_local
 from orchbench.core.errors import ConfigError
 from orchbench.core.paths import SPECS
-from orchbench.core.spec import load_spec
-from orchbench.core.stats import t_quantile
+from orchbench.core.spec import Spec, load_spec
+from orchbench.core.stats import t_interval, t_quantile
 from orchbench.fsio import write_text
 
 CALIBRATE_SPEC = SPECS / "calibrate.yaml"
 MAX_ERROR_MS = 0.05
+DESIGNS = ("interleaved", "runs")
+#: the interleaved design's reference arm and its own delay (above serving.runtime.SPIN_S, so the
+#: reference and every delayed arm wait the same way: a loop timer for the bulk, then a busy-wait)
+REFERENCE_ARM = "ref"
+REFERENCE_MS = 2.0
 
 
 def parse_delays(text: str) -> list[float]:
@@ -84,17 +99,84 @@ def recovered(
     }
 
 
+def delay_arm(delay: float) -> str:
+    """The interleaved design's arm for an injected delay: `plus-500us` for 0.5 ms."""
+    return f"plus-{round(delay * 1000)}us"
+
+
+def interleaved_arms(spec: Spec, delays: list[float]) -> list[dict[str, Any]]:
+    """The arms of the interleaved design's one run: the spec's baseline, the reference, an
+    orchestrator per delay, then the spec's A/A arms (if any)."""
+    names = [delay_arm(d) for d in delays]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--delays must differ by at least 1 µs each, got {', '.join(map(str, delays))}")
+    arms = spec.arm_list()
+    baseline = [a.model_dump(mode="json") for a in arms if a.baseline]
+    copies = [a.model_dump(mode="json") for a in arms if a.aa]
+    delayed = [
+        {"name": REFERENCE_ARM, "hop": "orchestrator", "inject_delay_ms": REFERENCE_MS},
+        *(
+            {"name": name, "hop": "orchestrator", "inject_delay_ms": round(REFERENCE_MS + d, 6)}
+            for name, d in zip(names, delays, strict=True)
+        ),
+    ]
+    for arm in delayed:
+        arm.pop("port", None)
+    return baseline + delayed + copies
+
+
+def recovered_paired(
+    run: dict[str, Any], transport: str, delay: float, metric: str = "p50"
+) -> dict[str, Any]:
+    """Pure: the interleaved design's recovered delay from one run's summary.json: the per-block
+    differences of the delay's arm and the reference arm (each against the same baseline blocks, so
+    their difference is the two arms' own), their mean and t-interval over blocks, and the verdict."""
+    by_arm = (run.get(transport) or {}).get("by_arm") or {}
+    arm = delay_arm(delay)
+    if arm not in by_arm or REFERENCE_ARM not in by_arm:
+        raise ConfigError(f"{transport}: the run has no arms {arm!r} and {REFERENCE_ARM!r} to compare")
+    a = by_arm[arm]["block_diffs_ms"][metric]
+    b = by_arm[REFERENCE_ARM]["block_diffs_ms"][metric]
+    if len(a) != len(b) or len(a) < 2:
+        raise ConfigError(
+            f"{transport}: {len(a)} and {len(b)} blocks; calibration needs >= 2 blocks, the same in both arms"
+        )
+    est = t_interval([x - y for x, y in zip(a, b, strict=True)])
+    lo, hi = est.ci95
+    error = est.estimate - delay
+    covers = lo <= delay <= hi
+    close = abs(error) <= MAX_ERROR_MS
+    return {
+        "design": "interleaved",
+        "arm": arm,
+        "reference_ms": REFERENCE_MS,
+        "transport": transport,
+        "injected_ms": delay,
+        "recovered_ms": round(est.estimate, 4),
+        "ci95": [round(lo, 4), round(hi, 4)],
+        "se_ms": round(est.se, 5),
+        "df": est.df,
+        "error_ms": round(error, 4),
+        "metric": metric,
+        "covers": bool(covers),
+        f"within_{MAX_ERROR_MS:g}_ms": bool(close),
+        "passed": bool(covers and close),
+    }
+
+
 def aa_row(
-    run: dict[str, Any], transport: str, run_delay: float, metric: str = "p50"
+    run: dict[str, Any], transport: str, run_delay: float | None, metric: str = "p50"
 ) -> dict[str, Any] | None:
     """Pure: the A/A arm's overhead in one run (two copies of the model, so the truth is 0): its
-    estimate and 95 % CI straight from the run's summary.json; `passed` when the CI covers 0."""
+    estimate and 95 % CI straight from the run's summary.json; `passed` when the CI covers 0.
+    `run_delay`: the run's injected delay (design runs), None for the interleaved design's one run."""
     arm = run.get("aa_arm")
     res = ((run.get(transport) or {}).get("by_arm") or {}).get(arm) if arm else None
     if res is None:
         return None
     e = res["overhead_ms"][metric]
-    se, df = _se_df(e, f"{transport} A/A arm {arm} (run with {run_delay:g} ms injected)")
+    which = "the run" if run_delay is None else f"run with {run_delay:g} ms injected"
+    se, df = _se_df(e, f"{transport} A/A arm {arm} ({which})")
     lo, hi = e["ci95"]
     covers = lo <= 0.0 <= hi
     return {
@@ -136,7 +218,7 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
         out.append(f"{'transport':<10}{'run':>9}{'overhead':>11}{'95% CI ms':>20}{'':>9}  covers 0")
         for r in aa_rows:
             ci = f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
-            run = f"{r['run_delay_ms']:g} ms"
+            run = "one run" if r["run_delay_ms"] is None else f"{r['run_delay_ms']:g} ms"
             out.append(
                 f"{r['transport']:<10}{run:>9}{r['recovered_ms']:>+11.3f}{ci:>20}{'':>9}  "
                 f"{'yes' if r['covers'] else 'NO'}"
@@ -144,14 +226,50 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def calibrate(delays: list[float], spec: Path | None, out: Path, quiet: bool = False) -> list[dict[str, Any]]:
-    """Every run with the live progress display on stderr (step `calibrate: <delay>`), unless quiet."""
+def calibrate(
+    delays: list[float],
+    spec: Path | None,
+    out: Path,
+    quiet: bool = False,
+    design: str = "interleaved",
+) -> list[dict[str, Any]]:
+    """Every run with the live progress display on stderr (step `calibrate: ...`), unless quiet."""
+    if design not in DESIGNS:
+        raise ConfigError(f"--design must be one of {', '.join(DESIGNS)}, got {design!r}")
     spec = spec or CALIBRATE_SPEC
-    blocks = load_spec(spec).blocks
-    if blocks < 2:
+    loaded = load_spec(spec)
+    if loaded.blocks < 2:
         raise ConfigError(
-            f"{spec}: blocks {blocks}; calibration needs >= 2 blocks per run (its interval is over blocks)"
+            f"{spec}: blocks {loaded.blocks}; calibration needs >= 2 blocks per run "
+            "(its interval is over blocks)"
         )
+    if design == "interleaved":
+        rows = _interleaved(delays, loaded, spec, out, quiet)
+    else:
+        rows = _separate_runs(delays, spec, out, quiet)
+    write_text(out / "calibration.json", json.dumps(rows, indent=2))
+    return rows
+
+
+def _interleaved(
+    delays: list[float], loaded: Spec, spec: Path, out: Path, quiet: bool
+) -> list[dict[str, Any]]:
+    overrides = {"arms": interleaved_arms(loaded, delays), "local.inject_delay_ms": 0.0}
+    run_dir = run_local(
+        spec,
+        out / "interleaved",
+        overrides,
+        quiet=quiet,
+        step=f"calibrate: {', '.join(f'{d:g}' for d in delays)} ms, interleaved",
+        show_summary=False,
+    )
+    run = json.loads((run_dir / "summary.json").read_text())
+    transports = [t for t in ("rest", "grpc") if t in run]
+    rows = [recovered_paired(run, t, d) for d in delays for t in transports]
+    return rows + [r for t in transports if (r := aa_row(run, t, None)) is not None]
+
+
+def _separate_runs(delays: list[float], spec: Path, out: Path, quiet: bool) -> list[dict[str, Any]]:
     runs: dict[float, dict[str, Any]] = {}
     for delay in [0.0, *delays]:
         run_dir = run_local(
@@ -164,8 +282,6 @@ def calibrate(delays: list[float], spec: Path | None, out: Path, quiet: bool = F
         )
         runs[delay] = json.loads((run_dir / "summary.json").read_text())
     transports = [t for t in ("rest", "grpc") if t in runs[0.0]]
-    rows = [recovered(runs[d], runs[0.0], t, d) for d in delays for t in transports]
+    rows = [recovered(runs[d], runs[0.0], t, d) | {"design": "runs"} for d in delays for t in transports]
     # the A/A arm (aa: true in the spec), in every run: the noise between two copies of the model
-    rows += [r for d in [0.0, *delays] for t in transports if (r := aa_row(runs[d], t, d)) is not None]
-    write_text(out / "calibration.json", json.dumps(rows, indent=2))
-    return rows
+    return rows + [r for d in [0.0, *delays] for t in transports if (r := aa_row(runs[d], t, d)) is not None]

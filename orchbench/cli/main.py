@@ -157,6 +157,12 @@ def calibrate(
         Path | None, typer.Option(help="Folder for the runs (default: runs/calibrate-<time>).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the table as a JSON list.")] = False,
+    design: Annotated[
+        str,
+        typer.Option(
+            help="interleaved: one run, an arm per delay against a reference delay; runs: a run per delay."
+        ),
+    ] = "interleaved",
 ) -> None:
     """Known-answer calibration: inject delays into the reference orchestrator and recover them."""
     import json
@@ -167,7 +173,7 @@ def calibrate(
 
     values = parse_delays(delays)
     folder = out or Path("runs") / f"calibrate-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-    rows = run_calibration(values, spec, folder)
+    rows = run_calibration(values, spec, folder, design=design)
     if json_out:
         typer.echo(
             json.dumps(

@@ -403,6 +403,13 @@ class Arm(_Strict):
         "between two copies of one thing, and the other arms are flagged when they do not stand clear "
         "of it (orchbench.core.aa)",
     )
+    inject_delay_ms: float | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="local, an orchestrator arm: the delay its orchestrator adds (unset: "
+        "local.inject_delay_ms); `orchbench calibrate` gives each injected delay an arm of its own",
+    )
     # platform endpoints: where the arm answers (nothing is deployed)
     url: str | None = Field(
         None,
@@ -423,6 +430,8 @@ class Arm(_Strict):
     def _aa_is_a_copy(self) -> Arm:
         if self.aa and (self.baseline or self.hop not in (None, "model")):
             raise ValueError(f"arm {self.name}: aa: true is a copy of the baseline's model (hop: model)")
+        if self.inject_delay_ms is not None and self.local_hop() != "orchestrator":
+            raise ValueError(f"arm {self.name}: inject_delay_ms is for an arm of hop orchestrator")
         return self
 
     @model_serializer(mode="wrap")
@@ -434,6 +443,8 @@ class Arm(_Strict):
         for key in ("url", "grpc", "tls", "headers"):  # platform endpoints' keys, likewise
             if not data.get(key):
                 data.pop(key, None)
+        if data.get("inject_delay_ms") is None:  # unset (an explicit 0 stays: it overrides local's)
+            data.pop("inject_delay_ms", None)
         return data
 
     def local_hop(self) -> str:

@@ -126,8 +126,9 @@ class LocalPlatform:
             return [int(c) for c in plan["serving_cpus"]]
         return None
 
-    def _servers(self) -> Servers:
-        return Servers(self.python, self.host, self.run_dir, self.inject_delay_ms, self.impl)
+    def _servers(self, inject_delay_ms: float | None = None) -> Servers:
+        delay = self.inject_delay_ms if inject_delay_ms is None else inject_delay_ms
+        return Servers(self.python, self.host, self.run_dir, delay, self.impl)
 
     def deploy(
         self,
@@ -137,12 +138,15 @@ class LocalPlatform:
         hop: str | None = None,
         port: int | None = None,
         verify: list[dict[str, Any]] | None = None,
+        inject_delay_ms: float | None = None,
     ) -> DeploymentRecord:
         """Start one arm. `hop` (default: the seed's reading of "with" / "without"): `model` (the
         model server on `port`, default the "without" port), `orchestrator` (the reference
         orchestrator on `port`, default the "with" port, in front of the "without" arm's model, or
         its own with shared_model false) or `nginx` / `haproxy` (in front of the "without" port's
-        model). `verify`: the spec's extra checks of the arm's answers, kept in the record."""
+        model). `verify`: the spec's extra checks of the arm's answers, kept in the record.
+        `inject_delay_ms`: this orchestrator's own injected delay (default: the platform's)."""
+        delay = self.inject_delay_ms if inject_delay_ms is None else float(inject_delay_ms)
         if hop is None:
             if arm not in ("with", "without"):
                 raise ConfigError(f"arm {arm!r}: name its hop (model, orchestrator, nginx or haproxy)")
@@ -200,7 +204,7 @@ class LocalPlatform:
         ]
         procs: list[dict[str, Any]] = []
         with deferred_signals(), kill_on_error(procs):  # no server may outlive an unsaved record
-            servers = self._servers()
+            servers = self._servers(delay)
             if hop in PROXY_KINDS:
                 servers.spawn_proxy(procs, hop, arm, transport, public, model_port, cpus)
             else:
@@ -231,6 +235,7 @@ class LocalPlatform:
                 hop=hop,
                 internal_port=None if role == "without" else model_port,
                 verify=verify,
+                inject_delay_ms=delay,
             )
         return record
 
@@ -269,8 +274,10 @@ class LocalPlatform:
         hop: str | None = None,
         internal_port: int | bool | None = False,
         verify: list[dict[str, Any]] | None = None,
+        inject_delay_ms: float | None = None,
     ) -> DeploymentRecord:
         hop = hop or legacy_hop(arm)
+        delay = self.inject_delay_ms if inject_delay_ms is None else inject_delay_ms
         if internal_port is False:
             internal_port = (
                 None
@@ -296,7 +303,7 @@ class LocalPlatform:
                 "processes": procs,
                 "serving_cpus": cpus,
                 "cpu_pinning": bool(cpus),
-                "inject_delay_ms": self.inject_delay_ms if hop == "orchestrator" else 0.0,
+                "inject_delay_ms": delay if hop == "orchestrator" else 0.0,
                 "model_threads": self.model_threads,
                 "impl": self.impl,
                 "model_server": self.model_server,

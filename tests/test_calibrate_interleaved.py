@@ -1,0 +1,95 @@
+"""The interleaved calibration design (pure parts): its arms, and the recovered delay as the mean of
+per-block differences between a delay's arm and the reference arm, with a t-interval over blocks."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from orchbench.cli.calibrate import (
+    CALIBRATE_SPEC,
+    REFERENCE_MS,
+    delay_arm,
+    interleaved_arms,
+    recovered_paired,
+)
+from orchbench.core.errors import ConfigError
+from orchbench.core.spec import load_spec
+from orchbench.core.spec_sections import Arm
+
+
+def _run(ref: list[float], arms: dict[str, list[float]], transport: str = "rest") -> dict:
+    """A summary.json fragment: each arm's per-block p50 differences against the baseline."""
+    by_arm = {"ref": {"block_diffs_ms": {"p50": ref}}}
+    by_arm |= {name: {"block_diffs_ms": {"p50": diffs}} for name, diffs in arms.items()}
+    return {transport: {"by_arm": by_arm}}
+
+
+def test_recovered_is_the_mean_block_difference_with_a_t_interval():
+    # per block: 0.52, 0.48, 0.51 -> mean 0.503333, sd 0.020817, se 0.012019, t(0.975, 2) = 4.302653
+    run = _run([0.30, 0.40, 0.35], {"plus-500us": [0.82, 0.88, 0.86]})
+    row = recovered_paired(run, "rest", 0.5)
+    assert row["arm"] == "plus-500us" and row["reference_ms"] == REFERENCE_MS == 2.0
+    assert row["recovered_ms"] == 0.5033 and row["error_ms"] == 0.0033
+    assert row["se_ms"] == pytest.approx(0.01202, abs=1e-5) and row["df"] == 2
+    assert row["ci95"] == pytest.approx([0.4516, 0.5550], abs=1e-4)
+    assert row["covers"] and row["within_0.05_ms"] and row["passed"] and row["design"] == "interleaved"
+
+
+def test_drift_shared_by_the_arms_cancels():
+    # the same blocks drift by up to 3 ms in both arms: the recovered delay does not move
+    drift = [0.0, 3.0, -1.0]
+    run = _run([0.3 + d for d in drift], {"plus-2000us": [2.3 + d for d in drift]})
+    row = recovered_paired(run, "rest", 2.0)
+    assert row["recovered_ms"] == 2.0 and row["se_ms"] == 0.0 and row["passed"]
+
+
+def test_covered_but_off_by_more_than_005_is_not_recovered():
+    run = _run([0.3, 0.5, 0.2], {"plus-1000us": [1.4, 1.5, 1.3]})  # 1.1, 1.0, 1.1: 0.0667 off
+    row = recovered_paired(run, "rest", 1.0)
+    assert row["covers"] and not row["within_0.05_ms"] and not row["passed"]
+
+
+def test_one_block_or_a_missing_arm_is_a_clear_error():
+    with pytest.raises(ConfigError, match="needs >= 2 blocks"):
+        recovered_paired(_run([0.3], {"plus-500us": [0.8]}), "rest", 0.5)
+    with pytest.raises(ConfigError, match="no arms 'plus-1000us' and 'ref'"):
+        recovered_paired(_run([0.3, 0.3], {"plus-500us": [0.8, 0.8]}), "rest", 1.0)
+
+
+def test_the_arms_of_the_one_run():
+    spec = load_spec(CALIBRATE_SPEC)
+    arms = interleaved_arms(spec, [0.5, 1.0, 2.0])
+    assert [(a["name"], a.get("hop"), a.get("inject_delay_ms")) for a in arms] == [
+        ("without", None, None),
+        ("ref", "orchestrator", 2.0),
+        ("plus-500us", "orchestrator", 2.5),
+        ("plus-1000us", "orchestrator", 3.0),
+        ("plus-2000us", "orchestrator", 4.0),
+        ("aa", None, None),
+    ]
+    assert arms[0]["baseline"] is True and arms[-1]["aa"] is True
+    run_spec = spec.with_overrides({"arms": arms})
+    ports = run_spec.arm_ports()
+    assert len(set(ports.values())) == 6
+    assert [a.inject_delay_ms for a in run_spec.arm_list()] == [None, 2.0, 2.5, 3.0, 4.0, None]
+
+
+def test_delay_arm_names_and_collisions():
+    assert [delay_arm(d) for d in (0.5, 1, 2, 0.001)] == [
+        "plus-500us",
+        "plus-1000us",
+        "plus-2000us",
+        "plus-1us",
+    ]
+    with pytest.raises(ConfigError, match="differ by at least 1 µs"):
+        interleaved_arms(load_spec(CALIBRATE_SPEC), [1.0, 1.0002])
+
+
+def test_inject_delay_is_for_orchestrator_arms_only():
+    assert Arm(name="x", hop="orchestrator", inject_delay_ms=1.0).model_dump()["inject_delay_ms"] == 1.0
+    assert "inject_delay_ms" not in Arm(name="x").model_dump()  # unset: left out of specs and workflows
+    assert Arm(name="x", inject_delay_ms=0).model_dump()["inject_delay_ms"] == 0  # 0 overrides local's
+    for bad in ({"hop": "nginx"}, {"baseline": True}, {"hop": "model"}):
+        with pytest.raises(ValidationError, match="inject_delay_ms is for an arm of hop orchestrator"):
+            Arm(name="x", inject_delay_ms=1.0, **bad)
