@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from orchbench.cli.calibrate import (
     CALIBRATE_SPEC,
     REFERENCE_MS,
+    aa_arms,
     delay_arm,
     interleaved_arms,
     recovered_paired,
@@ -66,13 +67,19 @@ def test_the_arms_of_the_one_run():
         ("plus-500us", "orchestrator", 2.5),
         ("plus-1000us", "orchestrator", 3.0),
         ("plus-2000us", "orchestrator", 4.0),
-        ("aa", None, None),
     ]
-    assert arms[0]["baseline"] is True and arms[-1]["aa"] is True
+    assert arms[0]["baseline"] is True
     run_spec = spec.with_overrides({"arms": arms})
     ports = run_spec.arm_ports()
-    assert len(set(ports.values())) == 6
-    assert [a.inject_delay_ms for a in run_spec.arm_list()] == [None, 2.0, 2.5, 3.0, 4.0, None]
+    assert len(set(ports.values())) == 5
+    assert [a.inject_delay_ms for a in run_spec.arm_list()] == [None, 2.0, 2.5, 3.0, 4.0]
+    # the A/A copy gets a run of its own with the baseline (equally busy model servers)
+    copies = aa_arms(spec)
+    assert copies is not None and [(a["name"], a.get("baseline"), a.get("aa")) for a in copies] == [
+        ("without", True, None),
+        ("aa", False, True),
+    ]
+    assert aa_arms(spec.with_overrides({"arms": [copies[0], {"name": "with"}]})) is None
 
 
 def test_delay_arm_names_and_collisions():
