@@ -2,84 +2,32 @@
 CronWorkflow out. The local runner executes the very dict this builds.
 
 DAG: taint -> floor -> per transport: deploy + wait (+ verify) each arm, the baseline first -> load-test
-blocks -> teardown -> compare -> report [-> gate, cron only]. A block is one load test whose k6
+blocks -> teardown -> compare -> report [-> gate, cron only]; with `floor: false` no floor task (taint
+leads straight to the first deploy, compare gets no floor artifact). A block is one load test whose k6
 rotates all arms request by request (interleave `request`; its `endpoints` parameter is the JSON list
 of the wait tasks' `endpoint` outputs), or one load test per arm in a recorded random order
 (interleave `block`).
-The exit handler tears everything down and untaints whatever happened.
+The exit handler tears everything down and untaints whatever happened. The templates the tasks run
+are pipelines.templates'.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
-from hera.workflows import (
-    DAG,
-    Artifact,
-    CronWorkflow,
-    NoneArchiveStrategy,
-    Parameter,
-    RawArtifact,
-    S3Artifact,
-    Script,
-    Task,
-    Workflow,
-    WorkflowTemplate,
-)
+from hera.workflows import DAG, CronWorkflow, Parameter, Script, Task, Workflow, WorkflowTemplate
 
-from orchbench.core.errors import ConfigError
 from orchbench.core.spec import Spec
-from steps.common import ARTIFACT_ROOT, payload_artifact
-from steps.compare import compare
-from steps.deploy import deploy
-from steps.floor import floor
-from steps.loadtest import loadtest, loadtest_arms
-from steps.loadtest_stage import loadtest_stage, loadtest_stage_arm
-from steps.report import gate, report
-from steps.taint import taint
-from steps.teardown import cleanup, teardown
-from steps.wait import wait
+from pipelines.templates import KINDS, Kind, templates
+from steps.common import ARTIFACT_ROOT
 
-Kind = Literal["workflow", "template", "cron"]
-KINDS: tuple[Kind, ...] = ("workflow", "template", "cron")
 STATE_DIR = f"{ARTIFACT_ROOT}/state"
 SPEC = "{{workflow.parameters.spec}}"
 STATE = "{{workflow.parameters.state-dir}}"
 #: The workflow's own id: the taints a run holds on a cluster carry it, and its exit handler releases
 #: only those (k8s_nodes.py), so two experiments on one cluster never untaint each other.
 OWNER = "{{workflow.uid}}"
-
-
-#: Payload bytes the compiled workflow may carry, all transports together. The payloads travel inline
-#: (base64 raw artifacts), and a Workflow is one Kubernetes object stored in etcd, whose default
-#: request limit is 1.5 MiB (etcd --max-request-bytes); this leaves room for the rest of the object.
-MAX_EMBEDDED_PAYLOAD_BYTES = 512 * 1024
-
-
-def _payload_artifacts(spec: Spec) -> list[RawArtifact]:
-    """Each transport's payload, read from the user's file now, carried inline as base64 so no step
-    reads the submitting machine's files (base64: raw artifact data is text, gRPC payloads binary)."""
-    out, total = [], 0
-    for transport in spec.transports:
-        path = spec.resolve(spec.payloads[transport])
-        data = path.read_bytes()
-        total += len(data)
-        if total > MAX_EMBEDDED_PAYLOAD_BYTES:
-            raise ConfigError(
-                f"payloads.{transport}: {path} makes {total:,} payload bytes, more than the "
-                f"{MAX_EMBEDDED_PAYLOAD_BYTES:,} a workflow can carry inline (the Workflow object is "
-                "stored in etcd, whose default request limit is 1.5 MiB)"
-            )
-        out.append(
-            RawArtifact(
-                name=f"payload-{transport}",
-                path=str(payload_artifact(transport, root=ARTIFACT_ROOT)),
-                data=base64.b64encode(data).decode("ascii"),
-            )
-        )
-    return out
 
 
 _COMPACT: dict[str, Any] = {"sort_keys": True, "separators": (",", ":")}
@@ -96,32 +44,6 @@ def _owned(spec: Spec) -> dict[str, str]:
     KServe's and Seldon v2's), so a run never replaces or deletes another run's (`orchbench.io/owner`);
     other platforms need none."""
     return {"owner": OWNER} if spec.platform == "kubernetes" else {}
-
-
-def _art(direction: str, name: str) -> str:
-    return f"{ARTIFACT_ROOT}/{direction}/{name}"
-
-
-def _placement(spec: Spec, role: str) -> dict[str, Any]:
-    """Tolerations and node selection for pods on a cluster (load tester on its own tainted node)."""
-    if spec.platform != "kubernetes":
-        return {}
-    from orchbench.core.platform.kubernetes import loadtester_placement, steps_placement
-
-    return dict(loadtester_placement(spec) if role == "loadtester" else steps_placement(spec))
-
-
-def _script(spec: Spec, fn: Any, name: str, role: str = "control", **kw: Any) -> Script:
-    return Script(
-        name=name,
-        source=fn,
-        constructor="runner",
-        image=spec.argo.image,
-        image_pull_policy=spec.argo.image_pull_policy,
-        command=["python"],
-        **_placement(spec, role),
-        **kw,
-    )
 
 
 class LoadTask(NamedTuple):
@@ -179,81 +101,6 @@ def _load_tasks(spec: Spec) -> list[LoadTask]:
                         out.append(LoadTask(f"load-{t}-{slug}-b{b}-{arm}", t, b, [arm], st.id, 0, wave))
                         wave += 1
     return out
-
-
-def _templates(spec: Spec, kind: Kind) -> dict[str, Script]:
-    loads = _load_tasks(spec)
-    payloads = _payload_artifacts(spec)
-    templates = {
-        "taint": _script(spec, taint, "taint"),
-        "floor": _script(
-            spec,
-            floor,
-            "floor",
-            role="loadtester",
-            inputs=[p for p in payloads if p.name == "payload-rest"],
-            outputs=[Artifact(name="floor", path=_art("out", "floor"))],
-        ),
-        "deploy": _script(spec, deploy, "deploy"),
-        "wait": _script(spec, wait, "wait"),
-        "loadtest": _script(
-            spec,
-            *_loadtest_step(spec),
-            role="loadtester",
-            inputs=list(payloads),
-            outputs=[Artifact(name="raw", path=_art("out", "raw"))],
-        ),
-        "teardown": _script(spec, teardown, "teardown"),
-        "compare": _script(
-            spec,
-            compare,
-            "compare",
-            inputs=[Artifact(name="floor", path=_art("in", "floor"), optional=True)]
-            + [Artifact(name=f"raw-{x.name}", path=_art("in", f"raw/{x.name}")) for x in loads],
-            outputs=[_results_artifact(kind)],
-        ),
-        "report": _script(
-            spec,
-            report,
-            "report",
-            inputs=[Artifact(name="results", path=_art("in", "results"))],
-            outputs=[Artifact(name="report", path=_art("out", "report"))],
-        ),
-        "cleanup": _script(spec, cleanup, "cleanup"),
-    }
-    if kind == "cron":
-        templates["gate"] = _script(
-            spec,
-            gate,
-            "gate",
-            inputs=[
-                S3Artifact(
-                    name="dataset", path=_art("in", "dataset"), key="{{workflow.parameters.dataset-key}}"
-                )
-            ],
-        )
-    return templates
-
-
-def _loadtest_step(spec: Spec) -> tuple[Any, str]:
-    """The load-test step and its template's name."""
-    request = spec.interleave() == "request"
-    if spec.stage_plan():
-        return (loadtest_stage, "loadtest-stage") if request else (loadtest_stage_arm, "loadtest-stage-arm")
-    return (loadtest_arms, "loadtest-arms") if request else (loadtest, "loadtest")
-
-
-def _results_artifact(kind: Kind) -> Artifact:
-    if kind != "cron":
-        return Artifact(name="results", path=_art("out", "results"))
-    # Nightly runs land under a date partition of the artifact repository: the trend dataset.
-    return S3Artifact(
-        name="results",
-        path=_art("out", "results"),
-        key="{{workflow.parameters.dataset-key}}/date={{workflow.creationTimestamp.Y}}-"
-        "{{workflow.creationTimestamp.m}}-{{workflow.creationTimestamp.d}}/{{workflow.name}}",
-        archive=NoneArchiveStrategy(),
-    )
 
 
 def _after(before: list[Task], task: Task) -> None:
@@ -347,9 +194,12 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
         tnt = Task(
             name="taint", template=t["taint"], arguments={"spec": SPEC, "state_dir": STATE, "owner": OWNER}
         )
-        flr = Task(name="floor", template=t["floor"], arguments={"spec": SPEC, "state_dir": STATE})
-        tnt >> flr
-        previous: list[Task] = [flr]
+        flr = None
+        previous: list[Task] = [tnt]
+        if spec.floor:  # `floor: false`: no floor task, taint leads to the first deploy
+            flr = Task(name="floor", template=t["floor"], arguments={"spec": SPEC, "state_dir": STATE})
+            tnt >> flr
+            previous = [flr]
         loads_by_transport: dict[str, list[Task]] = {}
         for transport in spec.transports:
             loads: list[Task] = []
@@ -362,7 +212,7 @@ def _dag(spec: Spec, t: dict[str, Script], kind: Kind) -> None:
             Parameter(name="spec", value=SPEC),
             Parameter(name="results_dir", value="{{workflow.parameters.results-dir}}"),
             Parameter(name="run_id", value="{{workflow.name}}"),
-            flr.get_artifact("floor").with_name("floor"),
+            *([flr.get_artifact("floor").with_name("floor")] if flr is not None else []),
             *[task.get_artifact("raw").with_name(f"raw-{task.name}") for task in all_loads],
         ]
         cmp = Task(name="compare", template=t["compare"], arguments=cmp_args)
@@ -443,8 +293,7 @@ def build(spec: Spec, kind: Kind = "workflow") -> Workflow:
             **base,
         )
     with wf:
-        templates = _templates(spec, kind)
-        _dag(spec, templates, kind)
+        _dag(spec, templates(spec, kind, [lt.name for lt in _load_tasks(spec)]), kind)
     return wf
 
 

@@ -53,6 +53,19 @@ def read_blocks(raw_root: Path) -> list[Block]:
     return blocks
 
 
+#: summary.json `floor_note` (and so the report and the terminal) when the spec has `floor: false`.
+#: (One line of 80 columns: the terminal prints it too.)
+FLOOR_OFF_NOTE = "Measurement floor not measured: switched off in the spec (floor: false)."
+
+
+def floor_record(s: Spec, floor: dict | None) -> dict:
+    """What summary.json says of the floor besides its figures (`floor`): `floor_measured`, and with
+    `floor: false` in the spec, `floor_note` saying so."""
+    if floor is not None:
+        return {"floor_measured": True}
+    return {"floor_measured": False, **({} if s.floor else {"floor_note": FLOOR_OFF_NOTE})}
+
+
 def _floor_p50_ns(floor: dict | None) -> int | None:
     try:
         return round(float(floor["k6"]["rest"]["p50_ms"]) * 1e6) if floor else None
@@ -69,6 +82,8 @@ def compare(spec: str, results_dir: str = "", run_id: str = "") -> None:
     floor = json.loads(floor_file.read_text()) if floor_file.exists() else None
     out = out_dir("results")
     summary = write_results(s, blocks, floor, run_id, out)
+    if summary.get("floor_note"):
+        log(summary["floor_note"])
     for transport in s.transports:
         res = summary[transport]
         for st in res.get("stages") or []:
@@ -97,6 +112,7 @@ def write_results(
         summary = stage_analysis.summarise_stages(s, blocks, floor, run_id, collect())
     else:
         summary = summarise(s, blocks, floor, run_id, collect())
+    summary.update(floor_record(s, floor))
     summary.update(extra or {})
     prov = summary["provenance"]
     merged = stage_analysis.merge_generators(blocks) if staged else None

@@ -118,6 +118,7 @@ class Run:
             },
             "blocks": self.blocks,
             "local": {"ports": self.ports, "ready_timeout_s": 60},
+            "floor": False,  # no fault here is about the floor step (tests/test_floor.py is)
             **self.extra,
         }
         self.spec_path.write_text(yaml.safe_dump(spec))

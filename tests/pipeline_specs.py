@@ -16,8 +16,11 @@ def tiny_spec(
     duration_s: float = 2,
     interleave: str = "auto",
     warmup_s: float = 1,
+    floor: bool = False,
     **local,
 ) -> Path:
+    """A local spec of `blocks` short blocks on free ports. `floor`: whether the run measures the floor
+    first (off unless a test is about it: the floor step adds 8-17 s to every run here)."""
     ports: set[int] = set()
     while len(ports) < 3:
         ports.add(free_port())
@@ -34,6 +37,7 @@ def tiny_spec(
             "interleave": interleave,
         },
         "blocks": blocks,
+        "floor": floor,
         "thresholds": {"rest_ms": 50.0, "grpc_ms": 50.0},
         "local": {
             "ports": {"with": p_with, "without": p_without, "model_behind_orchestrator": p_model},

@@ -14,7 +14,7 @@ from PIL import Image
 
 from orchbench.cli.run_cmd import compiled
 from orchbench.core.spec import load_spec
-from pipelines.benchmark import MAX_EMBEDDED_PAYLOAD_BYTES
+from pipelines.templates import MAX_EMBEDDED_PAYLOAD_BYTES
 from tests.helpers import ROOT, orchbench
 
 

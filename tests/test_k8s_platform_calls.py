@@ -175,7 +175,7 @@ def test_config_and_placement_from_the_seed_spec() -> None:
     assert cfg.namespace == "seldon" and cfg.ready_timeout_s == 900
     assert cfg.loadtester_nodes.labels == {ROLE_LABEL: "loadtester"} and not cfg.loadtester_nodes.names
     assert cfg.model_nodes.labels == {ROLE_LABEL: "model"}
-    # `Script(..., **loadtester_placement(spec))`, as pipelines/benchmark.py writes it.
+    # `Script(..., **loadtester_placement(spec))`, as pipelines/templates.py writes it.
     built = Container(name="load", image="img", **loadtester_placement(spec))._build_template()
     assert built.node_selector == {ROLE_LABEL: "loadtester"}
     assert built.tolerations is not None and built.tolerations[0].key == "loadtester"

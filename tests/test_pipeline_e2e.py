@@ -14,13 +14,14 @@ from orchbench.core.errors import ConfigError
 from orchbench.core.spec import load_spec
 from pipelines.local_runner import LocalRunner, StepFailed
 from results_schema import load_summary, read_table
+from steps.compare import FLOOR_OFF_NOTE
 from tests.helpers import ROOT, alive, orchbench
 from tests.pipeline_specs import tiny_spec
 
 
 @pytest.mark.slow
 def test_run_produces_raw_parquet_summary_report(tmp_path):
-    spec_path = tiny_spec(tmp_path)
+    spec_path = tiny_spec(tmp_path, floor=True)  # the one full run of `make test` that measures the floor
     out = tmp_path / "out"
     proc = orchbench("run", "--spec", str(spec_path), "--out", str(out), timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -34,6 +35,8 @@ def test_run_produces_raw_parquet_summary_report(tmp_path):
         assert summary[transport]["n"]["with"] > 50 and summary[transport]["n"]["without"] > 50
     assert summary["floor"]["k6"]["rest"]["p50_ms"] > 0
     assert summary["model_latency_ms"]["p50_ms"] > 0
+    assert summary["floor_measured"] is True and "floor_note" not in summary
+    assert "measurement floor (k6 against a no-op rest server)" in proc.stdout
     # every compiled load task left its raw tool JSON in the run directory
     wf = yaml.safe_load((out / "workflow.yaml").read_text())
     dag = next(t for t in wf["spec"]["templates"] if t["name"] == "benchmark")["dag"]["tasks"]
@@ -129,6 +132,11 @@ def test_compiled_workflow_of_a_users_spec_runs_from_another_folder(tmp_path, mo
     assert runner.status == "Succeeded"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rest"]["n"]["with"] > 0 and summary["rest"]["n"]["without"] > 0
+    # tiny_spec switches the floor off: no floor task ran, and summary and report say it was switched off
+    assert "floor" not in runner.tasks and not (out / "tasks" / "floor").exists()
+    assert summary["floor"] is None and summary["floor_measured"] is False
+    assert summary["floor_note"] == FLOOR_OFF_NOTE
+    assert "not measured: switched off in the spec (floor: false)" in (out / "report.html").read_text()
     metas = [json.loads(p.read_text()) for p in (out / "tasks").rglob("meta.json")]
     assert metas and {m["payload"] for m in metas} == {"req.json"}
     assert {m["payload_sha256"] for m in metas} == {hashlib.sha256(body).hexdigest()}
@@ -147,7 +155,7 @@ def test_proxies_spec_tiny_all_four_arms_interleaved(tmp_path):
     HAProxy, all measured, each verified by its header, their measured windows overlapping in every
     block, one overheads row per transport x compared arm x metric."""
     data = yaml.safe_load((ROOT / "specs" / "proxies.yaml").read_text())
-    data.update(blocks=2, load={**data["load"], "duration_s": 1, "warmup_s": 0})
+    data.update(blocks=2, load={**data["load"], "duration_s": 1, "warmup_s": 0}, floor=False)
     data["manifest"] = str(ROOT / "manifests" / "tf_flowers.yaml")
     data["payloads"] = {
         t: str(ROOT / "payloads" / f"flowers.{e}") for t, e in (("rest", "json"), ("grpc", "bin"))
@@ -178,4 +186,7 @@ def test_proxies_spec_tiny_all_four_arms_interleaved(tmp_path):
     assert over["n_blocks"].eq(2).all() and over["se_ms"].notna().all()
     hows = " ".join(str(h) for h in runs["arm_evidence"])
     assert "x-orchbench-hop=nginx" in hows and "x-orchbench-hop=haproxy" in hows
+    # `floor: false`: the terminal says the floor was switched off rather than saying nothing
+    assert "not measured: switched off in the spec (floor: false)" in proc.stdout
+    assert "measurement floor (k6" not in proc.stdout
     assert not (out / "state" / "cpu_plan.json").exists(), "untaint did not run"

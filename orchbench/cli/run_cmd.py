@@ -379,6 +379,8 @@ def print_summary(out: Path) -> None:
         p50 = (floor.get(transport) or {}).get("p50_ms")
         if transport in summary and p50 is not None:
             console.print(f"measurement floor (k6 against a no-op {transport} server): p50 {p50:.3f} ms")
+    if summary.get("floor_note"):  # `floor: false`: the floor was switched off, not lost
+        console.print(summary["floor_note"])
     model = summary.get("model_latency_ms") or {}
     if model.get("p50_ms") is not None:
         console.print(f"model alone (in-process inference): p50 {model['p50_ms']:.3f} ms")

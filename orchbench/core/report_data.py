@@ -131,7 +131,12 @@ def load_run(run_dir: str | Path) -> RunData:
     if isinstance(floor, dict) and floor:
         data.floor = floor
     else:
-        data.notes["floor"] = "No measurement floor was recorded for this run (floor.json is missing)."
+        note = data.summary.get("floor_note")  # the spec's `floor: false`, in summary.json's words
+        data.notes["floor"] = (
+            note
+            if isinstance(note, str) and note
+            else "No measurement floor was recorded for this run (floor.json is missing)."
+        )
     spec_path = run_dir / "spec.yaml"
     if spec_path.is_file():
         data.spec_yaml = spec_path.read_text()

@@ -88,6 +88,12 @@ class Spec(_Strict):
         "blocks nested inside (orchbench.core.replicates)",
     )
     thresholds: Thresholds = Thresholds()
+    floor: bool = Field(
+        True,
+        description="run the measurement-floor step (the load tester against a no-op server, and the "
+        "model alone) before the arms are deployed; false: the run has no floor step, and its summary "
+        "and report say the floor was switched off",
+    )
     arms: list[Arm] | None = Field(
         None,
         description="the arms, exactly one with baseline: true; unset: the seed's 'without' (baseline) "
@@ -116,7 +122,8 @@ class Spec(_Strict):
 
     @model_serializer(mode="wrap")
     def _omit_default_arms(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """No `arms:` stays no `arms:`: specs (and compiled workflows) of before read as they did."""
+        """No `arms:` stays no `arms:` (nor `floor:` left true, ...): specs (and compiled workflows) of
+        before read as they did."""
         data = dict(handler(self))
         if data.get("arms") is None:
             data.pop("arms", None)
@@ -130,6 +137,8 @@ class Spec(_Strict):
             data.pop("slo", None)
         if data.get("replicates") == 1:
             data.pop("replicates", None)
+        if data.get("floor") is True:
+            data.pop("floor", None)
         return data
 
     def replicate_of(self, block: int) -> int:
