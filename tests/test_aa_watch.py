@@ -174,6 +174,7 @@ def test_precision_plan_from_pilot_summary():
     assert rec["workflows"] == 2 and "afresh" in rec["deployments"] and "max_blocks" in rec["line"]
     ext = precision_run.extension_spec(spec, 7)
     assert ext.blocks == 7 and ext.load.precision_ms is None and ext.order_seed == spec.order_seed + 1
+    assert spec.floor and not ext.floor  # the pilot's floor is the run's
     assert block_seconds(spec) == 1 + 2 * 2 + 1
 
 

@@ -164,6 +164,7 @@ def test_round_and_merged_specs():
     assert [s.rate_per_s for s in r2.stage_plan()] == [22.0, 27.0]
     assert r2.load.stages.search is None and r2.order_seed == spec.order_seed + 2
     assert "search" not in r2.to_json_dict()["load"]["stages"]
+    assert spec.floor and not r2.floor  # the sweep's floor is the run's
     merged = cs.merged_spec(spec, [35.0, 5.0, 22.0, 5.0])
     assert [s.id for s in merged.stage_plan()] == ["rate-5", "rate-22", "rate-35"]
 

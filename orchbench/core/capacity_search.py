@@ -235,12 +235,14 @@ def next_round(
 
 def round_spec(spec: Spec, rates: list[float], number: int) -> Spec:
     """A refinement round's spec: the sweep's spec with only `rates` as its stages, its own arm orders
-    (order_seed + round number; round 1 is the sweep, with order_seed), no search of its own."""
+    (order_seed + round number; round 1 is the sweep, with order_seed), no search of its own, and no
+    floor step (the sweep's floor.json is the run's: a round's would be measured and thrown away)."""
     return spec.with_overrides(
         {
             "load.stages.rates": rates,
             "load.stages.search": None,
             "order_seed": spec.order_seed + number,
+            "floor": False,
         }
     )
 

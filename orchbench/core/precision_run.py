@@ -55,9 +55,11 @@ def plan_for(spec: Spec, summary: dict[str, Any]) -> Plan:
 
 def extension_spec(spec: Spec, more_blocks: int) -> Spec:
     """The second workflow's spec: `more_blocks` blocks, arm orders from a seed of their own, no
-    precision target (it is a fixed continuation, sized once)."""
+    precision target (it is a fixed continuation, sized once), and no floor step (the pilot's
+    floor.json is the run's: a second one would be measured and thrown away)."""
     return spec.with_overrides(
         {
+            "floor": False,
             "blocks": more_blocks,
             "order_seed": spec.order_seed + EXTENSION_SEED_OFFSET,
             "load.precision_ms": None,
