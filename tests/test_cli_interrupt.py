@@ -11,6 +11,8 @@ import signal
 import pytest
 from pydantic import BaseModel, model_serializer
 
+from orchbench.cli import interrupts
+
 # the module, not the package's `main` function of the same name
 cli = importlib.import_module("orchbench.cli.main")
 
@@ -29,7 +31,7 @@ def test_signal_inside_a_library_callback_exits_130(monkeypatch, capsys):
         return _SignalledWhileSerialising().model_dump()
 
     monkeypatch.setattr(cli, "app", fake_app)
-    monkeypatch.setattr(cli, "_SIGNALLED", [])
+    monkeypatch.setattr(interrupts, "SIGNALLED", [])
     old = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(SystemExit) as stop:
@@ -46,7 +48,7 @@ def test_an_error_without_a_signal_is_not_called_an_interrupt(monkeypatch):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(cli, "app", fake_app)
-    monkeypatch.setattr(cli, "_SIGNALLED", [])
+    monkeypatch.setattr(interrupts, "SIGNALLED", [])
     old = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(RuntimeError, match="a bug"):

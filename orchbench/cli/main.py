@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import math
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,6 +15,7 @@ from typing import Annotated, Literal
 import typer
 from typer._click.exceptions import ClickException, UsageError  # typer vendors click
 
+from orchbench.cli import interrupts
 from orchbench.core.errors import USER_FACING
 
 Kind = Literal["workflow", "template", "cron"]
@@ -33,22 +33,6 @@ def _fail(message: str, code: int) -> None:
     one_line = " | ".join(line.strip() for line in message.splitlines() if line.strip()) or "unknown error"
     typer.echo(f"orchbench: error: {one_line}", err=True)
     sys.exit(code)
-
-
-#: the signal that stopped this command, once one has arrived (see `_interrupt`)
-_SIGNALLED: list[str] = []
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    """SIGINT/SIGTERM/SIGHUP outside the local runner (which handles both itself): stop with one line and
-    exit 130. Typer would turn a KeyboardInterrupt into a silent exit, so raise our own error. The signal
-    is also remembered: raised inside a library's callback (pydantic's serialiser, seen in CI) the error
-    comes out wrapped in the library's own exception, which `main` then still reports as the interrupt."""
-    from pipelines.local_runner import Interrupted
-
-    name = signal.Signals(signum).name
-    _SIGNALLED.append(name)
-    raise Interrupted(f"interrupted by {name}")
 
 
 def _finite_non_negative(value: float | None) -> float | None:
@@ -368,16 +352,15 @@ def _usage_error(exc: ClickException) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) is not signal.SIG_IGN:  # keep nohup's and `cmd &`'s choice
-            signal.signal(sig, _interrupt)
+    interrupts.install()
     try:
         # not standalone: usage errors come here as exceptions and leave as one line
         try:
             code = app(args=argv, prog_name="orchbench", standalone_mode=False)
         except Exception as exc:
-            if _SIGNALLED and getattr(exc, "exit_code", None) != 130:
-                _fail(f"interrupted by {_SIGNALLED[0]}", 130)
+            stopped_by = interrupts.signalled()
+            if stopped_by and getattr(exc, "exit_code", None) != 130:
+                _fail(f"interrupted by {stopped_by}", 130)
             raise
     except ClickException as exc:
         _usage_error(exc)
