@@ -7,6 +7,7 @@ which pytest collects like its own."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -64,6 +65,23 @@ def core(api: client.ApiClient) -> client.CoreV1Api:
 @pytest.fixture()
 def custom(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig naming the emulator at `server` (one cluster, a token user, its context current)."""
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "emu",
+                "clusters": [{"name": "emu", "cluster": {"server": server}}],
+                "users": [{"name": "emu", "user": {"token": "t"}}],
+                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
+            }
+        )
+    )
+    return path
 
 
 # --- the kinds' manifests and platforms -----------------------------------------------------------

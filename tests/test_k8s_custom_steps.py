@@ -41,6 +41,7 @@ from tests.k8s_helpers import (
     isvc_pod,
     make_pod,
     scheduling_failed,
+    write_kubeconfig,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,19 +60,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulate
         assert c.emulator is not None
         for res in EXTRA_RESOURCES:
             c.emulator.resources[res] = kmock.ResourceInfo(namespaced=True)
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "current-context": "emu",
-                    "clusters": [{"name": "emu", "cluster": {"server": c.host}}],
-                    "users": [{"name": "emu", "user": {"token": "t"}}],
-                    "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
-                }
-            )
-        )
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", c.host)
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         # The client reads $KUBECONFIG once, when kubernetes.config is imported: point it here too.
         monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))

@@ -9,7 +9,6 @@ and the garbage collector (deleting pods after their deployment). Every wait is 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -208,19 +207,7 @@ def test_platform_from_spec_with_a_kubeconfig(
     from orchbench.core.platform.kubernetes import platform_from_spec
     from orchbench.core.spec import load_spec
 
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "emu",
-                "clusters": [{"name": "emu", "cluster": {"server": cluster.host}}],
-                "users": [{"name": "emu", "user": {"token": "t"}}],
-                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
-            }
-        )
-    )
+    kubeconfig = k8s_helpers.write_kubeconfig(tmp_path / "kubeconfig", cluster.host)
     make_node(core, "lt", labels={ROLE_LABEL: "loadtester"})
     make_node(core, "m1", labels={ROLE_LABEL: "model"})
     p = platform_from_spec(load_spec(REPO / "specs" / "seed.yaml"), kubeconfig=kubeconfig)
