@@ -15,21 +15,29 @@ from orchbench.core.resources import ProcessSampler, ResourceUsage, measure
 BURN_S = 0.6
 ALLOC_MB = 64
 
-# Waits for a line, allocates and touches ALLOC_MB, burns BURN_S of its own CPU, says done, waits.
+# Waits for a line, allocates and touches ALLOC_MB, burns BURN_S of its own CPU, then says
+# "done <cpu in the burn> <cpu since birth>", both read from the kernel's per-process counters with
+# os.times(), the ones psutil reads from /proc: the sampler's figure is compared with what the process
+# itself saw, not with the burn's target. (process_time is a different clock: in CI a 0.6 s
+# process_time burn showed as 0.57 s in /proc, and a test against BURN_S failed.)
 BUSY = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     mb, burn = int(sys.argv[1]), float(sys.argv[2])
     print("ready", flush=True)
     sys.stdin.readline()
+    c0 = os.times()
     blob = b"\\x01" * (mb * 1024 * 1024)
     t0 = time.process_time()
     while time.process_time() - t0 < burn:
         pass
-    print("done", flush=True)
+    c1 = os.times()
+    own = c1.user + c1.system
+    print("done", round(own - (c0.user + c0.system), 3), round(own, 3), flush=True)
     sys.stdin.readline()
     """
 )
+TICK_S = 0.011  # /proc and times() count in clock ticks of 10 ms; two readings, each truncated
 
 # Starts BUSY as its own child (inheriting stdin/stdout) and waits for it: it burns nothing itself.
 PARENT = textwrap.dedent(
@@ -69,6 +77,15 @@ def _say(proc: subprocess.Popen[str], expect: str | None = None) -> None:
         assert proc.stdout.readline().strip() == expect
 
 
+def _done(proc: subprocess.Popen[str]) -> tuple[float, float]:
+    """Let BUSY burn; its own CPU readings (in the burn, since birth) from its "done" line."""
+    _say(proc)
+    assert proc.stdout is not None
+    word, in_burn, total = proc.stdout.readline().split()
+    assert word == "done"
+    return float(in_burn), float(total)
+
+
 def _finish(proc: subprocess.Popen[str]) -> None:
     try:
         if proc.poll() is None:
@@ -104,13 +121,14 @@ def test_cpu_and_peak_rss_of_a_busy_process():
     proc = _spawn(BUSY, str(ALLOC_MB), str(BURN_S))
     try:
         sampler = ProcessSampler([proc.pid], interval_s=0.05).start()
-        _say(proc, expect="done")  # allocate, burn, done
+        in_burn, _ = _done(proc)  # allocate, burn, done
         _more_samples(sampler)  # a few samples with the blob still resident
         usage = sampler.stop()
     finally:
         _finish(proc)
-    # the burn, plus the allocation's memset and a little bookkeeping
-    assert BURN_S - 0.02 <= usage.cpu_s <= BURN_S + 0.25
+    assert in_burn >= BURN_S / 2  # the process did burn (its two clocks may differ by a few %)
+    # what the process itself counted from the go line to done, plus waking up to read that line
+    assert in_burn - TICK_S <= usage.cpu_s <= in_burn + 0.05
     assert ALLOC_MB <= usage.peak_rss_mb <= ALLOC_MB + 100
     assert usage.pids == (proc.pid,)
     assert usage.samples >= 3
@@ -120,7 +138,7 @@ def test_cpu_and_peak_rss_of_a_busy_process():
 def test_cpu_before_the_window_is_not_counted():
     proc = _spawn(BUSY, "1", str(BURN_S))
     try:
-        _say(proc, expect="done")  # burns before the window
+        _done(proc)  # burns before the window
         usage = measure([proc.pid], seconds=0.3, interval_s=0.05)
     finally:
         _finish(proc)
@@ -133,7 +151,7 @@ def test_children_are_counted_also_after_they_exit():
         sampler = ProcessSampler([parent.pid], interval_s=0.05).start()
         _say(parent)  # the parent starts the busy child, which says "ready" on the shared stdout
         assert parent.stdout is not None and parent.stdout.readline().strip() == "ready"
-        _say(parent, expect="done")  # the child reads this line (shared stdin), burns, says done
+        in_burn, since_birth = _done(parent)  # the child reads the line (shared stdin), burns, says done
         _more_samples(sampler)  # readings of the child after its burn, before it exits
         _say(parent)  # the child exits, then the parent
         parent.wait(timeout=10)
@@ -142,8 +160,9 @@ def test_children_are_counted_also_after_they_exit():
         _finish(parent)
     assert len(usage.pids) == 2
     child_cpu = max(usage.per_process_cpu_s.values())
-    # born inside the window: all of its CPU counts (interpreter start-up included)
-    assert BURN_S - 0.02 <= child_cpu <= BURN_S + 0.35
+    assert in_burn >= BURN_S / 2
+    # born inside the window: all of its CPU counts, interpreter start-up included, as it counted it
+    assert since_birth - TICK_S <= child_cpu <= since_birth + TICK_S
     assert usage.cpu_s >= child_cpu
 
 
@@ -153,7 +172,7 @@ def test_without_children_only_the_roots_count():
         sampler = ProcessSampler([parent.pid], interval_s=0.05, children=False).start()
         _say(parent)
         assert parent.stdout is not None and parent.stdout.readline().strip() == "ready"
-        _say(parent, expect="done")
+        _done(parent)
         usage = sampler.stop()
     finally:
         _finish(parent)

@@ -100,7 +100,6 @@ class ProcessSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = 0.0
-        self._started_at = 0.0
         self.usage: ResourceUsage | None = None
 
     # -- the set of processes -----------------------------------------------------------------------
@@ -124,12 +123,15 @@ class ProcessSampler:
                 continue
             try:
                 cpu = _cpu(proc)
-                born = proc.create_time()
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 continue
             self._procs[proc.pid] = proc
-            # alive at the start: its CPU so far is before the window; born later: all of it is inside
-            self._base[proc.pid] = cpu if at_start or born < self._started_at else 0.0
+            # Alive at the start: its CPU so far is before the window. First seen later: every
+            # descendant alive at the start was seen then, so it was born inside the window and all
+            # of its CPU counts. (Not decided from create_time(): that is boot_time(), a whole
+            # second in /proc/stat, plus ticks, and here it put a child 0.6 s before the start it
+            # followed, so its start-up CPU was dropped.)
+            self._base[proc.pid] = cpu if at_start else 0.0
             self._last[proc.pid] = cpu
 
     def _sample(self, at_start: bool = False) -> None:
@@ -166,7 +168,6 @@ class ProcessSampler:
     def start(self) -> ProcessSampler:
         if self._thread is not None:
             raise RuntimeError("sampler already started")
-        self._started_at = time.time()
         self._t0 = time.monotonic()
         self._sample(at_start=True)
         self._thread = threading.Thread(target=self._run, name="orchbench-resources", daemon=True)
