@@ -162,7 +162,8 @@ def test_children_are_counted_also_after_they_exit():
     child_cpu = max(usage.per_process_cpu_s.values())
     assert in_burn >= BURN_S / 2
     # born inside the window: all of its CPU counts, interpreter start-up included, as it counted it
-    assert since_birth - TICK_S <= child_cpu <= since_birth + TICK_S
+    # (plus what it spent after its reading: printing "done", reading a line, exiting)
+    assert since_birth - TICK_S <= child_cpu <= since_birth + 0.03
     assert usage.cpu_s >= child_cpu
 
 
