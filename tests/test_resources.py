@@ -18,8 +18,8 @@ ALLOC_MB = 64
 # Waits for a line, allocates and touches ALLOC_MB, burns BURN_S of its own CPU, then says
 # "done <cpu in the burn> <cpu since birth>", both read from the kernel's per-process counters with
 # os.times(), the ones psutil reads from /proc: the sampler's figure is compared with what the process
-# itself saw, not with the burn's target. (process_time is a different clock: in CI a 0.6 s
-# process_time burn showed as 0.57 s in /proc, and a test against BURN_S failed.)
+# itself counted, not with the burn's target (the burn loop times itself with process_time, another
+# clock, and the child's interpreter start-up comes on top of it).
 BUSY = textwrap.dedent(
     """
     import os, sys, time
@@ -69,12 +69,10 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
     return proc
 
 
-def _say(proc: subprocess.Popen[str], expect: str | None = None) -> None:
-    assert proc.stdin is not None and proc.stdout is not None
+def _say(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
     proc.stdin.write("\n")
     proc.stdin.flush()
-    if expect is not None:
-        assert proc.stdout.readline().strip() == expect
 
 
 def _done(proc: subprocess.Popen[str]) -> tuple[float, float]:
