@@ -20,8 +20,10 @@ gRPC client in Python. Two things are done to the frames:
   metadata, or a Trailers-Only error) gets one more header field, `x-orchbench-orchestrator:
   executor`, encoded as an HPACK "literal header field without indexing" with a literal name, which
   leaves both HPACK dynamic tables untouched, so the rest of the connection decodes as before;
-- the injected delay: a HEADERS frame from the client that opens a stream (a new call) is held for
-  the configured delay before it (and everything after it) is forwarded.
+- the injected delay: the model's first HEADERS frame of a stream (a call's answer) is held for the
+  configured delay before it (and everything the model sends after it meanwhile) goes back to the
+  client. On the way back, not on the way in: the model's idle time before a call must not grow
+  with the delay (a model that has idled longer answers more slowly here; orchbench/cli/calibrate.py).
 
 A model that cannot be reached closes the client's connection: the client sees UNAVAILABLE, as it
 would behind any proxy. Frames are parsed only as far as the 9-byte frame header (RFC 9113 §4.1).
@@ -42,7 +44,6 @@ from serving.h2wire import (
     HEADERS,
     MIN_MAX_FRAME_SIZE,
     PADDED,
-    PREFACE,
     literal_header,
 )
 from serving.runtime import after_delay
@@ -101,14 +102,12 @@ class _Pair:
         self.loop = asyncio.get_running_loop()
         self.downstream: _Side | None = None
         self.upstream: _Side | None = None
-        self.to_up = bytearray()  # client bytes not yet forwarded (connecting, or held by a delay)
-        self.held = False
+        self.to_up = bytearray()  # client bytes not yet forwarded (upstream still connecting)
+        self.held = False  # an answer held for the injected delay
+        self.to_down = bytearray()  # model bytes held with it
         self.up_buf = bytearray()  # upstream bytes not yet a whole frame
-        self.c_buf = bytearray()  # client bytes being framed (only with an injected delay)
-        self.preface_left = len(PREFACE)
         self.answered: set[int] = set()  # streams whose first header block from the model went by
         self.ending: set[int] = set()  # streams whose header block now in progress ends them
-        self.last_call = 0  # the highest stream id the client opened (ids only grow, RFC 9113 §5.1.1)
         self.closed = False
 
     def client_connected(self, side: _Side) -> None:
@@ -140,52 +139,16 @@ class _Pair:
 
     # client → model ---------------------------------------------------------------------------------
     def from_client(self, data: bytes) -> None:
-        if self.fwd.delay_s <= 0:
-            up = self.upstream
-            if not self.to_up and up is not None and up.transport is not None:
-                up.transport.write(data)  # the hot path: no copy, no framing
-            else:
-                self.to_up += data
-                self._flush()
-            return
-        self.c_buf += data
-        self._frame_client()
-
-    def _frame_client(self) -> None:
-        """With an injected delay: forward frame by frame, holding each call's opening HEADERS."""
-        while not self.held:
-            if self.preface_left:
-                take = min(self.preface_left, len(self.c_buf))
-                self.to_up += self.c_buf[:take]
-                del self.c_buf[:take]
-                self.preface_left -= take
-                if self.preface_left:
-                    break
-                continue
-            if len(self.c_buf) < FRAME_HEADER:
-                break
-            size = FRAME_HEADER + int.from_bytes(self.c_buf[:3], "big")
-            if len(self.c_buf) < size:
-                break
-            sid = self._stream_id(self.c_buf)
-            if self.c_buf[3] == HEADERS and sid > self.last_call:  # a new call
-                self.last_call = sid
-                self._flush()
-                self.held = True
-                after_delay(self.loop, time.perf_counter() + self.fwd.delay_s, self._release)
-            self.to_up += self.c_buf[:size]
-            del self.c_buf[:size]
-        if not self.held:
+        up = self.upstream
+        if not self.to_up and up is not None and up.transport is not None:
+            up.transport.write(data)  # the hot path: no copy, no framing
+        else:
+            self.to_up += data
             self._flush()
-
-    def _release(self) -> None:
-        self.held = False
-        self._flush()
-        self._frame_client()
 
     def _flush(self) -> None:
         up = self.upstream
-        if self.held or not self.to_up or up is None or up.transport is None:
+        if not self.to_up or up is None or up.transport is None:
             return
         up.transport.write(bytes(self.to_up))
         self.to_up.clear()
@@ -196,7 +159,6 @@ class _Pair:
         return int(struct.unpack_from(">I", frame, 5)[0]) & 0x7FFFFFFF
 
     def from_upstream(self, data: bytes) -> None:
-        down = self.downstream
         self.up_buf += data
         out = bytearray()
         buf = self.up_buf
@@ -208,13 +170,32 @@ class _Pair:
             ftype = buf[pos + 3]
             if ftype in (HEADERS, CONTINUATION):
                 frame = bytes(buf[pos : pos + size])
+                sid = self._stream_id(frame)
+                if ftype == HEADERS and self.fwd.delay_s > 0 and not self.held and sid not in self.answered:
+                    self._send_down(out)  # a call's answer begins: held for the injected delay
+                    out = bytearray()
+                    self.held = True
+                    after_delay(self.loop, time.perf_counter() + self.fwd.delay_s, self._release)
                 out += self._mark(frame)
             else:
                 out += buf[pos : pos + size]
             pos += size
         del buf[:pos]
-        if out and down is not None and down.transport is not None:
-            down.transport.write(bytes(out))
+        if self.held:  # an answer is being held: everything after it waits too (order kept)
+            self.to_down += out
+        else:
+            self._send_down(out)
+
+    def _send_down(self, data: bytes | bytearray) -> None:
+        down = self.downstream
+        if data and down is not None and down.transport is not None:
+            down.transport.write(bytes(data))
+
+    def _release(self) -> None:
+        """The injected delay is over: the held answer, and what came after it, go to the client."""
+        self.held = False
+        self._send_down(self.to_down)
+        self.to_down.clear()
 
     def _mark(self, frame: bytes) -> bytes:
         """Add the marker to the last frame of each stream's first header block from the model."""

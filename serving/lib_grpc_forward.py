@@ -11,8 +11,9 @@ hand-written frame forwarder `serving.h2_forward`, with the same answers and the
   added to the initial metadata (to the trailers of an answer that has no initial metadata, as a
   Trailers-Only error has), the client's deadline passed on.
 
-Both hold every new call for the injected delay (`runtime.after_delay`) and answer UNAVAILABLE
-when the model cannot be reached. Unary and streaming calls pass through `H2LibForwarder`; the
+Both hold every call's answer from the model for the injected delay (`runtime.after_delay`) before
+it goes back (on the way back, as serving.h2_forward does) and answer UNAVAILABLE when the model
+cannot be reached. Unary and streaming calls pass through `H2LibForwarder`; the
 grpc.aio one forwards unary calls only (all the model serves).
 """
 
@@ -127,7 +128,8 @@ class _H2Pair:
         self.up_of: dict[int, int] = {}  # client stream id -> upstream stream id
         self.down_of: dict[int, int] = {}
         self.waiting: list[tuple[_Side, Any]] = []  # client events before the model is connected
-        self.held = False
+        self.held = False  # an answer held for the injected delay
+        self.from_model: list[tuple[_Side, Any]] = []  # the model's events held with it
         self.closed = False
 
     def client_connected(self, side: _Side) -> None:
@@ -160,15 +162,18 @@ class _H2Pair:
                 side.transport.close()
 
     def _replay(self) -> None:
-        while self.waiting and not self.held and self.up is not None:
+        while self.waiting and self.up is not None:
             _, ev = self.waiting.pop(0)
             self._from_client(ev)
         if self.up is not None:
             self.up.flush()
 
     def _release(self) -> None:
+        """The injected delay is over: the held answer, and what the model sent after it."""
         self.held = False
-        self._replay()
+        held, self.from_model = self.from_model, []
+        for side, ev in held:
+            self._from_model(side, ev)
         if self.down is not None:
             self.down.flush()
 
@@ -180,15 +185,17 @@ class _H2Pair:
                 side.drain_all()
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 self.close()
-            elif self.waiting or self.held or self.up is None:
+            elif self.waiting or self.up is None:
                 self.waiting.append((side, ev))
-            elif isinstance(ev, h2.events.RequestReceived) and self.fwd.delay_s > 0:
-                self.waiting.append((side, ev))
-                self.held = True
-                after_delay(self.loop, time.perf_counter() + self.fwd.delay_s, self._release)
             else:
                 self._from_client(ev)
                 self.up.flush()
+        elif self.held:  # an answer is being held: what the model sends after it waits too
+            self.from_model.append((side, ev))
+        elif isinstance(ev, h2.events.ResponseReceived) and self.fwd.delay_s > 0:
+            self.from_model.append((side, ev))
+            self.held = True
+            after_delay(self.loop, time.perf_counter() + self.fwd.delay_s, self._release)
         else:
             self._from_model(side, ev)
             if self.down is not None:
@@ -301,12 +308,15 @@ class GrpcAioForwarder:
             fn = self._methods[name] = self._channel.unary_unary(name)
         return fn
 
-    async def call(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def _hold(self) -> None:
+        """The injected delay, on the answer's way back."""
         if self.delay_s > 0:
             loop = asyncio.get_running_loop()
             released = loop.create_future()
             after_delay(loop, time.perf_counter() + self.delay_s, lambda: released.set_result(None))
             await released
+
+    async def call(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         metadata = tuple(
             (k, v)
             for k, v in (context.invocation_metadata() or ())
@@ -316,6 +326,7 @@ class GrpcAioForwarder:
         try:
             answer = await call
         except grpc.aio.AioRpcError as exc:
+            await self._hold()
             initial = tuple(exc.initial_metadata() or ())
             trailing = tuple(exc.trailing_metadata() or ())
             if initial:
@@ -323,6 +334,7 @@ class GrpcAioForwarder:
                 await context.abort(exc.code(), exc.details() or "", trailing_metadata=trailing)
             await context.abort(exc.code(), exc.details() or "", trailing_metadata=(*trailing, self.marker))
             raise  # context.abort raises
+        await self._hold()
         await context.send_initial_metadata((*tuple(await call.initial_metadata() or ()), self.marker))
         context.set_trailing_metadata(tuple(await call.trailing_metadata() or ()))
         return bytes(answer)

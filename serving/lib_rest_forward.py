@@ -10,8 +10,11 @@ hand-written HTTP/1.1 forwarder that measured no better (benchmarks/README.md, "
 Both forward one request at a time per client connection (HTTP/1.1 answers stay in order), rewrite
 the path with `rewrite` (None → 404), pass the upstream's status, Content-Type and body back
 unchanged, add the orchestrator's marker header to every answer (errors included), and hold each
-request for the injected delay (`runtime.after_delay`). Upstream unreachable → 503, silent past
-`timeout_s` → 504 (its connection is dropped), malformed head → 400, body over 64 MiB → 413.
+answer from the model for the injected delay (`runtime.after_delay`) before it goes back: held on the
+way back, not on the way in, so the model's idle time before a request does not grow with the
+delay (a model that has idled longer answers more slowly here; see orchbench/cli/calibrate.py).
+Upstream unreachable → 503, silent past `timeout_s` → 504 (its connection is dropped), malformed
+head → 400, body over 64 MiB → 413.
 """
 
 from __future__ import annotations
@@ -231,10 +234,7 @@ class _HtDownstream(asyncio.Protocol):
                 head += b"Content-Length: %d\r\n" % len(req.body)
             self.pending = head + b"\r\n" + req.body
             self.timer = self.loop.call_later(self.fwd.timeout_s, self._timeout)
-            if self.fwd.delay_s > 0:
-                after_delay(self.loop, time.perf_counter() + self.fwd.delay_s, self._send)
-            else:
-                self._send()
+            self._send()
 
     def _send(self) -> None:
         if self.transport is None or not self.in_flight:
@@ -280,8 +280,17 @@ class _HtDownstream(asyncio.Protocol):
             return  # an answer after we gave up (timeout): dropped
         if close and self.up is not None and self.up.transport is not None:
             self.up.transport.close()
-        self._answer(status, reason or _reason(status), ctype, body)
         self._cancel_timer()
+        if self.fwd.delay_s > 0:  # the injected delay: the model's answer held on its way back
+            deadline = time.perf_counter() + self.fwd.delay_s
+            after_delay(self.loop, deadline, lambda: self._deliver(status, reason, ctype, body))
+        else:
+            self._deliver(status, reason, ctype, body)
+
+    def _deliver(self, status: int, reason: bytes, ctype: bytes, body: bytes) -> None:
+        if self.transport is None:
+            return  # the client left while its answer was held
+        self._answer(status, reason or _reason(status), ctype, body)
         self.in_flight = False
         self._next()
 
@@ -368,11 +377,6 @@ class AiohttpForwarder:
         if request.content_length is not None and request.content_length > MAX_BODY:
             return self._error(413, f"request body of {request.content_length} bytes is over the limit")
         body = await request.content.read()  # not request.read(): its 1 MiB client_max_size
-        if self.delay_s > 0:
-            loop = asyncio.get_running_loop()
-            released = loop.create_future()
-            after_delay(loop, time.perf_counter() + self.delay_s, lambda: released.set_result(None))
-            await released
         if self._session is None:
             self._session = ClientSession(
                 connector=TCPConnector(limit=0, force_close=False),
@@ -393,6 +397,11 @@ class AiohttpForwarder:
             return self._error(504, f"upstream did not answer within {self.timeout_s:g} s")
         except (ClientError, OSError) as exc:
             return self._error(503, f"upstream {self.upstream} unavailable: {type(exc).__name__}: {exc}")
+        if self.delay_s > 0:  # the injected delay: the model's answer held on its way back
+            loop = asyncio.get_running_loop()
+            released = loop.create_future()
+            after_delay(loop, time.perf_counter() + self.delay_s, lambda: released.set_result(None))
+            await released
         return web.Response(
             status=status, reason=reason, body=answer, headers={"Content-Type": ctype, **self.marker}
         )

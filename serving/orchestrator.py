@@ -10,8 +10,8 @@ gRPC through `serving.h2_forward` (a hand-written HTTP/2 frame forwarder). Both 
 answer unchanged (status and body) and mark it:
 the REST header and the gRPC initial metadata `x-orchbench-orchestrator: executor`, which is how a
 run verifies that its "with" arm really has the orchestrator on the request path and its "without"
-arm has not. `--inject-delay-ms` holds every request for a known time before it is forwarded (the
-known-answer calibration), timed by `runtime.after_delay`.
+arm has not. `--inject-delay-ms` holds every answer from the model for a known time before it goes
+back to the client (the known-answer calibration), timed by `runtime.after_delay`.
 
 Implementations (`--rest-impl`, `--grpc-impl`; `benchmarks/protocol_bench.py` measures them side by
 side in one interleaved run; `benchmarks/README.md`, "Protocol code", has the figures and why the
@@ -73,7 +73,7 @@ def build_arg_parser(prog: str = "python -m serving.orchestrator") -> argparse.A
     ap.add_argument(
         "--upstream-grpc", type=runtime.host_port, default=None, help="host:port of the model's gRPC server"
     )
-    ap.add_argument("--inject-delay-ms", type=float, default=0.0, help="hold every request this long")
+    ap.add_argument("--inject-delay-ms", type=float, default=0.0, help="hold every answer this long")
     ap.add_argument(
         "--rest-impl",
         choices=REST_IMPLS,

@@ -20,6 +20,7 @@ from typing import Any
 from orchbench.core.arms import ARMS, Endpoint
 from orchbench.core.errors import ConfigError, LoadTestError
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
+from orchbench.core.loadtools.k6_options import baseline_rotation
 from orchbench.core.spec import Spec
 from orchbench.fsio import write_text
 from steps.common import load, log, out_dir, payload_file, step
@@ -216,12 +217,15 @@ def _interleaved(
     _s, payload, payload_bytes, profile, cpus = _setup(spec, state_dir, transport)
     out = out_dir("raw")
     order = [ep.arm for ep, _ in eps]
+    # with injected delays: the baseline's request before every other arm's (every arm after the same)
+    rotation = baseline_rotation(order, s.baseline) if s.delays_injected() else None
     by_arm = {ep.arm: (ep, target) for ep, target in eps}
     metas = {
         arm: {
             **_meta(s, by_arm[arm][0], by_arm[arm][1], block, payload, payload_bytes, profile, cpus),
             "interleave": "request",
             "pair_order": order,
+            **({"rotation": [order[i] for i in rotation]} if rotation else {}),
         }
         for arm in order
     }
@@ -230,7 +234,7 @@ def _interleaved(
         tool = K6Tool(max_error_rate=s.load.max_error_rate)
         if not tool.available():
             raise ConfigError("load.interleave 'request' needs k6, which is not installed here")
-        runs = tool.run_arms([ep for ep, _ in eps], payload, profile, out, cpus)
+        runs = tool.run_arms([ep for ep, _ in eps], payload, profile, out, cpus, rotation=rotation)
         for arm in order:
             metas[arm].update(_run_fields(runs[arm]), status="ok")
         log(f"{transport} block {block} {'/'.join(order)} (rotating): k6 done")

@@ -7,9 +7,11 @@ import pytest
 from pydantic import ValidationError
 
 from orchbench.cli.calibrate import (
+    AA_REPLICATES,
     CALIBRATE_SPEC,
     REFERENCE_MS,
     aa_arms,
+    aa_layout,
     delay_arm,
     interleaved_arms,
     recovered_paired,
@@ -80,6 +82,15 @@ def test_the_arms_of_the_one_run():
         ("aa", False, True),
     ]
     assert aa_arms(spec.with_overrides({"arms": [copies[0], {"name": "with"}]})) is None
+    # the delay run puts the baseline before every other arm; the A/A run (no delay) does not
+    assert run_spec.delays_injected() and not spec.with_overrides({"arms": copies}).delays_injected()
+    # ... and is deployed afresh AA_REPLICATES times, the blocks shared among the starts, >= 2 each
+    layout = aa_layout(spec.blocks)
+    assert layout == {"replicates": AA_REPLICATES, "blocks": AA_REPLICATES * max(2, spec.blocks // 4)}
+    assert (aa_layout(5), aa_layout(12)) == ({"replicates": 4, "blocks": 8}, {"replicates": 4, "blocks": 12})
+    aa_spec = spec.with_overrides({"arms": copies, "local.inject_delay_ms": 0.0} | layout)
+    assert aa_spec.replicates == 4
+    assert {aa_spec.replicate_of(b) for b in range(aa_spec.blocks)} == {0, 1, 2, 3}
 
 
 def test_delay_arm_names_and_collisions():

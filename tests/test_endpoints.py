@@ -148,6 +148,7 @@ def test_measure_model_server_with_nginx_in_front(
         )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["floor_measured"] is True  # measure's floor step, on by default
     res = summary[transport]["by_arm"]["nginx"]
     assert res["baseline"] == "baseline" and res["overhead_ms"]["p50"]["estimate"] is not None
     assert f"{HOP_HEADER}=nginx" in res["arms"]["nginx"]["verified"]
@@ -175,7 +176,8 @@ def test_endpoints_tls_and_an_env_token_that_no_file_holds(
     with _nginx(tmp_path, block):
         out = tmp_path / "out"
         proc = orchbench(
-            "measure", "--baseline", f"http://{server.rest}", "--arm", f"tls=https://localhost:{port}",
+            "measure", "--no-floor",
+            "--baseline", f"http://{server.rest}", "--arm", f"tls=https://localhost:{port}",
             "--header", "Authorization=env:ORCHBENCH_TEST_TOKEN", "--ca-file", str(crt),
             "--verify", "tls=x-tls-hop:yes", "--duration", "1", "--blocks", "1", "--out", str(out),
             timeout=400, env={**__import__("os").environ, **env},
@@ -183,6 +185,7 @@ def test_endpoints_tls_and_an_env_token_that_no_file_holds(
         assert proc.returncode == 0, proc.stderr[-3000:]
         summary = json.loads((out / "summary.json").read_text())
         res = summary["rest"]["by_arm"]["tls"]
+        assert summary["floor_measured"] is False and "switched off" in summary["floor_note"]  # --no-floor
         assert "x-tls-hop=yes" in res["arms"]["tls"]["verified"]
         assert "unverified" in res["arms"]["baseline"]["verified"]  # no check named for it
         files = [p for p in out.rglob("*") if p.is_file()]
@@ -193,7 +196,8 @@ def test_endpoints_tls_and_an_env_token_that_no_file_holds(
         assert secret.decode() not in proc.stdout + proc.stderr
         # certificate checks on: without the CA the arm fails in one line naming it, exit 1
         proc = orchbench(
-            "measure", "--baseline", f"http://{server.rest}", "--arm", f"tls=https://localhost:{port}",
+            "measure", "--no-floor",
+            "--baseline", f"http://{server.rest}", "--arm", f"tls=https://localhost:{port}",
             "--header", "Authorization=env:ORCHBENCH_TEST_TOKEN", "--duration", "1", "--blocks", "1",
             "--out", str(tmp_path / "out2"), timeout=400, env={**__import__("os").environ, **env},
         )  # fmt: skip
@@ -211,7 +215,7 @@ def test_unreachable_arm_and_protocol_mismatch_fail_in_one_line(server: ModelSer
       location /v1/ {{ proxy_pass http://model; }} location / {{ return 404; }} }}"""
     with _nginx(tmp_path, tf_only):
         proc = orchbench(
-            "measure", "--protocol", "v2", "--baseline", f"http://{server.rest}",
+            "measure", "--no-floor", "--protocol", "v2", "--baseline", f"http://{server.rest}",
             "--arm", f"tfonly=http://127.0.0.1:{port}", "--duration", "1", "--blocks", "1",
             "--out", str(tmp_path / "mismatch"), timeout=400,
         )  # fmt: skip
@@ -220,7 +224,8 @@ def test_unreachable_arm_and_protocol_mismatch_fail_in_one_line(server: ModelSer
     assert "arm 'tfonly'" in last and "404" in last, last
     dead = free_port()
     proc = orchbench(
-        "measure", "--baseline", f"http://{server.rest}", "--arm", f"dead=http://127.0.0.1:{dead}",
+        "measure", "--no-floor",
+        "--baseline", f"http://{server.rest}", "--arm", f"dead=http://127.0.0.1:{dead}",
         "--duration", "1", "--blocks", "1", "--out", str(tmp_path / "dead"), timeout=400,
     )  # fmt: skip
     assert proc.returncode == 1

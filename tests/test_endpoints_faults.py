@@ -78,7 +78,7 @@ def _env() -> dict[str, str]:
 
 def _measure_tls(server: ModelServer, port: int, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return orchbench(
-        "measure", "--transport", "grpc", "--baseline", server.grpc,
+        "measure", "--no-floor", "--transport", "grpc", "--baseline", server.grpc,
         "--arm", f"tls=grpcs://localhost:{port}", "--header", f"Authorization=env:{TOKEN_ENV}",
         *TINY, "--out", str(out), *extra, timeout=300, env=_env(),
     )  # fmt: skip
@@ -205,7 +205,8 @@ def test_k6_itself_checks_the_rest_certificate(rest_tls_front: tuple[Cert, int],
 def test_grpc_arm_unreachable(server: ModelServer, tmp_path: Path) -> None:
     dead = free_port()
     proc = orchbench(
-        "measure", "--transport", "grpc", "--baseline", server.grpc, "--arm", f"dead=127.0.0.1:{dead}",
+        "measure", "--no-floor",
+        "--transport", "grpc", "--baseline", server.grpc, "--arm", f"dead=127.0.0.1:{dead}",
         *TINY, "--out", str(tmp_path / "dead"), timeout=300,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-3000:]
@@ -217,7 +218,7 @@ def test_grpc_arm_unreachable(server: ModelServer, tmp_path: Path) -> None:
 def test_grpc_protocol_mismatch_a_v2_request_to_tf_serving(server: ModelServer, tmp_path: Path) -> None:
     with predict_only_server(b"") as tf_only:
         proc = orchbench(
-            "measure", "--transport", "grpc", "--protocol", "v2", "--baseline", server.grpc,
+            "measure", "--no-floor", "--transport", "grpc", "--protocol", "v2", "--baseline", server.grpc,
             "--arm", f"tfonly={tf_only}", *TINY, "--out", str(tmp_path / "mismatch"), timeout=300,
         )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-3000:]
@@ -235,7 +236,8 @@ def test_an_answer_that_fails_the_check_stops_the_run_before_the_load(
     if transport == "grpc":
         with predict_only_server(b"") as empty:
             proc = orchbench(
-                "measure", "--transport", "grpc", "--baseline", server.grpc, "--arm", f"empty={empty}",
+                "measure", "--no-floor",
+                "--transport", "grpc", "--baseline", server.grpc, "--arm", f"empty={empty}",
                 *TINY, "--out", str(out), timeout=300,
             )  # fmt: skip
         need = "outputs['scores']"
@@ -245,7 +247,8 @@ def test_an_answer_that_fails_the_check_stops_the_run_before_the_load(
           return 200 '{{"predictions": []}}'; }} }}"""
         with nginx_front(tmp_path / "front", server.rest, block):
             proc = orchbench(
-                "measure", "--baseline", f"http://{server.rest}", "--arm", f"empty=http://127.0.0.1:{port}",
+                "measure", "--no-floor",
+                "--baseline", f"http://{server.rest}", "--arm", f"empty=http://127.0.0.1:{port}",
                 *TINY, "--out", str(out), timeout=300,
             )  # fmt: skip
         need = "predictions[0].scores"
@@ -289,7 +292,7 @@ def test_an_arm_whose_server_stops_mid_run(server: ModelServer, tmp_path: Path, 
     b1 = f"load-{transport}-b1"
     with nginx_front(tmp_path / "front", upstream, block) as front, open(err_path, "wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "orchbench.cli", "measure", "--transport", transport,
+            [sys.executable, "-m", "orchbench.cli", "measure", "--no-floor", "--transport", transport,
              "--baseline", base, "--arm", arm, "--duration", "2", "--blocks", "3",
              "--out", str(out)],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,

@@ -54,7 +54,12 @@ def test_add_to_header_block_plain_and_padded() -> None:
 # real gRPC through the forwarder
 
 
+#: when the upstream received each call (time.perf_counter()), for the delay test
+ARRIVALS: list[float] = []
+
+
 async def _echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    ARRIVALS.append(time.perf_counter())
     if request == b"fail":
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad request body")
     await context.send_initial_metadata((("upstream-md", "yes"),))
@@ -176,3 +181,12 @@ async def test_injected_delay_holds_each_call(stack: dict[str, int]) -> None:
 
     assert await per_call(stack["slow"]) >= 0.02
     assert await per_call(stack["fast"]) < 0.02
+    # held on the way back: the call reaches the model at once, its answer waits the 20 ms
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack['slow']}") as ch:
+        predict = ch.unary_unary(METHOD)
+        await predict(b"warm", timeout=5)
+        ARRIVALS.clear()
+        t = time.perf_counter()
+        await predict(b"x", timeout=5)
+        done = time.perf_counter()
+    assert len(ARRIVALS) == 1 and ARRIVALS[0] - t < 0.015 and done - ARRIVALS[0] >= 0.02

@@ -246,6 +246,19 @@ async def test_injected_delay_is_applied_per_request(make) -> None:
 
     assert await one(slow) >= 0.02
     assert await one(fast) < 0.02
+    # held on the way back: the request reaches the model at once, its answer waits the 20 ms
+    arrived: list[float] = []
+    _, held = await make(lambda head, body: (arrived.append(loop.time()), _ok())[1], delay_s=0.02)
+    reader, writer = await asyncio.open_connection("127.0.0.1", held)
+    writer.write(_post("/v1/models/m:predict", b"{}"))
+    await _read_response(reader)  # connect + first request
+    arrived.clear()
+    t = loop.time()
+    writer.write(_post("/v1/models/m:predict", b"{}"))
+    await _read_response(reader)
+    done = loop.time()
+    writer.close()
+    assert len(arrived) == 1 and arrived[0] - t < 0.015 and done - arrived[0] >= 0.02
 
 
 async def test_chunked_request_body_is_forwarded_with_a_length(make) -> None:

@@ -19,7 +19,7 @@ from orchbench.core.floor import GrpcNoopServer, RestNoopServer, synthetic_paylo
 from orchbench.core.loadtools._process import run_bounded
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.core.loadtools.k6 import K6Tool
-from orchbench.core.loadtools.k6_options import build_options
+from orchbench.core.loadtools.k6_options import baseline_rotation, build_options
 from results_schema import k6 as k6_summary
 from results_schema.samples import load_samples
 
@@ -329,3 +329,35 @@ def test_k6_pair_fails_on_the_failing_arm_and_keeps_both(payloads: tuple[Path, P
                 assert set(runs) == {"with", "without"}
                 assert runs["with"].extra["counts"]["failed"] == 0
                 raise
+
+
+@pytest.mark.slow
+def test_k6_baseline_rotation_puts_the_baseline_before_every_arm(
+    payloads: tuple[Path, Path], out_dir: Path
+) -> None:
+    """With `rotation` (k6_options.baseline_rotation: injected delays), the one VU walks
+    baseline, a, baseline, b, ...: every other arm's request follows the baseline's."""
+    import dataclasses
+
+    import pandas as pd
+
+    servers = [RestNoopServer(record=True) for _ in range(3)]
+    with servers[0], servers[1], servers[2]:
+        pair = [
+            dataclasses.replace(srv.endpoint(), arm=arm)
+            for srv, arm in zip(servers, ("a", "base", "b"), strict=True)
+        ]
+        rotation = baseline_rotation(["a", "base", "b"], "base")
+        assert rotation == [0, 1, 2, 1]  # the block's first arm opens
+        runs = K6Tool().run_arms(pair, payloads[0], PROFILE, out_dir, cpus=CPUS, rotation=rotation)
+    assert json.loads((out_dir / "k6-config.json").read_text())["rotation"] == rotation
+    frames = []
+    for arm in ("a", "base", "b"):
+        df = load_samples(runs[arm].samples_path, "k6")  # type: ignore[arg-type]
+        frames.append(df.assign(arm=arm))
+    arms = pd.concat(frames).sort_values("ts_ns")["arm"].tolist()
+    assert arms[:4] == ["a", "base", "b", "base"], arms[:8]
+    # every non-baseline request follows a baseline one, and the baseline has about half of them
+    follows = [prev for prev, cur in itertools.pairwise(arms) if cur != "base"]
+    assert follows and set(follows) == {"base"}, set(follows)
+    assert abs(arms.count("base") - (arms.count("a") + arms.count("b"))) <= 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchbench.core.errors import ConfigError
+from orchbench.core.loadtools.k6_options import baseline_rotation
 from orchbench.core.spec import load_spec, parse_spec
 from tests.helpers import ROOT
 
@@ -219,3 +220,39 @@ def test_kind_spec_with_inline_manifest(tmp_path):
     doc = _yaml.safe_load((MANIFESTS / "seldon2_iris.yaml").read_text())
     spec = _kind_spec(tmp_path, "seldon2", manifest=doc)
     assert spec.manifest_document()["metadata"]["name"] == "iris"
+
+
+def test_injected_delays_per_arm_and_the_baseline_rotation():
+    """Spec.injected_delays_ms / delays_injected: which arms hold answers (a calibration), and then
+    the order k6 walks a block's arms: the baseline before every other arm, the first arm opening."""
+    arms = [
+        {"name": "direct", "baseline": True},
+        {"name": "ref", "hop": "orchestrator", "inject_delay_ms": 2.0},
+        {"name": "plus-500us", "hop": "orchestrator", "inject_delay_ms": 2.5},
+        {"name": "nginx", "hop": "nginx"},
+    ]
+    s = parse_spec({"name": "x", "arms": arms})
+    assert s.injected_delays_ms() == {"direct": 0.0, "ref": 2.0, "plus-500us": 2.5, "nginx": 0.0}
+    assert s.delays_injected()
+    # the spec-wide delay applies to the orchestrator arm (the seed's two arms)
+    one = parse_spec({"name": "x", "local": {"inject_delay_ms": 1.5}})
+    assert one.injected_delays_ms() == {"without": 0.0, "with": 1.5} and one.delays_injected()
+    assert not parse_spec({"name": "x"}).delays_injected()
+    assert not parse_spec({"name": "x", "local": {"inject_delay_ms": 1.5, "aa_mode": True}}).delays_injected()
+    eps = parse_spec(
+        {
+            "name": "x",
+            "platform": "endpoints",
+            "transports": ["rest"],
+            "arms": [
+                {"name": "a", "baseline": True, "url": "http://127.0.0.1:1"},
+                {"name": "b", "url": "http://127.0.0.1:2"},
+            ],
+        }
+    )
+    assert eps.injected_delays_ms() == {} and not eps.delays_injected()
+    assert baseline_rotation(["direct", "ref", "plus-500us"], "direct") == [0, 1, 0, 2]
+    assert baseline_rotation(["ref", "direct", "plus-500us", "nginx"], "direct") == [0, 1, 2, 1, 3, 1]
+    assert baseline_rotation(["with", "without"], "without") == [0, 1]  # two arms: plain alternation
+    with pytest.raises(ConfigError, match="baseline 'x' is not among"):
+        baseline_rotation(["a", "b"], "x")

@@ -5,11 +5,20 @@ Two designs (`--design`):
 - **interleaved** (the default): ONE run whose arms are the baseline, a reference orchestrator that
   injects REFERENCE_MS, and one orchestrator per delay d injecting REFERENCE_MS + d, all interleaved
   request by request in the same blocks; then, when the spec has an A/A arm, a second run of the
-  baseline and that copy alone (`aa_arms`). The recovered delay is the mean
+  baseline and that copy alone (`aa_arms`), each deployed afresh AA_REPLICATES times (`aa_layout`).
+  The recovered delay is the mean
   over blocks of the per-block difference p50(arm d) - p50(reference), with a t-interval over blocks
   (n - 1 df). Drift between blocks and runs cancels, and so does what the delay path costs beyond its
   nominal delay, since the reference takes the same path (a loop timer, then a busy-wait:
   serving.runtime.after_delay) instead of none.
+  Two things keep a delay from changing anything but the latency it adds. The orchestrator holds
+  the model's *answer* for the delay, on its way back: a delay held in front of the model
+  lengthened the model's idle time before that very request, a model that has idled longer answers
+  more slowly here, and the delays came back high by an amount growing with them (+0.05 to +0.10 ms
+  at 2 ms). And k6 puts the baseline's request before every other arm's
+  (k6_options.baseline_rotation): the request after a held answer meets a model (and a k6) that
+  idled for that delay, so every arm follows the same arm, the baseline, which takes that
+  carry-over and cancels out of arm d minus the reference.
 - **runs** (the earlier design): for each injected delay d (and d = 0), run the local benchmark; the
   recovered delay is overhead(d) - overhead(0) per transport. The two runs are independent, so the
   standard error of the difference is se = sqrt(se_d^2 + se_0^2), each run's se and degrees of freedom
@@ -44,6 +53,8 @@ DESIGNS = ("interleaved", "runs")
 #: reference and every delayed arm wait the same way: a loop timer for the bulk, then a busy-wait)
 REFERENCE_ARM = "ref"
 REFERENCE_MS = 2.0
+#: deployment replicates of the A/A run (aa_layout)
+AA_REPLICATES = 4
 
 
 def parse_delays(text: str) -> list[float]:
@@ -147,6 +158,17 @@ def aa_arms(spec: Spec) -> list[dict[str, Any]] | None:
     if not copies:
         return None
     return [a.model_dump(mode="json") for a in arms if a.baseline] + copies
+
+
+def aa_layout(blocks: int) -> dict[str, int]:
+    """The A/A run's deployment replicates: AA_REPLICATES fresh starts of both copies, the spec's
+    blocks shared among them (at least 2 each), so that its interval (over replicates, blocks nested
+    inside: orchbench.core.replicates) holds the difference between two starts of the same server.
+    With one start of each, two copies differed by -0.19 / -0.22 ms (REST / gRPC), intervals clear of
+    0 (benchmarks/README.md): a real difference between two processes, which one start cannot
+    average away and a block interval does not contain."""
+    per = max(2, blocks // AA_REPLICATES)
+    return {"replicates": AA_REPLICATES, "blocks": AA_REPLICATES * per}
 
 
 def recovered_paired(
@@ -278,7 +300,7 @@ def _interleaved(
     aa_dir = run_local(
         spec,
         out / "aa",
-        {"arms": copies, "local.inject_delay_ms": 0.0},
+        {"arms": copies, "local.inject_delay_ms": 0.0} | aa_layout(loaded.blocks),
         quiet=quiet,
         step="calibrate: A/A, interleaved",
         show_summary=False,

@@ -109,6 +109,9 @@ def measure(
     blocks: Annotated[int, typer.Option(help="Blocks (each measures every arm once).")] = 4,
     out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<time>-measure).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress and no table.")] = False,
+    floor: Annotated[
+        bool, typer.Option(help="Measure the load tester's own floor first (--no-floor: skip it, ~10 s).")
+    ] = True,
 ) -> None:
     """Measure your own endpoints: N arms against a baseline, interleaved request by request."""
     from orchbench.cli.measure_cmd import run_measure
@@ -128,6 +131,7 @@ def measure(
         insecure=insecure,
         duration_s=duration,
         blocks=blocks,
+        floor=floor,
     )
 
 

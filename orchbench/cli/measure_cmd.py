@@ -72,6 +72,7 @@ def build_spec(
     insecure: bool = False,
     headers: list[str] | None = None,
     ready_timeout_s: float = 10.0,
+    floor: bool = True,
 ) -> dict[str, Any]:
     """The endpoints spec `orchbench measure` runs (validated; ConfigError, exit 2, when it is not)."""
     if not baseline:
@@ -120,6 +121,8 @@ def build_spec(
         "load": {"tool": "k6", "interleave": "request", "duration_s": duration_s, "warmup_s": warmup_s},
         "local": {"cpu_pinning": False, "ready_timeout_s": ready_timeout_s},
     }
+    if not floor:
+        data["floor"] = False  # no floor step; summary.json and the report say it was switched off
     if model:
         data["model"] = model
     if payload is not None:

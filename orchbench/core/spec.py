@@ -195,6 +195,22 @@ class Spec(_Strict):
     def arm_names(self) -> list[ArmName]:
         return [a.name for a in self.arm_list()]
 
+    def injected_delays_ms(self) -> dict[ArmName, float]:
+        """Local: the delay each arm's reference orchestrator injects (its own `inject_delay_ms`, or
+        local.inject_delay_ms), 0 for every other arm; {} on other platforms and for an A/A run."""
+        if self.platform != "local" or self.local.aa_mode:
+            return {}
+        out: dict[ArmName, float] = {}
+        for a in self.arm_list():
+            own = a.inject_delay_ms if a.inject_delay_ms is not None else self.local.inject_delay_ms
+            out[a.name] = float(own) if a.local_hop() == "orchestrator" else 0.0
+        return out
+
+    def delays_injected(self) -> bool:
+        """Whether an arm injects a delay (a calibration): then k6 puts the baseline's request before
+        every other arm's (orchbench.core.loadtools.k6_options.baseline_rotation)."""
+        return any(d > 0 for d in self.injected_delays_ms().values())
+
     @property
     def baseline(self) -> ArmName:
         return self.arm_list()[0].name

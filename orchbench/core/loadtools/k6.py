@@ -73,6 +73,7 @@ class K6Tool(BinaryTool):
         stage: Stage | None = None,
         generators: int = 1,
         expected_latency_s: float = 0.25,
+        rotation: list[int] | None = None,
     ) -> tuple[list[str], dict[str, str], dict[str, Any]]:
         """Write the config (and, for gRPC, the protoset and request JSON) into out_dir; return
         (command, environment additions, config). `pair`: both arms' endpoints, in the order the
@@ -144,6 +145,10 @@ class K6Tool(BinaryTool):
         if pair is not None:
             cfg["targets"] = [arm_target(e) for e in pair]
             cfg["target_by_scenario"] = open_stage  # the script reads the arm from the scenario's env
+            if rotation is not None:
+                if open_stage or sorted(set(rotation)) != list(range(len(pair))):
+                    raise ConfigError("rotation: every arm's index, closed loop only")
+                cfg["rotation"] = rotation
         else:
             cfg.update(arm_target(endpoint))
             del cfg["arm"]
@@ -249,6 +254,7 @@ class K6Tool(BinaryTool):
         generators: int = 1,
         expected_latency_s: float = 0.25,
         arm_pids: dict[str, list[int]] | None = None,
+        rotation: list[int] | None = None,
     ) -> dict[str, LoadRun]:
         """All arms in one k6 process, rotating request by request: VU n starts at `pair[(n-1) % N]`.
         `profile.duration_s` stays what each arm gets: the measure phase lasts that times N (the
@@ -263,7 +269,10 @@ class K6Tool(BinaryTool):
         Returns one LoadRun per arm whose files (k6-summary.json, k6-samples.csv) are in
         out_dir/<arm>/. Raises LoadTestError (with `.run` the failing arm's LoadRun, or the combined
         one when k6 itself failed) only after every file is on disk; `.runs` holds the arms' runs
-        that were split off, so a caller can keep what they measured."""
+        that were split off, so a caller can keep what they measured.
+
+        `rotation`: the order of `pair`'s indices each VU walks (k6_options.baseline_rotation), instead
+        of 0, 1, ..., N - 1; the measure phase still lasts duration_s times N."""
         import dataclasses
 
         open_stage = stage is not None and stage.mode == "open"
@@ -285,6 +294,7 @@ class K6Tool(BinaryTool):
             stage=stage,
             generators=generators,
             expected_latency_s=expected_latency_s,
+            rotation=rotation,
         )
         window = None
         if stage is not None:

@@ -147,6 +147,26 @@ def arm_target(e: Endpoint) -> dict[str, Any]:
     return out
 
 
+def baseline_rotation(arms: list[str], baseline: str) -> list[int]:
+    """The order a VU walks the targets `arms` (the block's order) when the baseline's request is to
+    come before every other arm's: [b, x1, b, x2, ...], starting with the block's first arm. Used with
+    injected delays (Spec.delays_injected): each delay is held on the answer's way back, so the
+    request after a delayed one meets a model that idled for that delay; with the baseline between,
+    every other arm's request follows the baseline's (the same idle before it, on the model's CPU
+    and on k6's), and the baseline, which takes the carry-over, cancels out of every arm's
+    difference with another (the recovered delay: arm d minus the reference)."""
+    if baseline not in arms:
+        raise ConfigError(f"baseline {baseline!r} is not among the arms {arms}")
+    b = arms.index(baseline)
+    out: list[int] = []
+    for i in range(len(arms)):
+        if i != b:
+            out += [b, i]
+    if arms[0] != baseline:  # the block's first arm opens
+        out = out[1:] + out[:1]
+    return out
+
+
 def tls_env(endpoints: list[Endpoint], out_dir: Path) -> tuple[dict[str, str], bool]:
     """TLS for k6: the arms' CA files as one bundle named by SSL_CERT_FILE (Go's certificate pool
     reads it), and whether any arm turned certificate checks off (k6's insecureSkipTLSVerify)."""

@@ -34,6 +34,10 @@ export function warmupIteration(request) {
 // whose env names the arm (ORCHBENCH_ARM) and whose tags carry `arm`: the VU serves that arm only.
 export const targets = cfg.targets || null;
 const byScenario = !!cfg.target_by_scenario;
+// cfg.rotation (optional): the sequence of target indices a VU walks through instead of 0, 1, ..., N-1;
+// with injected delays the baseline's request comes before every other arm's (k6_options.py
+// baseline_rotation), so every arm's request follows the same arm.
+const rotation = cfg.rotation || (targets ? targets.map((_, i) => i) : null);
 let turn = -1;
 
 export function nextTarget() {
@@ -45,7 +49,7 @@ export function nextTarget() {
     return i;
   }
   if (turn < 0) turn = exec.vu.idInTest - 1;
-  const i = turn % targets.length;
+  const i = rotation[turn % rotation.length];
   turn += 1;
   exec.vu.metrics.tags.arm = targets[i].arm;
   return i;
