@@ -89,13 +89,32 @@ def test_cli_bad_delays_one_line_exit_2():
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--delays" in proc.stderr
 
 
-@pytest.mark.slow
-def test_aa_run_ci_covers_zero(tmp_path):
-    out = tmp_path / "out"
+#: A run whose intervals are wider than this (ms, half-width) cannot tell a 0.2 ms error, or a hop on the
+#: wrong arm, from the noise: the two end-to-end tests below measure once more (at most), since the
+#: host's noise comes in spells (2026-12-06: the model alone went from 12.3 to 19.3 ms a request within
+#: the hour, and a gRPC interval of ±7 ms came out of 3 blocks in CI). A second wide run is judged
+#: as it is.
+JUDGEABLE_HALF_MS = {"aa": 0.1, "known": 0.5}
+
+
+def _half(ci95):
+    return (ci95[1] - ci95[0]) / 2
+
+
+def _aa_run(tmp_path, attempt):
+    out = tmp_path / f"out{attempt}"
     spec = tiny_spec(tmp_path, blocks=3, duration_s=3, aa_mode=True)
     proc = orchbench("run", "--spec", str(spec), "--out", str(out), "--quiet", timeout=400)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    summary = json.loads((out / "summary.json").read_text())
+    return out, json.loads((out / "summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_aa_run_ci_covers_zero(tmp_path):
+    out, summary = _aa_run(tmp_path, 0)
+    cis = [summary[t]["overhead_ms"][m]["ci95"] for t in ("rest", "grpc") for m in ("mean", "p50")]
+    if max(_half(ci) for ci in cis) > JUDGEABLE_HALF_MS["aa"]:
+        out, summary = _aa_run(tmp_path, 1)
     assert summary["aa_mode"] is True
     for transport in ("rest", "grpc"):
         res = summary[transport]
@@ -115,7 +134,8 @@ def test_aa_run_ci_covers_zero(tmp_path):
             # one of the two names would fail this. The bound is not tighter because here one
             # request takes ~10 ms with a 2 ms standard deviation (EfficientNet-Lite0 on one pinned
             # core), so 3 blocks of 3 s give a per-metric standard error of about 0.02-0.06 ms, more on a
-            # busy machine: the earlier bound of 0.1 ms failed identical arms (seen: 0.12, 0.17 ms).
+            # busy machine: the earlier bound of 0.1 ms failed identical arms (seen: 0.12, 0.17 ms;
+            # in a noisy spell, with intervals of ±0.3-0.5 ms, 0.28 and 0.36 ms: hence the rerun above).
             assert abs(est) <= 0.2, f"A/A {transport} {metric}: {est} ms between identical arms"
 
 
@@ -130,23 +150,23 @@ def test_known_answer_injected_delay_is_recovered(tmp_path, design):
     the chain, not of its precision (that is `orchbench calibrate`'s, measured on a quiet machine in
     benchmarks/README.md: within 0.004-0.10 ms): here, with other test runs loading the machine
     (load average ~3.7), one run recovered 1.38 ms (standard error 0.50 ms, p50 jumping between the
-    modes of a loaded machine's latency), and in CI a run of the earlier design 2.37 ms (0.16 ms)."""
+    modes of a loaded machine's latency), and in CI a run of the earlier design 2.37 ms (0.16 ms).
+    A first run too wide to judge (JUDGEABLE_HALF_MS) is measured once more."""
     spec = tiny_spec(tmp_path, blocks=3, duration_s=4)
-    proc = orchbench(
-        "calibrate",
-        "--delays",
-        "2",
-        "--spec",
-        str(spec),
-        "--out",
-        str(tmp_path / "cal"),
-        "--json",
-        "--design",
-        design,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = json.loads(proc.stdout)
+
+    def calibrate(cal):
+        proc = orchbench(
+            "calibrate", "--delays", "2", "--spec", str(spec), "--out", str(cal), "--json",
+            "--design", design, timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout)
+
+    cal = tmp_path / "cal"
+    rows = calibrate(cal)
+    if max(_half(r["ci95"]) for r in rows) > JUDGEABLE_HALF_MS["known"]:
+        cal = tmp_path / "cal-again"
+        rows = calibrate(cal)
     assert {r["transport"] for r in rows} == {"rest", "grpc"}
     for row in rows:
         assert row["injected_ms"] == 2.0
@@ -155,13 +175,13 @@ def test_known_answer_injected_delay_is_recovered(tmp_path, design):
         assert lo < hi, row
         half = (hi - lo) / 2
         assert lo - 2 * half <= 2.0 <= hi + 2 * half, row
-    saved = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    saved = json.loads((cal / "calibration.json").read_text())
     assert [{k: r[k] for k in rows[0]} for r in saved] == rows
     assert all(r["metric"] == "p50" for r in saved)
     assert all({"se_ms", "df", "covers", "passed"} <= set(r) for r in saved)
     assert {r["design"] for r in saved} == {design}
     if design == "interleaved":  # one run: the baseline, the reference (2 ms) and 2 + 2 ms, interleaved
-        run = tmp_path / "cal" / "interleaved"
+        run = cal / "interleaved"
         assert [r["arm"] for r in saved] == ["plus-2000us", "plus-2000us"]
         for transport in ("rest", "grpc"):
             delays = {
@@ -171,3 +191,8 @@ def test_known_answer_injected_delay_is_recovered(tmp_path, design):
                 for arm in ("ref", "plus-2000us")
             }
             assert delays == {2.0, 4.0}
+            # k6 walked the baseline before each of the other two arms (recorded in every arm's meta)
+            raw = run / "tasks" / f"load-{transport}-b0" / "fs" / "out" / "raw"
+            rot = json.loads((raw / "ref" / "meta.json").read_text())["rotation"]
+            assert sorted(rot) == ["plus-2000us", "ref", "without", "without"], rot
+            assert all((rot[i] == "without") != (rot[(i + 1) % 4] == "without") for i in range(4)), rot
