@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchbench.core.errors import ConfigError
-from orchbench.core.loadtools.k6_options import baseline_rotation
+from orchbench.core.loadtools.k6_options import baseline_rotation, check_rotation
 from orchbench.core.spec import load_spec, parse_spec
 from tests.helpers import ROOT
 
@@ -256,3 +256,7 @@ def test_injected_delays_per_arm_and_the_baseline_rotation():
     assert baseline_rotation(["with", "without"], "without") == [0, 1]  # two arms: plain alternation
     with pytest.raises(ConfigError, match="baseline 'x' is not among"):
         baseline_rotation(["a", "b"], "x")
+    assert check_rotation([0, 1, 0, 2], 3, open_stage=False) == [0, 1, 0, 2]
+    for bad, arms, open_stage in (([0, 0], 2, False), ([0, 1, 2], 2, False), ([0, 1], 2, True)):
+        with pytest.raises(ConfigError, match="rotation: every arm's index, closed loop only"):
+            check_rotation(bad, arms, open_stage)

@@ -39,6 +39,7 @@ from orchbench.core.loadtools.k6_options import (
     CHECK_NAME,
     arm_target,
     build_options,
+    check_rotation,
     script_path,
     submetric_thresholds,
     tls_env,
@@ -146,9 +147,7 @@ class K6Tool(BinaryTool):
             cfg["targets"] = [arm_target(e) for e in pair]
             cfg["target_by_scenario"] = open_stage  # the script reads the arm from the scenario's env
             if rotation is not None:
-                if open_stage or sorted(set(rotation)) != list(range(len(pair))):
-                    raise ConfigError("rotation: every arm's index, closed loop only")
-                cfg["rotation"] = rotation
+                cfg["rotation"] = check_rotation(rotation, len(pair), open_stage)
         else:
             cfg.update(arm_target(endpoint))
             del cfg["arm"]
@@ -269,10 +268,8 @@ class K6Tool(BinaryTool):
         Returns one LoadRun per arm whose files (k6-summary.json, k6-samples.csv) are in
         out_dir/<arm>/. Raises LoadTestError (with `.run` the failing arm's LoadRun, or the combined
         one when k6 itself failed) only after every file is on disk; `.runs` holds the arms' runs
-        that were split off, so a caller can keep what they measured.
-
-        `rotation`: the order of `pair`'s indices each VU walks (k6_options.baseline_rotation), instead
-        of 0, 1, ..., N - 1; the measure phase still lasts duration_s times N."""
+        that were split off, so a caller can keep what they measured. `rotation`: the order of `pair`'s
+        indices each VU walks instead of 0..N-1 (k6_options.baseline_rotation); measure: duration_s x N."""
         import dataclasses
 
         open_stage = stage is not None and stage.mode == "open"

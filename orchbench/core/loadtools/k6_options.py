@@ -167,6 +167,13 @@ def baseline_rotation(arms: list[str], baseline: str) -> list[int]:
     return out
 
 
+def check_rotation(rotation: list[int], arms: int, open_stage: bool) -> list[int]:
+    """A closed-loop rotation names every arm's index (0 .. arms - 1), none other."""
+    if open_stage or sorted(set(rotation)) != list(range(arms)):
+        raise ConfigError("rotation: every arm's index, closed loop only")
+    return rotation
+
+
 def tls_env(endpoints: list[Endpoint], out_dir: Path) -> tuple[dict[str, str], bool]:
     """TLS for k6: the arms' CA files as one bundle named by SSL_CERT_FILE (Go's certificate pool
     reads it), and whether any arm turned certificate checks off (k6's insecureSkipTLSVerify)."""
