@@ -170,8 +170,7 @@ class _Pair:
             ftype = buf[pos + 3]
             if ftype in (HEADERS, CONTINUATION):
                 frame = bytes(buf[pos : pos + size])
-                sid = self._stream_id(frame)
-                if ftype == HEADERS and self.fwd.delay_s > 0 and not self.held and sid not in self.answered:
+                if self.fwd.delay_s > 0 and ftype == HEADERS and not self.held and self._answer_starts(frame):
                     self._send_down(out)  # a call's answer begins: held for the injected delay
                     out = bytearray()
                     self.held = True
@@ -185,6 +184,10 @@ class _Pair:
             self.to_down += out
         else:
             self._send_down(out)
+
+    def _answer_starts(self, frame: bytes) -> bool:
+        """A HEADERS frame opening the model's answer on its stream (its first header block)."""
+        return self._stream_id(frame) not in self.answered
 
     def _send_down(self, data: bytes | bytearray) -> None:
         down = self.downstream
