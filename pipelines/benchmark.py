@@ -118,8 +118,9 @@ def _replicate(
     sfx = f"-r{r}" if spec.replicates > 1 else ""
     waits: dict[str, Task] = {}
     deploys: dict[str, Task] = {}
-    # the baseline first: locally every other arm's hop fronts the baseline's model process
-    arm_names = spec.arm_names()
+    # the baseline first: locally every other arm's hop fronts the baseline's model process (the
+    # A/A copy, which fronts nothing, first in odd replicates: Spec.deploy_order)
+    arm_names = spec.deploy_order(r)
     for i, arm in enumerate(arm_names):
         dep = Task(
             name=f"deploy-{transport}-{arm}{sfx}",

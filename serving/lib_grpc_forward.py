@@ -31,7 +31,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 
-from serving.runtime import after_delay
+from serving.runtime import after_delay, hold
 
 Header = tuple[bytes, bytes]
 
@@ -308,14 +308,6 @@ class GrpcAioForwarder:
             fn = self._methods[name] = self._channel.unary_unary(name)
         return fn
 
-    async def _hold(self) -> None:
-        """The injected delay, on the answer's way back."""
-        if self.delay_s > 0:
-            loop = asyncio.get_running_loop()
-            released = loop.create_future()
-            after_delay(loop, time.perf_counter() + self.delay_s, lambda: released.set_result(None))
-            await released
-
     async def call(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         metadata = tuple(
             (k, v)
@@ -326,7 +318,7 @@ class GrpcAioForwarder:
         try:
             answer = await call
         except grpc.aio.AioRpcError as exc:
-            await self._hold()
+            await hold(self.delay_s)  # the injected delay, on the answer's way back
             initial = tuple(exc.initial_metadata() or ())
             trailing = tuple(exc.trailing_metadata() or ())
             if initial:
@@ -334,7 +326,7 @@ class GrpcAioForwarder:
                 await context.abort(exc.code(), exc.details() or "", trailing_metadata=trailing)
             await context.abort(exc.code(), exc.details() or "", trailing_metadata=(*trailing, self.marker))
             raise  # context.abort raises
-        await self._hold()
+        await hold(self.delay_s)
         await context.send_initial_metadata((*tuple(await call.initial_metadata() or ()), self.marker))
         context.set_trailing_metadata(tuple(await call.trailing_metadata() or ()))
         return bytes(answer)

@@ -1,11 +1,8 @@
-"""The orchestrator's REST forwarders built on maintained HTTP/1.1 libraries. They replaced a
-hand-written HTTP/1.1 forwarder that measured no better (benchmarks/README.md, "Protocol code").
-
-- `HttptoolsForwarder`: requests and the upstream's answers parsed by `httptools` (llhttp, Node's
-  parser) on asyncio protocols, meant to run on `uvloop`; callbacks only, no task per request.
-  Chunked request bodies are accepted (llhttp decodes them; the upstream gets Content-Length).
-- `AiohttpForwarder`: an aiohttp low-level server in front, an aiohttp `ClientSession` with a
-  kept-alive connection pool behind.
+"""The orchestrator's default REST forwarder, `HttptoolsForwarder`: requests and the upstream's answers
+parsed by `httptools` (llhttp, Node's parser) on asyncio protocols, meant to run on `uvloop`;
+callbacks only, no task per request. Chunked request bodies are accepted (llhttp decodes them; the
+upstream gets Content-Length). It replaced a hand-written HTTP/1.1 forwarder that measured no better
+(benchmarks/README.md, "Protocol code"); `serving.aiohttp_forward` is the other library-built one.
 
 Both forward one request at a time per client connection (HTTP/1.1 answers stay in order), rewrite
 the path with `rewrite` (None → 404), pass the upstream's status, Content-Type and body back
@@ -14,39 +11,20 @@ answer from the model for the injected delay (`runtime.after_delay`) before it g
 way back, not on the way in, so the model's idle time before a request does not grow with the
 delay (a model that has idled longer answers more slowly here; see orchbench/cli/calibrate.py).
 Upstream unreachable → 503, silent past `timeout_s` → 504 (its connection is dropped), malformed
-head → 400, body over 64 MiB → 413.
+head → 400, body over 64 MiB (`rest_common.MAX_BODY`) → 413.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import cast
 
 import httptools
-from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
+from serving.rest_common import MAX_BODY, PathRewrite, error_body, reason_phrase
 from serving.runtime import after_delay
-
-MAX_BODY = 64 * 1024 * 1024
-
-PathRewrite = Callable[[str], "str | None"]
-
-
-def _error_body(message: str) -> bytes:
-    return json.dumps({"error": message}).encode()
-
-
-def _reason(status: int) -> bytes:
-    from http import HTTPStatus
-
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b"Error"
 
 
 class _TooLarge(Exception):
@@ -210,7 +188,7 @@ class _HtDownstream(asyncio.Protocol):
         self._reply(head + b"\r\n" + body)
 
     def _error(self, status: int, message: str) -> None:
-        self._answer(status, _reason(status), b"application/json", _error_body(message))
+        self._answer(status, reason_phrase(status), b"application/json", error_body(message))
 
     def _refuse(self, status: int, message: str) -> None:
         """A request that could not be parsed: answer it and close (the parser's state is lost)."""
@@ -290,7 +268,7 @@ class _HtDownstream(asyncio.Protocol):
     def _deliver(self, status: int, reason: bytes, ctype: bytes, body: bytes) -> None:
         if self.transport is None:
             return  # the client left while its answer was held
-        self._answer(status, reason or _reason(status), ctype, body)
+        self._answer(status, reason or reason_phrase(status), ctype, body)
         self.in_flight = False
         self._next()
 
@@ -336,76 +314,3 @@ class HttptoolsForwarder:
 
     def protocol(self) -> _HtDownstream:
         return _HtDownstream(self)
-
-
-# --------------------------------------------------------------------------------------------------
-# aiohttp
-
-
-class AiohttpForwarder:
-    """An aiohttp request handler (`handler`, for `runtime.start_rest`) forwarding through an aiohttp
-    client session (kept-alive connections); `close()` closes the session."""
-
-    def __init__(
-        self,
-        upstream: str,
-        rewrite: PathRewrite,
-        marker: tuple[str, str],
-        delay_s: float = 0.0,
-        timeout_s: float = 30.0,
-    ) -> None:
-        self.base = f"http://{upstream}"
-        self.upstream = upstream
-        self.rewrite = rewrite
-        self.marker = {marker[0]: marker[1]}
-        self.delay_s = delay_s
-        self.timeout = ClientTimeout(total=timeout_s)
-        self.timeout_s = timeout_s
-        self._session: ClientSession | None = None
-
-    def _error(self, status: int, message: str) -> web.Response:
-        return web.Response(
-            status=status,
-            body=_error_body(message),
-            headers={"Content-Type": "application/json", **self.marker},
-        )
-
-    async def handler(self, request: web.BaseRequest) -> web.StreamResponse:
-        upstream_path = self.rewrite(request.raw_path)
-        if upstream_path is None:
-            return self._error(404, f"Malformed request: {request.method} {request.raw_path}")
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            return self._error(413, f"request body of {request.content_length} bytes is over the limit")
-        body = await request.content.read()  # not request.read(): its 1 MiB client_max_size
-        if self._session is None:
-            self._session = ClientSession(
-                connector=TCPConnector(limit=0, force_close=False),
-                timeout=self.timeout,
-                auto_decompress=False,
-            )
-        headers = {}
-        if "Content-Type" in request.headers:
-            headers["Content-Type"] = request.headers["Content-Type"]
-        try:
-            async with self._session.request(
-                request.method, self.base + upstream_path, data=body or None, headers=headers
-            ) as up:
-                answer = await up.read()
-                ctype = up.headers.get("Content-Type", "application/json")
-                status, reason = up.status, up.reason
-        except TimeoutError:
-            return self._error(504, f"upstream did not answer within {self.timeout_s:g} s")
-        except (ClientError, OSError) as exc:
-            return self._error(503, f"upstream {self.upstream} unavailable: {type(exc).__name__}: {exc}")
-        if self.delay_s > 0:  # the injected delay: the model's answer held on its way back
-            loop = asyncio.get_running_loop()
-            released = loop.create_future()
-            after_delay(loop, time.perf_counter() + self.delay_s, lambda: released.set_result(None))
-            await released
-        return web.Response(
-            status=status, reason=reason, body=answer, headers={"Content-Type": ctype, **self.marker}
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()

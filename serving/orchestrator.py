@@ -19,7 +19,7 @@ defaults, marked *, are these: for REST the hand-written forwarder (serving/http
 after that measurement) showed no lower jitter and no narrower CI, so the httptools one replaced it;
 for gRPC the hand-written stack gave the narrower CI of the overhead):
   REST  httptools* serving.lib_rest_forward.HttptoolsForwarder (httptools parsers, on uvloop)
-        aiohttp    serving.lib_rest_forward.AiohttpForwarder (aiohttp server and client session)
+        aiohttp    serving.aiohttp_forward.AiohttpForwarder (aiohttp server and client session)
   gRPC  hand*      serving.h2_forward (hand-written HTTP/2 frame pass-through)
         grpcio     serving.lib_grpc_forward.GrpcAioForwarder (grpc.aio server and channel)
         h2         serving.lib_grpc_forward.H2LibForwarder (the `h2` package, on uvloop)
@@ -105,7 +105,7 @@ async def _start_rest(
     args: argparse.Namespace, marker: tuple[str, str], delay_s: float, forwarders: list[Any]
 ) -> Any:
     if args.rest_impl == "aiohttp":
-        from serving.lib_rest_forward import AiohttpForwarder
+        from serving.aiohttp_forward import AiohttpForwarder
 
         fwd = AiohttpForwarder(args.upstream_rest, rewrite_path, marker, delay_s, REQUEST_TIMEOUT_S)
         forwarders.append(fwd)

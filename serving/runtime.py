@@ -8,6 +8,7 @@ import contextlib
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
@@ -139,8 +140,6 @@ def after_delay(loop: asyncio.AbstractEventLoop, deadline: float, then: Callable
     """Call `then()` at `deadline` (time.perf_counter() seconds), precisely: a loop timer for the bulk,
     then a busy-wait for the last SPIN_S, since a timer alone overshoots sub-millisecond delays by
     tens of µs to a millisecond (the injected delay of the known-answer calibration)."""
-    import time
-
     left = deadline - time.perf_counter()
     if left > SPIN_S:
         loop.call_later(left - SPIN_S, after_delay, loop, deadline, then)
@@ -148,6 +147,17 @@ def after_delay(loop: asyncio.AbstractEventLoop, deadline: float, then: Callable
     while time.perf_counter() < deadline:
         pass
     then()
+
+
+async def hold(delay_s: float) -> None:
+    """Await `delay_s` seconds, precisely (`after_delay`); at once when it is 0. The injected delay of
+    the awaitable forwarders (aiohttp, grpc.aio), held on the answer's way back."""
+    if delay_s <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    released = loop.create_future()
+    after_delay(loop, time.perf_counter() + delay_s, lambda: released.set_result(None))
+    await released
 
 
 def pin_current_process(cpus: str | None) -> None:

@@ -89,11 +89,18 @@ def test_cli_bad_delays_one_line_exit_2():
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--delays" in proc.stderr
 
 
+def test_cli_bad_metrics_one_line_exit_2(tmp_path):
+    proc = orchbench("calibrate", "--metrics", "p99", "--out", str(tmp_path / "c"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--metrics" in proc.stderr
+    assert not (tmp_path / "c").exists()  # refused before anything ran
+
+
 #: A run whose intervals are wider than this (ms, half-width) cannot tell a 0.2 ms error, or a hop on the
 #: wrong arm, from the noise: the two end-to-end tests below measure once more (at most), since the
 #: host's noise comes in spells (2026-12-06: the model alone went from 12.3 to 19.3 ms a request within
-#: the hour, and a gRPC interval of ±7 ms came out of 3 blocks in CI). A second wide run is judged
-#: as it is.
+#: the hour, and a gRPC interval of ±7 ms came out of 3 blocks in CI). Of two runs, the one whose
+#: widest interval is narrower is judged: chosen by width, never by its errors (2026-12-06 a second
+#: run came out wider than the first: ±4 ms against ±1.2).
 JUDGEABLE_HALF_MS = {"aa": 0.1, "known": 0.5}
 
 
@@ -111,10 +118,16 @@ def _aa_run(tmp_path, attempt):
 
 @pytest.mark.slow
 def test_aa_run_ci_covers_zero(tmp_path):
+    def widest(summary):
+        return max(
+            _half(summary[t]["overhead_ms"][m]["ci95"]) for t in ("rest", "grpc") for m in ("mean", "p50")
+        )
+
     out, summary = _aa_run(tmp_path, 0)
-    cis = [summary[t]["overhead_ms"][m]["ci95"] for t in ("rest", "grpc") for m in ("mean", "p50")]
-    if max(_half(ci) for ci in cis) > JUDGEABLE_HALF_MS["aa"]:
-        out, summary = _aa_run(tmp_path, 1)
+    if widest(summary) > JUDGEABLE_HALF_MS["aa"]:
+        again = _aa_run(tmp_path, 1)
+        if widest(again[1]) < widest(summary):
+            out, summary = again
     assert summary["aa_mode"] is True
     for transport in ("rest", "grpc"):
         res = summary[transport]
@@ -151,7 +164,7 @@ def test_known_answer_injected_delay_is_recovered(tmp_path, design):
     benchmarks/README.md: within 0.004-0.10 ms): here, with other test runs loading the machine
     (load average ~3.7), one run recovered 1.38 ms (standard error 0.50 ms, p50 jumping between the
     modes of a loaded machine's latency), and in CI a run of the earlier design 2.37 ms (0.16 ms).
-    A first run too wide to judge (JUDGEABLE_HALF_MS) is measured once more."""
+    A first run too wide to judge (JUDGEABLE_HALF_MS) is measured once more; the narrower is judged."""
     spec = tiny_spec(tmp_path, blocks=3, duration_s=4)
 
     def calibrate(cal):
@@ -162,11 +175,15 @@ def test_known_answer_injected_delay_is_recovered(tmp_path, design):
         assert proc.returncode == 0, proc.stderr[-2000:]
         return json.loads(proc.stdout)
 
+    def widest(rows):
+        return max(_half(r["ci95"]) for r in rows)
+
     cal = tmp_path / "cal"
     rows = calibrate(cal)
-    if max(_half(r["ci95"]) for r in rows) > JUDGEABLE_HALF_MS["known"]:
-        cal = tmp_path / "cal-again"
-        rows = calibrate(cal)
+    if widest(rows) > JUDGEABLE_HALF_MS["known"]:
+        again = calibrate(tmp_path / "cal-again")
+        if widest(again) < widest(rows):
+            cal, rows = tmp_path / "cal-again", again
     assert {r["transport"] for r in rows} == {"rest", "grpc"}
     for row in rows:
         assert row["injected_ms"] == 2.0
@@ -177,12 +194,12 @@ def test_known_answer_injected_delay_is_recovered(tmp_path, design):
         assert lo - 2 * half <= 2.0 <= hi + 2 * half, row
     saved = json.loads((cal / "calibration.json").read_text())
     assert [{k: r[k] for k in rows[0]} for r in saved] == rows
-    assert all(r["metric"] == "p50" for r in saved)
+    assert [r["metric"] for r in saved] == ["p50", "p50", "mean", "mean"]  # both figures, p50 first
     assert all({"se_ms", "df", "covers", "passed"} <= set(r) for r in saved)
     assert {r["design"] for r in saved} == {design}
     if design == "interleaved":  # one run: the baseline, the reference (2 ms) and 2 + 2 ms, interleaved
         run = cal / "interleaved"
-        assert [r["arm"] for r in saved] == ["plus-2000us", "plus-2000us"]
+        assert [r["arm"] for r in saved] == ["plus-2000us"] * 4
         for transport in ("rest", "grpc"):
             delays = {
                 json.loads((run / "state" / "deploy" / f"{transport}-{arm}.json").read_text())["details"][

@@ -14,7 +14,9 @@ from orchbench.cli.calibrate import (
     aa_layout,
     delay_arm,
     interleaved_arms,
+    parse_metrics,
     recovered_paired,
+    table_lines,
 )
 from orchbench.core.errors import ConfigError
 from orchbench.core.spec import load_spec
@@ -111,3 +113,42 @@ def test_inject_delay_is_for_orchestrator_arms_only():
     for bad in ({"hop": "nginx"}, {"baseline": True}, {"hop": "model"}):
         with pytest.raises(ValidationError, match="inject_delay_ms is for an arm of hop orchestrator"):
             Arm(name="x", inject_delay_ms=1.0, **bad)
+
+
+def test_each_metric_recovers_from_its_own_block_differences():
+    """p50 and mean rows come from their own per-block differences (a delay moves both): a run
+    whose p50 differences recover 1 ms and whose mean differences come back 0.083 ms high says so
+    in two rows, with the literal table below (80 columns)."""
+    run = {
+        "rest": {
+            "by_arm": {
+                "ref": {"block_diffs_ms": {"p50": [2.0, 2.5, 1.5], "mean": [2.0, 2.0, 2.0]}},
+                "plus-1000us": {"block_diffs_ms": {"p50": [2.75, 3.75, 2.5], "mean": [3.0, 3.25, 3.0]}},
+            }
+        }
+    }
+    p50, mean = (recovered_paired(run, "rest", 1.0, m) for m in ("p50", "mean"))
+    assert (p50["metric"], p50["recovered_ms"], p50["passed"]) == ("p50", 1.0, True)
+    assert (mean["metric"], mean["recovered_ms"], mean["covers"], mean["passed"]) == (
+        "mean",
+        1.0833,
+        True,
+        False,
+    )
+    assert table_lines([p50, mean]) == [
+        "figure     injected  recovered           95% CI ms    error  ok",
+        "rest p50      1.000      1.000      [0.379, 1.621]   +0.000  yes",
+        "rest mean     1.000      1.083      [0.725, 1.442]   +0.083  NO (|error| > 0.05)",
+    ]
+    assert max(len(line) for line in table_lines([p50, mean])) <= 80
+
+
+@pytest.mark.parametrize("text", ["", "p99", "p50,max", ","])
+def test_bad_metrics(text):
+    with pytest.raises(ConfigError, match="--metrics"):
+        parse_metrics(text)
+
+
+def test_metrics_parse_keeps_order_and_drops_repeats():
+    assert parse_metrics("mean, p50,mean") == ("mean", "p50")
+    assert parse_metrics("p50") == ("p50",)

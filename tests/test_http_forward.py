@@ -1,5 +1,6 @@
 """The orchestrator's REST forwarders against a scripted upstream, in-process: the library-built
-ones (serving.lib_rest_forward: httptools, the default, and aiohttp), each test run against both.
+ones (serving.lib_rest_forward: httptools, the default; serving.aiohttp_forward: aiohttp), each
+test run against both.
 
 The end-to-end behaviour through the real model server is in tests/test_serving.py; here are the
 HTTP/1.1 edge cases: pipelining, chunked answers, Connection: close, bad heads, upstream down or
@@ -17,7 +18,8 @@ import pytest
 import pytest_asyncio
 
 from serving import runtime
-from serving.lib_rest_forward import AiohttpForwarder, HttptoolsForwarder
+from serving.aiohttp_forward import AiohttpForwarder
+from serving.lib_rest_forward import HttptoolsForwarder
 from serving.orchestrator import MARKER_KEY, MARKER_VALUE, rewrite_path
 
 pytestmark = pytest.mark.asyncio

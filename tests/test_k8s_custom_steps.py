@@ -25,7 +25,7 @@ from k8s_emulator import EmulatedCluster, emulated_cluster
 from kubernetes import client
 from kubernetes.config import kube_config
 
-from orchbench.core.platform.k8s_common import OWNER_LABEL
+from orchbench.core.platform.k8s_arms import OWNER_LABEL
 from orchbench.core.spec import Spec, load_spec
 from pipelines.benchmark import compile_dict, embedded
 from steps.common import ERROR_FILE

@@ -26,6 +26,12 @@ Two designs (`--design`):
   1.96), and the 95 % interval is est ± t(0.975, df) · se with Welch-Satterthwaite's df. Measured here
   (benchmarks/README.md) REST came back ~0.15 ms high at every delay: delay 0 takes no timer.
 
+Both designs recover every delay twice, from the p50 and from the mean (`metrics`; the two figures
+`orchbench run` leads with): a delay adds to every request, so both should move by it. They differ
+in what disturbs them. On a host whose latencies jump between two modes (benchmarks/README.md,
+2026-12-06), the per-block p50 difference spread 2-5 times wider than the mean's, a median of ~150
+requests landing in either mode; a single slow burst moves a mean, and not a median.
+
 A delay is recovered (`passed`) only when BOTH hold: the interval covers the injected delay, and
 the error |recovered - injected| is within 0.05 ms. A run of one block has no interval over blocks,
 so calibration refuses it up front with one line (`blocks` must be >= 2).
@@ -49,6 +55,8 @@ from orchbench.fsio import write_text
 CALIBRATE_SPEC = SPECS / "calibrate.yaml"
 MAX_ERROR_MS = 0.05
 DESIGNS = ("interleaved", "runs")
+#: the overhead figures a delay is recovered from (`--metrics`), each in its own rows
+METRICS = ("p50", "mean")
 #: the interleaved design's reference arm and its own delay (above serving.runtime.SPIN_S, so the
 #: reference and every delayed arm wait the same way: a loop timer for the bulk, then a busy-wait)
 REFERENCE_ARM = "ref"
@@ -65,6 +73,14 @@ def parse_delays(text: str) -> list[float]:
     if not delays or any(d <= 0 or d > 1000 or not math.isfinite(d) for d in delays):
         raise ConfigError(f"--delays must be positive ms values up to 1000, got {text!r}")
     return delays
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+    """`--metrics`: a comma-separated subset of METRICS, in the order given, each once."""
+    metrics = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    if not metrics or any(m not in METRICS for m in metrics):
+        raise ConfigError(f"--metrics must be a comma-separated subset of {','.join(METRICS)}, got {text!r}")
+    return metrics
 
 
 def _se_df(entry: dict[str, Any], what: str) -> tuple[float, int]:
@@ -166,7 +182,8 @@ def aa_layout(blocks: int) -> dict[str, int]:
     inside: orchbench.core.replicates) holds the difference between two starts of the same server.
     With one start of each, two copies differed by -0.19 / -0.22 ms (REST / gRPC), intervals clear of
     0 (benchmarks/README.md): a real difference between two processes, which one start cannot
-    average away and a block interval does not contain."""
+    average away and a block interval does not contain. Odd replicates start the copy first
+    (Spec.deploy_order): the process started second answered ~0.1 ms faster here."""
     per = max(2, blocks // AA_REPLICATES)
     return {"replicates": AA_REPLICATES, "blocks": AA_REPLICATES * per}
 
@@ -224,10 +241,15 @@ def aa_row(
     }
 
 
+def _figure(row: dict[str, Any]) -> str:
+    """A row's figure in the table: transport and metric, `rest p50`, `grpc mean`."""
+    return f"{row['transport']} {row['metric']}"
+
+
 def table_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The terminal table (80 columns): one line per transport and delay, then the A/A arm's
     interval per run and transport (two copies of the model: it should cover 0)."""
-    out = [f"{'transport':<10}{'injected':>9}{'recovered':>11}{'95% CI ms':>20}{'error':>9}  ok"]
+    out = [f"{'figure':<10}{'injected':>9}{'recovered':>11}{'95% CI ms':>20}{'error':>9}  ok"]
     aa_rows = [r for r in rows if r.get("kind") == "aa"]
     rows = [r for r in rows if r.get("kind") != "aa"]
     for r in rows:
@@ -238,17 +260,17 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
             else (" (CI misses it)" if not r["covers"] else f" (|error| > {MAX_ERROR_MS:g})")
         )
         out.append(
-            f"{r['transport']:<10}{r['injected_ms']:>9.3f}{r['recovered_ms']:>11.3f}{ci:>20}"
+            f"{_figure(r):<10}{r['injected_ms']:>9.3f}{r['recovered_ms']:>11.3f}{ci:>20}"
             f"{r['error_ms']:>+9.3f}  {'yes' if r['passed'] else 'NO' + why}"
         )
     if aa_rows:
         out.append(f"A/A arm {aa_rows[0]['arm']} (a second model server; its interval should cover 0)")
-        out.append(f"{'transport':<10}{'run':>9}{'overhead':>11}{'95% CI ms':>20}{'':>9}  covers 0")
+        out.append(f"{'figure':<10}{'run':>9}{'overhead':>11}{'95% CI ms':>20}{'':>9}  covers 0")
         for r in aa_rows:
             ci = f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
             run = "one run" if r["run_delay_ms"] is None else f"{r['run_delay_ms']:g} ms"
             out.append(
-                f"{r['transport']:<10}{run:>9}{r['recovered_ms']:>+11.3f}{ci:>20}{'':>9}  "
+                f"{_figure(r):<10}{run:>9}{r['recovered_ms']:>+11.3f}{ci:>20}{'':>9}  "
                 f"{'yes' if r['covers'] else 'NO'}"
             )
     return out
@@ -260,10 +282,14 @@ def calibrate(
     out: Path,
     quiet: bool = False,
     design: str = "interleaved",
+    metrics: tuple[str, ...] = METRICS,
 ) -> list[dict[str, Any]]:
-    """Every run with the live progress display on stderr (step `calibrate: ...`), unless quiet."""
+    """Every run with the live progress display on stderr (step `calibrate: ...`), unless quiet.
+    Rows per metric, then per delay, then per transport; the A/A rows after the delays'."""
     if design not in DESIGNS:
         raise ConfigError(f"--design must be one of {', '.join(DESIGNS)}, got {design!r}")
+    if not metrics or any(m not in METRICS for m in metrics):
+        raise ConfigError(f"metrics must be a non-empty subset of {', '.join(METRICS)}, got {metrics!r}")
     spec = spec or CALIBRATE_SPEC
     loaded = load_spec(spec)
     if loaded.blocks < 2:
@@ -272,15 +298,15 @@ def calibrate(
             "(its interval is over blocks)"
         )
     if design == "interleaved":
-        rows = _interleaved(delays, loaded, spec, out, quiet)
+        rows = _interleaved(delays, loaded, spec, out, quiet, metrics)
     else:
-        rows = _separate_runs(delays, spec, out, quiet)
+        rows = _separate_runs(delays, spec, out, quiet, metrics)
     write_text(out / "calibration.json", json.dumps(rows, indent=2))
     return rows
 
 
 def _interleaved(
-    delays: list[float], loaded: Spec, spec: Path, out: Path, quiet: bool
+    delays: list[float], loaded: Spec, spec: Path, out: Path, quiet: bool, metrics: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     overrides = {"arms": interleaved_arms(loaded, delays), "local.inject_delay_ms": 0.0}
     run_dir = run_local(
@@ -293,7 +319,7 @@ def _interleaved(
     )
     run = json.loads((run_dir / "summary.json").read_text())
     transports = [t for t in ("rest", "grpc") if t in run]
-    rows = [recovered_paired(run, t, d) for d in delays for t in transports]
+    rows = [recovered_paired(run, t, d, m) for m in metrics for d in delays for t in transports]
     copies = aa_arms(loaded)
     if copies is None:
         return rows
@@ -306,10 +332,13 @@ def _interleaved(
         show_summary=False,
     )
     aa_run = json.loads((aa_dir / "summary.json").read_text())
-    return rows + [r for t in transports if (r := aa_row(aa_run, t, None)) is not None]
+    aa = [r for m in metrics for t in transports if (r := aa_row(aa_run, t, None, m)) is not None]
+    return rows + aa
 
 
-def _separate_runs(delays: list[float], spec: Path, out: Path, quiet: bool) -> list[dict[str, Any]]:
+def _separate_runs(
+    delays: list[float], spec: Path, out: Path, quiet: bool, metrics: tuple[str, ...]
+) -> list[dict[str, Any]]:
     runs: dict[float, dict[str, Any]] = {}
     for delay in [0.0, *delays]:
         run_dir = run_local(
@@ -322,6 +351,18 @@ def _separate_runs(delays: list[float], spec: Path, out: Path, quiet: bool) -> l
         )
         runs[delay] = json.loads((run_dir / "summary.json").read_text())
     transports = [t for t in ("rest", "grpc") if t in runs[0.0]]
-    rows = [recovered(runs[d], runs[0.0], t, d) | {"design": "runs"} for d in delays for t in transports]
+    rows = [
+        recovered(runs[d], runs[0.0], t, d, m) | {"design": "runs"}
+        for m in metrics
+        for d in delays
+        for t in transports
+    ]
     # the A/A arm (aa: true in the spec), in every run: the noise between two copies of the model
-    return rows + [r for d in [0.0, *delays] for t in transports if (r := aa_row(runs[d], t, d)) is not None]
+    aa = [
+        r
+        for m in metrics
+        for d in [0.0, *delays]
+        for t in transports
+        if (r := aa_row(runs[d], t, d, m)) is not None
+    ]
+    return rows + aa

@@ -151,24 +151,37 @@ def calibrate(
             help="interleaved: one run, an arm per delay against a reference delay; runs: a run per delay."
         ),
     ] = "interleaved",
+    metrics: Annotated[
+        str,
+        typer.Option(help="The overhead figures each delay is recovered from, comma-separated: p50, mean."),
+    ] = "p50,mean",
 ) -> None:
     """Known-answer calibration: inject delays into the reference orchestrator and recover them."""
     import json
     from datetime import UTC, datetime
 
     from orchbench.cli.calibrate import calibrate as run_calibration
-    from orchbench.cli.calibrate import parse_delays, table_lines
+    from orchbench.cli.calibrate import parse_delays, parse_metrics, table_lines
 
     values = parse_delays(delays)
+    figures = parse_metrics(metrics)
     folder = out or Path("runs") / f"calibrate-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-    rows = run_calibration(values, spec, folder, design=design)
+    rows = run_calibration(values, spec, folder, design=design, metrics=figures)
     if json_out:
         typer.echo(
             json.dumps(
                 [
                     {
                         k: r[k]
-                        for k in ("transport", "injected_ms", "recovered_ms", "ci95", "se_ms", "error_ms")
+                        for k in (
+                            "transport",
+                            "metric",
+                            "injected_ms",
+                            "recovered_ms",
+                            "ci95",
+                            "se_ms",
+                            "error_ms",
+                        )
                     }
                     | {"passed": r["passed"]}
                     for r in rows

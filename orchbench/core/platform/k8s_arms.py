@@ -19,7 +19,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from orchbench.core.errors import ConfigError
-from orchbench.core.platform.k8s_common import OWNER_LABEL
+
+#: The label naming the workflow (its uid) that created an object: SeldonDeployments (kubernetes.py),
+#: and every KServe and Seldon v2 object (labels_for). A run never replaces or deletes an
+#: object another run owns, and its exit handler deletes what carries its own uid (k8s_custom.py).
+OWNER_LABEL = "orchbench.io/owner"
+#: (Here, not in k8s_common: this module is imported by every spec load, and k8s_common imports the
+#: Kubernetes client, 0.15 s of start-up for every step that never talks to a cluster.)
 
 #: Labels on every object orchbench renders for KServe and Seldon Core v2.
 NAME_LABEL = "app.kubernetes.io/name"

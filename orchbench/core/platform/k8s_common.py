@@ -32,10 +32,6 @@ TAINT_ANNOTATION = "orchbench.io/tainted"
 TAINT_OWNERS_ANNOTATION = "orchbench.io/taint-owners"
 #: Node label set by `taint` on the nodes of each role; load-test pods select their node with it.
 ROLE_LABEL = "orchbench.io/role"
-#: The label naming the workflow (its uid) that created an object: SeldonDeployments (kubernetes.py),
-#: and every KServe and Seldon v2 object (k8s_arms.labels_for). A run never replaces or deletes an
-#: object another run owns, and its exit handler deletes what carries its own uid (k8s_custom.py).
-OWNER_LABEL = "orchbench.io/owner"
 #: Seldon Core v1 puts this label on every pod of a SeldonDeployment, valued with the deployment's name.
 SELDON_ID_LABEL = "seldon-deployment-id"
 #: Seldon Core v1's orchestrator ("executor") container name.

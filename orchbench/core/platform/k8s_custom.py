@@ -29,8 +29,8 @@ from orchbench.core.errors import (
     PlatformError,
 )
 from orchbench.core.platform.base import DeploymentRecord
+from orchbench.core.platform.k8s_arms import OWNER_LABEL
 from orchbench.core.platform.k8s_common import (
-    OWNER_LABEL,
     ROLE_LABEL,
     KubernetesConfig,
     api_call,

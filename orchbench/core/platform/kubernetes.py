@@ -49,6 +49,7 @@ from orchbench.core.errors import (
     PlatformError,
 )
 from orchbench.core.platform.base import ArmEvidence, DeploymentRecord
+from orchbench.core.platform.k8s_arms import OWNER_LABEL
 from orchbench.core.platform.k8s_common import (
     ENGINE_CONTAINER,
     SELDON_GROUP,
@@ -90,10 +91,6 @@ __all__ = [
     "platform_from_spec",
     "steps_placement",
 ]
-
-
-#: The label naming the workflow (uid) that created a SeldonDeployment.
-OWNER_LABEL = "orchbench.io/owner"
 
 
 def deployment_name(base: str, transport: str, arm: ArmName) -> str:
