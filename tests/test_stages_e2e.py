@@ -59,7 +59,12 @@ def test_two_generators_at_a_low_rate(tmp_path):
     assert g0["started_at_ns"] < g1["ended_at_ns"] and g1["started_at_ns"] < g0["ended_at_ns"]
     assert g0["pair_order"] == list(reversed(g1["pair_order"]))
     assert g0["profile"]["rate"] == g1["profile"]["rate"] == 5.0
-    assert g0["generator_cpu"]["utilisation"] > 0 and g0["resources"]["cpu_s"] > 0
+    assert g0["generator_cpu"]["utilisation"] > 0
+    # the orchestrator's CPU comes from /proc in 10 ms clock ticks: ~10 requests of ~0.3 ms each in a
+    # 2 s block can read 0.0 (it did, 2026-12-06), so the sampling is checked, not a positive figure
+    res = g0["resources"]
+    assert res["source"] == "proc" and res["samples"] > 0 and res["pids"] and res["peak_rss_mb"] > 0
+    assert res["cpu_s"] >= 0 and res["cpu_utilisation"] >= 0
     assert g1["resources"] is None  # generator 0 samples the arms' processes
     summary = json.loads((out / "summary.json").read_text())
     (stage,) = summary["rest"]["stages"]
@@ -71,7 +76,9 @@ def test_two_generators_at_a_low_rate(tmp_path):
         assert row["dropped_iterations"] == 0, row
         # two generators at 5 req/s each: 10 req/s summed, within the 2 % the rule allows
         assert row["achieved_rps"] == pytest.approx(10.0, rel=0.02), row
-        assert row["cpu_ms_per_1000"] > 0 and row["peak_rss_mb"] > 0
+        assert row["peak_rss_mb"] > 0
+        # the model server (direct) infers every request: always over a tick; the orchestrator's can be 0
+        assert row["cpu_ms_per_1000"] > 0 if row["arm"] == "direct" else row["cpu_ms_per_1000"] >= 0
     samples = pq.read_table(out / "samples.parquet").to_pandas()
     assert set(samples["stage"]) == {"rate-10"} and set(samples["stage_kind"]) == {"rate"}
     per = samples.groupby(["arm", "block"])["seq"].agg(["count", "nunique"])
