@@ -57,6 +57,8 @@ MAX_ERROR_MS = 0.05
 DESIGNS = ("interleaved", "runs")
 #: the overhead figures a delay is recovered from (`--metrics`), each in its own rows
 METRICS = ("p50", "mean")
+#: what `orchbench calibrate --json` prints of each row (and `passed`)
+JSON_KEYS = ("transport", "metric", "injected_ms", "recovered_ms", "ci95", "se_ms", "error_ms")
 #: the interleaved design's reference arm and its own delay (above serving.runtime.SPIN_S, so the
 #: reference and every delayed arm wait the same way: a loop timer for the bulk, then a busy-wait)
 REFERENCE_ARM = "ref"

@@ -160,35 +160,16 @@ def calibrate(
     import json
     from datetime import UTC, datetime
 
+    from orchbench.cli.calibrate import JSON_KEYS, parse_delays, parse_metrics, table_lines
     from orchbench.cli.calibrate import calibrate as run_calibration
-    from orchbench.cli.calibrate import parse_delays, parse_metrics, table_lines
 
     values = parse_delays(delays)
     figures = parse_metrics(metrics)
     folder = out or Path("runs") / f"calibrate-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     rows = run_calibration(values, spec, folder, design=design, metrics=figures)
     if json_out:
-        typer.echo(
-            json.dumps(
-                [
-                    {
-                        k: r[k]
-                        for k in (
-                            "transport",
-                            "metric",
-                            "injected_ms",
-                            "recovered_ms",
-                            "ci95",
-                            "se_ms",
-                            "error_ms",
-                        )
-                    }
-                    | {"passed": r["passed"]}
-                    for r in rows
-                ],
-                indent=2,
-            )
-        )
+        printed = [{k: r[k] for k in JSON_KEYS} | {"passed": r["passed"]} for r in rows]
+        typer.echo(json.dumps(printed, indent=2))
         return
     for line in table_lines(rows):
         typer.echo(line)
