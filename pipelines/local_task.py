@@ -21,11 +21,14 @@ from typing import Any
 from orchbench.core.errors import ConfigError, OrchbenchError
 from orchbench.core.parentdeath import die_with_parent
 from orchbench.fsio import write_text
+from pipelines import warm_start
 from steps.common import ARTIFACT_ROOT
 
 HERA_OUTPUTS = "/tmp/hera-outputs"
 #: `{{...}}` substituted with a template's inputs (LocalRunner.subst).
 Subst = Callable[[str, dict[str, str] | None], str]
+#: A running step: its own interpreter, or forked warm (pipelines/warm_start.py); pid, poll, wait.
+StepProcess = subprocess.Popen[bytes] | warm_start.WarmStep
 
 
 class StepFailed(OrchbenchError):
@@ -102,9 +105,10 @@ def lay_out_artifacts(
 
 def start_step(
     script: dict[str, Any], inputs: dict[str, str], task_dir: Path, python: str, subst: Subst
-) -> subprocess.Popen[bytes]:
+) -> StepProcess:
     """The script template's command and args on its source file, in the task's folder and its own
-    process group, output into stdout.log / stderr.log; it gets SIGTERM if this runner dies."""
+    process group, output into stdout.log / stderr.log; it gets SIGTERM if this runner dies. Hera's
+    runner on this interpreter is forked warm (pipelines/warm_start.py), anything else exec'd."""
     source = (
         subst(script.get("source", ""), inputs)
         if script.get("source") != "{{inputs.parameters}}"
@@ -125,6 +129,15 @@ def start_step(
     if command and command[0] in ("python", "python3"):
         command[0] = python
     args = [subst(a, inputs) for a in script.get("args", [])]
+    if warm_start.eligible(command, args, python):
+        return warm_start.start(
+            args[-1],
+            str(source_file),
+            str(task_dir),
+            env,
+            str(task_dir / "stdout.log"),
+            str(task_dir / "stderr.log"),
+        )
     with open(task_dir / "stdout.log", "wb") as out, open(task_dir / "stderr.log", "wb") as err:
         return subprocess.Popen(
             [*command, *args, str(source_file)],

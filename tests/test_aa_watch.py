@@ -178,6 +178,37 @@ def test_precision_plan_from_pilot_summary():
     assert block_seconds(spec) == 1 + 2 * 2 + 1
 
 
+def test_precision_plan_with_replicates_sizes_in_replicates():
+    spec = parse_spec(
+        {
+            "name": "x",
+            "transports": ["rest"],
+            "blocks": 6,
+            "replicates": 3,
+            "load": {"duration_s": 2, "warmup_s": 1, "precision_ms": 0.1, "max_blocks": 11},
+        }
+    )
+    # blocks 0-5 in replicates of 2 (block 3 not measured in both arms: its replicate has one block)
+    diffs = {"mean": [0.2, 0.4, 0.5, 0.6, 0.7, 0.5], "p50": [0.3, 0.3, 0.3, 0.3, 0.3, 0.3]}
+    ids = [0, 1, 2, 4, 5, 6]
+    summary = {"rest": {"by_arm": {"with": {"block_diffs_ms": diffs, "block_ids": ids}}}}
+    series = precision_run.pilot_series(spec, summary)
+    assert series["rest/with/mean"] == pytest.approx([0.3, 0.5, 0.65, 0.5])
+    assert series["rest/with/p50"] == pytest.approx([0.3, 0.3, 0.3, 0.3])
+    summary["rest"]["by_arm"]["with"]["block_ids"] = list(range(6))
+    plan = precision_run.plan_for(spec, summary)
+    # replicate means 0.3, 0.55, 0.6: s0 = 0.1607, (4.303 * 0.1607 / 0.1)^2 = 47.8 -> 48 replicates,
+    # capped at 11 // 2 = 5 replicates = 10 blocks
+    assert (plan.n_blocks, plan.needed, plan.pilot_blocks, plan.limited_by) == (10, 96, 6, "max_blocks")
+    rec = precision_run.record(plan, spec)
+    assert (rec["unit"], rec["blocks_per_unit"], rec["pilot_units"], rec["n_units"]) == ("replicate", 2, 3, 5)
+    assert "replicates" in rec["deployments"]
+    ext = precision_run.extension_spec(spec, 4)
+    assert (ext.blocks, ext.replicates) == (4, 2)
+    with pytest.raises(ValueError, match="not whole replicates"):
+        precision_run.extension_spec(spec, 3)
+
+
 def _spec_file(tmp_path, **extra):
     ports = []
     while len(set(ports)) < 4:
@@ -235,7 +266,10 @@ def test_precision_run_adds_a_second_workflow(tmp_path):
         "precision_ms": 0.0001,
         "max_blocks": 4,
     }
-    proc = orchbench("run", "--spec", str(_spec_file(tmp_path, load=load)), "--out", str(out), timeout=500)
+    # one block per deployment replicate (the default spec's layout): the pilot is 3 replicates, the
+    # extension one more, and the interval is over the 4 replicates, Stein's from the pilot's 3
+    spec = _spec_file(tmp_path, load=load, replicates=3)
+    proc = orchbench("run", "--spec", str(spec), "--out", str(out), timeout=500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     run = summary["precision_run"]
@@ -245,7 +279,11 @@ def test_precision_run_adds_a_second_workflow(tmp_path):
         "max_blocks",
         2,
     )
-    assert summary["rest"]["overhead_ms"]["mean"]["n_blocks"] == 4
+    assert (run["unit"], run["pilot_units"], run["n_units"]) == ("replicate", 3, 4)
+    mean = summary["rest"]["overhead_ms"]["mean"]
+    assert mean["n_blocks"] == 4 and mean["df"] == 2  # 4 replicates, Stein's df from the pilot's 3
+    assert summary["rest"]["replicates"] == {"count": 4, "blocks": [1, 1, 1, 1]}
+    assert "Stein's interval over replicates" in summary["rest"]["method"]
     assert len(summary["block_order"]) == 4
     assert (out / "pilot-summary.json").exists() and (out / "extension" / "workflow.yaml").exists()
     assert "N limited by load.max_blocks" in proc.stderr

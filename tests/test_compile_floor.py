@@ -53,7 +53,8 @@ def test_without_the_floor_the_dag_has_no_floor_task_and_taint_leads_to_the_firs
     dag = _dag(d)
     assert "floor" not in dag
     assert "floor" not in {t["name"] for t in _workflow_spec(d)["templates"]}
-    first = f"deploy-{spec.transports[0]}-{spec.baseline}"
+    suffix = "-r0" if spec.replicates > 1 else ""  # the default's deployments are replicates
+    first = f"deploy-{spec.transports[0]}-{spec.baseline}{suffix}"
     assert parse_depends(dag[first].get("depends")) == ["taint"]
     for task in dag.values():  # every dependency names a task of the DAG
         assert set(parse_depends(task.get("depends"))) <= set(dag), task["name"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchbench.core.spec import load_spec
+from orchbench.core.spec import Spec, load_spec
 from pipelines.benchmark import KINDS, compile_dict
 from tests.helpers import ROOT
 
@@ -94,10 +94,36 @@ def _dag_tasks(d: dict) -> list[dict]:
     return next(t for t in spec_["templates"] if t["name"] == "benchmark")["dag"]["tasks"]
 
 
+def _default_one_deployment() -> Spec:
+    """The local default laid out as one deployment (no replicates): the DAG shape of a plain run."""
+    from orchbench.core.spec import parse_spec
+
+    data = yaml.safe_load((ROOT / "specs" / "default.yaml").read_text())
+    data.pop("replicates", None)
+    spec = parse_spec(data)
+    spec._base_dir = ROOT / "specs"
+    return spec
+
+
+def test_the_default_deploys_every_arm_afresh_for_every_block():
+    """specs/default.yaml: one block per deployment replicate, each replicate deploying both arms,
+    its block waiting for them, and torn down before the next replicate starts."""
+    spec = load_spec(ROOT / "specs" / "default.yaml")
+    assert spec.replicates == spec.blocks
+    dag = {t["name"]: t for t in _dag_tasks(_compiled("default", "workflow"))}
+    for tr in spec.transports:
+        for b in range(spec.blocks):
+            assert {f"deploy-{tr}-without-r{b}", f"deploy-{tr}-with-r{b}"} <= set(dag)
+            deps = dag[f"load-{tr}-b{b}"]["depends"]
+            assert f"wait-{tr}-with-r{b}" in deps and f"wait-{tr}-without-r{b}" in deps
+            if b:
+                assert f"teardown-{tr}-with-r{b - 1}" in dag[f"deploy-{tr}-without-r{b}"]["depends"]
+
+
 def test_dag_shape_pairs_arms_per_block_and_cleans_up_on_exit():
     """The local default (k6): one interleaved task per block, its endpoints in the block's drawn order."""
-    d = _compiled("default", "workflow")
-    spec = load_spec(ROOT / "specs" / "default.yaml")
+    spec = _default_one_deployment()
+    d = compile_dict(spec, "workflow")
     assert spec.interleave() == "request"
     dag = _dag_tasks(d)
     names = [t["name"] for t in dag]
@@ -162,6 +188,7 @@ def test_arms_list_compiles_one_deploy_wait_per_arm_and_one_load_task_with_all_e
     from orchbench.core.spec import parse_spec
 
     data = yaml.safe_load((ROOT / "specs" / "default.yaml").read_text())
+    data.pop("replicates", None)  # one deployment: task names without a replicate suffix
     data["arms"] = [
         {"name": "direct", "baseline": True, "hop": "model"},
         {"name": "orch", "hop": "orchestrator"},

@@ -34,6 +34,19 @@ def test_one_replicate_is_the_ordinary_block_interval():
     assert nested_interval([blocks]) == t_interval(blocks)
 
 
+def test_pilot_sized_replicates_get_steins_interval():
+    # replicate means 0.3, 0.4, 0.5 (the pilot: SD 0.1), then 0.4 and 0.4: the mean of all five,
+    # +- t(0.975, 2) x 0.1 / sqrt(5)
+    groups = [[0.3], [0.4], [0.5], [0.4], [0.35, 0.45]]
+    est = nested_interval(groups, pilot_replicates=3)
+    half = 4.302652729911275 * 0.1 / np.sqrt(5)
+    assert est.estimate == pytest.approx(0.4)
+    assert est.ci95 == pytest.approx((0.4 - half, 0.4 + half))
+    assert est.df == 2 and est.n_units == 5
+    # no extension (R = R0): the ordinary interval over replicates
+    assert nested_interval(groups[:3], pilot_replicates=3) == nested_interval(groups[:3])
+
+
 def test_non_finite_blocks_and_empty_replicates_are_left_out():
     est = nested_interval([[0.1, float("nan")], [], [0.3]])
     assert est.estimate == pytest.approx(0.2) and est.n_units == 2

@@ -48,8 +48,27 @@ def test_the_spec_splits_blocks_into_replicates():
     assert "replicates" not in parse_spec({"name": "x"}).to_json_dict()  # older specs dump as before
     with pytest.raises(ConfigError, match="5 blocks do not split into 3 replicates evenly"):
         parse_spec({"name": "x", "blocks": 5, "replicates": 3})
-    with pytest.raises(ConfigError, match=r"not with load\.precision_ms"):
+    # a precision target sizes the run in replicates: Stein's rule needs a pilot of >= 3 of them
+    with pytest.raises(ConfigError, match=r"replicates: 2; with load\.precision_ms .* at least 3"):
         parse_spec({"name": "x", "blocks": 6, "replicates": 2, "load": {"precision_ms": 0.05}})
+    sized = parse_spec({"name": "x", "blocks": 6, "replicates": 3, "load": {"precision_ms": 0.05}})
+    assert sized.replicates == 3 and sized.load.precision_ms == 0.05
+
+
+def test_a_pilot_sized_replicated_run_gives_the_sized_figures_steins_interval():
+    # replicates of 2 blocks: the pilot's 3 means 0.2, 0.4, 0.6 (SD 0.2), then 2 more: 0.4, 0.4
+    with_g, without_g = _blocks([0.2, 0.2, 0.4, 0.4, 0.6, 0.6, 0.4, 0.4, 0.4, 0.4])
+    reps = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    res = overheads(with_g, without_g, pilot_blocks=6, replicates=reps, pilot_replicates=3)
+    mean, p90 = res["overhead_ms"]["mean"], res["overhead_ms"]["p90"]
+    half = 4.302652729911275 * 0.2 / np.sqrt(5)  # t(0.975, R0 - 1 = 2) x s0 / sqrt(R = 5)
+    assert mean["estimate"] == pytest.approx(0.4, abs=1e-6)
+    assert mean["ci95"] == pytest.approx([0.4 - half, 0.4 + half], abs=1e-6)
+    assert mean["df"] == 2 and mean["n_blocks"] == 5
+    # p90 was not sized on: the t-interval over the 5 replicate means (SD sqrt(0.02)), df 4
+    half90 = 2.7764451051977987 * np.sqrt(0.02) / np.sqrt(5)
+    assert p90["ci95"] == pytest.approx([0.4 - half90, 0.4 + half90], abs=1e-6) and p90["df"] == 4
+    assert "Stein's interval over replicates from the 3-replicate pilot" in res["method"]
 
 
 def test_compiled_replicates_deploy_every_arm_afresh_in_turn():

@@ -209,7 +209,14 @@ def transport_result(
     ids, with_groups, without_groups = _paired(blocks, arm, baseline)
     if with_groups:
         reps = [replicate_of(i) for i in ids] if replicate_of is not None else None
-        result = overheads(with_groups, without_groups, pilot_blocks, n_boot, seed, reps)
+        # the replicates a precision-targeted run's size was fixed from: those of its pilot's blocks
+        pilot_reps = (
+            len({r for i, r in zip(ids, reps, strict=True) if i < pilot_blocks})
+            if reps is not None and pilot_blocks is not None
+            else None
+        )
+        result = overheads(with_groups, without_groups, pilot_blocks, n_boot, seed, reps, pilot_reps)
+        result["block_ids"] = ids  # the block each of block_diffs_ms is (blocks measured in both arms)
     else:
         result = {"overhead_ms": {}, "paired_test": None}
         for metric in METRICS:

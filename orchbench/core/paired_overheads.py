@@ -34,6 +34,7 @@ def overheads(
     n_boot: int = 2000,
     seed: int = 0,
     replicates: Sequence[int] | None = None,
+    pilot_replicates: int | None = None,
 ) -> dict[str, Any]:
     """Overheads (with - without, ms) of paired blocks of successful latencies (ns), every metric:
     `overhead_ms`, `method`, `paired_test` and `block_diffs_ms` (what a pilot sizes a run from).
@@ -44,12 +45,14 @@ def overheads(
 
     `replicates[i]`: the deployment replicate of paired block i. With two or more, every metric's
     interval (and the paired test) is over the replicates, blocks nested inside them
-    (orchbench.core.replicates): the variation between two starts of the same thing is in it."""
+    (orchbench.core.replicates): the variation between two starts of the same thing is in it. In a
+    precision-targeted run with replicates, `pilot_replicates` (R0, the replicates the size was
+    fixed from) gives the sized figures Stein's interval over the replicate means."""
     n = len(with_groups)
     if n != len(without_groups) or n < 1:
         raise ValueError("overheads needs the same number (>= 1) of blocks per arm")
     if replicates is not None and len(set(replicates)) >= 2 and n >= 2:
-        return _replicated_overheads(with_groups, without_groups, list(replicates), seed)
+        return _replicated_overheads(with_groups, without_groups, list(replicates), seed, pilot_replicates)
     result: dict[str, Any] = {"overhead_ms": {}, "block_diffs_ms": {}}
     pilot = pilot_blocks if pilot_blocks is not None and 2 <= pilot_blocks < n else None
     for metric in METRICS:
@@ -81,11 +84,16 @@ def overheads(
 
 
 def _replicated_overheads(
-    with_groups: list[np.ndarray], without_groups: list[np.ndarray], replicates: list[int], seed: int
+    with_groups: list[np.ndarray],
+    without_groups: list[np.ndarray],
+    replicates: list[int],
+    seed: int,
+    pilot_replicates: int | None = None,
 ) -> dict[str, Any]:
     """overheads() of a run with deployment replicates: per metric the block differences grouped by
-    replicate, the estimate and interval over the replicate means (df = replicates - 1); the arm
-    values are the usual means over blocks; the sign-flip test is over the replicate means."""
+    replicate, the estimate and interval over the replicate means (df = replicates - 1; Stein's from
+    the first `pilot_replicates` for the sized figures of a precision-targeted run); the arm values
+    are the usual means over blocks; the sign-flip test is over the replicate means."""
     if len(replicates) != len(with_groups):
         raise ValueError("one replicate per paired block")
     keys = sorted(set(replicates))
@@ -94,7 +102,8 @@ def _replicated_overheads(
         a, b = stats.block_stats(with_groups, metric), stats.block_stats(without_groups, metric)
         diffs = a - b
         groups = [diffs[[i for i, r in enumerate(replicates) if r == k]] for k in keys]
-        est = nested_interval(groups)
+        pilot = pilot_replicates if metric in stats.PRECISION_METRICS else None
+        est = nested_interval(groups, pilot_replicates=pilot)
         result["overhead_ms"][metric] = ms_entry(
             replace(est, with_value=float(a.mean()), without_value=float(b.mean()))
         )
@@ -102,9 +111,16 @@ def _replicated_overheads(
         test = stats.sign_flip_test(replicate_means(groups) / 1e6, seed=seed).to_dict()
         result["paired_test"][metric] = {**test, "unit": "deployment replicate"}  # n_blocks: replicates
     result["replicates"] = {"count": len(keys), "blocks": [replicates.count(k) for k in keys]}
+    sized = pilot_replicates is not None and 2 <= pilot_replicates < len(keys)
+    interval = (
+        f"Stein's interval over replicates from the {pilot_replicates}-replicate pilot for "
+        f"{'/'.join(stats.PRECISION_METRICS)} (df {pilot_replicates - 1}), t-interval over replicates "
+        f"for the rest (df {len(keys) - 1})"
+        if sized and pilot_replicates is not None
+        else f"t-interval over replicates (df {len(keys) - 1})"
+    )
     result["method"] = (
         f"paired blocks (n={len(with_groups)}) nested in {len(keys)} deployment replicates: mean over "
-        "replicates of each replicate's mean per-block difference, t-interval over replicates "
-        f"(df {len(keys) - 1})"
+        f"replicates of each replicate's mean per-block difference, {interval}"
     )
     return result

@@ -49,13 +49,14 @@ def _prctl() -> Callable[..., int] | None:
 _PRCTL = _prctl()
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> Callable[[], None] | None:
     """A `preexec_fn` giving the child `sig` when the calling thread (its parent) exits; None where
-    the platform has no parent-death signal."""
+    the platform has no parent-death signal. `parent`: the pid the child's parent must still be
+    (default: the caller's; a child that calls this itself, after a fork, passes os.getppid())."""
     prctl = _PRCTL
     if prctl is None:
         return None
-    parent = os.getpid()
+    parent = os.getpid() if parent is None else parent
     # prctl(2) reads unsigned longs: pass them as such (a bare int leaves a register's upper half
     # undefined in a variadic call), built here rather than in the child.
     args = (ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(int(sig)), *(ctypes.c_ulong(0),) * 3)

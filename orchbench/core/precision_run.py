@@ -7,11 +7,23 @@ and, when N > pilot, runs the remaining N − pilot blocks as a second compiled 
 (:func:`extension_spec`). The second workflow deploys every arm afresh: deployments are not kept
 across the two workflows (recorded in summary.json `precision_run.deployments`). The final compare
 runs over all N blocks, the extension's numbered after the pilot's.
+
+With deployment replicates (`replicates: R0`, b = blocks / R0 blocks each) the unit is the replicate,
+not the block: the pilot is R0 replicates, Stein's rule runs over their means (each replicate's mean
+per-block difference; orchbench.core.replicates), the size is a number of replicates R (capped by
+max_blocks // b and max_duration_s), and the extension deploys R - R0 more replicates of b blocks
+each. Block k belongs to replicate k // b in both workflows, so the final compare nests the
+extension's blocks in replicates of their own and gives the sized figures Stein's interval over
+replicates (df R0 - 1): the variation between two starts of the arms is inside the interval that
+decided the size.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from orchbench.core.design import DEFAULT_MAX_BLOCKS, PRECISION_METRICS, Plan, plan_blocks
 from orchbench.core.spec import Spec
@@ -23,44 +35,80 @@ DEPLOYMENTS_NOTE = (
     "two workflows: the pilot's deployments were torn down after it, the extension deployed every "
     "arm afresh (new processes); blocks are paired within each workflow"
 )
+DEPLOYMENTS_NOTE_REPLICATES = (
+    "two workflows of deployment replicates (every replicate deployed every arm afresh); the "
+    "interval is over replicates, the pilot's and the extension's alike"
+)
+
+
+def blocks_per_unit(spec: Spec) -> int:
+    """Blocks per unit of the size: 1 (the block), or each replicate's blocks with replicates."""
+    return spec.blocks // spec.replicates if spec.replicates > 1 else 1
 
 
 def pilot_series(spec: Spec, summary: dict[str, Any]) -> dict[str, list[float]]:
-    """`<transport>/<arm>/<metric>` -> the pilot's block differences (ms), for every sized figure."""
+    """`<transport>/<arm>/<metric>` -> the pilot's unit differences (ms), for every sized figure:
+    its block differences, or with replicates each replicate's mean block difference (summary.json
+    lists the blocks that were measured in both arms; block k is in replicate k // b)."""
     out: dict[str, list[float]] = {}
+    per = blocks_per_unit(spec)
     for transport in spec.transports:
         res = summary.get(transport) or {}
         by_arm = res.get("by_arm") or {res.get("arm", "with"): res}
         for arm, arm_res in by_arm.items():
             diffs = arm_res.get("block_diffs_ms") or {}
             for metric in PRECISION_METRICS:
-                if metric in diffs:
-                    out[f"{transport}/{arm}/{metric}"] = [float(x) for x in diffs[metric]]
+                if metric not in diffs:
+                    continue
+                values = [float(x) for x in diffs[metric]]
+                if per > 1:
+                    ids = arm_res.get("block_ids") or list(range(len(values)))
+                    groups: dict[int, list[float]] = {}
+                    for block, v in zip(ids, values, strict=True):
+                        groups.setdefault(int(block) // per, []).append(v)
+                    values = [float(np.mean(groups[k])) for k in sorted(groups)]
+                out[f"{transport}/{arm}/{metric}"] = values
     return out
 
 
 def plan_for(spec: Spec, summary: dict[str, Any]) -> Plan:
-    """The run's size from the pilot's summary.json (a spec with `load.precision_ms`)."""
+    """The run's size from the pilot's summary.json (a spec with `load.precision_ms`), in blocks
+    (with replicates: sized in replicates, then b blocks each)."""
     precision = spec.load.precision_ms
     if precision is None:
         raise ValueError("plan_for: the spec sets no load.precision_ms")
-    return plan_blocks(
+    per = blocks_per_unit(spec)
+    plan = plan_blocks(
         pilot_series(spec, summary),
         precision,
-        spec.load.max_blocks or DEFAULT_MAX_BLOCKS,
+        (spec.load.max_blocks or DEFAULT_MAX_BLOCKS) // per,
         spec.load.max_duration_s,
-        block_seconds(spec) * len(spec.transports),
+        block_seconds(spec) * len(spec.transports) * per,
+    )
+    if per == 1:
+        return plan
+    return replace(
+        plan,
+        n_blocks=plan.n_blocks * per,
+        needed=plan.needed * per,
+        pilot_blocks=plan.pilot_blocks * per,
+        per_figure={k: v * per for k, v in plan.per_figure.items()},
     )
 
 
 def extension_spec(spec: Spec, more_blocks: int) -> Spec:
     """The second workflow's spec: `more_blocks` blocks, arm orders from a seed of their own, no
     precision target (it is a fixed continuation, sized once), and no floor step (the pilot's
-    floor.json is the run's: a second one would be measured and thrown away)."""
+    floor.json is the run's: a second one would be measured and thrown away). With replicates:
+    more_blocks / b more replicates of b blocks each (every one deployed afresh)."""
+    per = blocks_per_unit(spec)
+    if more_blocks % per:
+        raise ValueError(f"extension: {more_blocks} blocks are not whole replicates of {per}")
     return spec.with_overrides(
         {
             "floor": False,
             "blocks": more_blocks,
+            "replicates": more_blocks // per,
             "order_seed": spec.order_seed + EXTENSION_SEED_OFFSET,
             "load.precision_ms": None,
             "load.max_blocks": None,
@@ -83,7 +131,12 @@ def limited_line(plan: Plan) -> str:
 
 def record(plan: Plan, spec: Spec) -> dict[str, Any]:
     """What summary.json carries as `precision_run`."""
+    per = blocks_per_unit(spec)
     return {
+        "unit": "replicate" if spec.replicates > 1 else "block",
+        "blocks_per_unit": per,
+        "pilot_units": plan.pilot_blocks // per,
+        "n_units": plan.n_blocks // per,
         "pilot_blocks": plan.pilot_blocks,
         "n_blocks": plan.n_blocks,
         "needed": plan.needed,
@@ -91,6 +144,8 @@ def record(plan: Plan, spec: Spec) -> dict[str, Any]:
         "per_figure": plan.per_figure,
         "workflows": 1 if plan.n_blocks <= plan.pilot_blocks else 2,
         "extension_order_seed": spec.order_seed + EXTENSION_SEED_OFFSET,
-        "deployments": DEPLOYMENTS_NOTE if plan.n_blocks > plan.pilot_blocks else "one workflow",
+        "deployments": (DEPLOYMENTS_NOTE_REPLICATES if spec.replicates > 1 else DEPLOYMENTS_NOTE)
+        if plan.n_blocks > plan.pilot_blocks
+        else "one workflow",
         "line": limited_line(plan),
     }

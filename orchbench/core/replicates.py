@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from orchbench.core.stats import Estimate, t_interval, t_quantile
+from orchbench.core.stats import Estimate, stein_interval, t_interval, t_quantile
 
 __all__ = ["nested_interval", "replicate_means"]
 
@@ -48,18 +48,27 @@ def replicate_means(groups: Sequence[Sequence[float] | np.ndarray]) -> np.ndarra
     return np.asarray(means, dtype=np.float64)
 
 
-def nested_interval(groups: Sequence[Sequence[float] | np.ndarray], level: float = 0.95) -> Estimate:
+def nested_interval(
+    groups: Sequence[Sequence[float] | np.ndarray], level: float = 0.95, pilot_replicates: int | None = None
+) -> Estimate:
     """The overhead over R replicates with blocks nested inside them (see the module's text).
 
     `groups[r]` holds replicate r's per-block paired differences. With one replicate this is the
     ordinary t-interval over its blocks (what a run without replicates reports). `n_units` is the
-    number of replicates the interval rests on."""
+    number of replicates the interval rests on.
+
+    `pilot_replicates` = R0 (a precision-targeted run whose size R was fixed from the spread of its
+    first R0 replicates, orchbench.core.precision_run): Stein's interval over the replicate means,
+    mean ± t(0.975, R0 - 1) · s0 / √R with s0 the SD of the first R0 (stats.stein_interval), which
+    keeps its coverage although R was chosen from the data; with R0 >= R it is the interval above."""
     if len(groups) <= 1:
         return t_interval(groups[0] if groups else [], level)
     means = replicate_means(groups)
     r = len(means)
     if r < 2:
         raise ValueError("an interval over replicates needs at least 2 replicates with a measured block")
+    if pilot_replicates is not None and 2 <= pilot_replicates < r:
+        return stein_interval(means, pilot_replicates, level)
     est = float(means.mean())
     se = float(means.std(ddof=1) / math.sqrt(r))
     half = t_quantile(r - 1, level) * se

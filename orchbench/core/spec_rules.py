@@ -58,8 +58,11 @@ def replicates_fit(spec: Spec) -> None:
         return
     if spec.blocks % r or spec.blocks // r < 1:
         raise ValueError(f"replicates: {spec.blocks} blocks do not split into {r} replicates evenly")
-    if spec.load.precision_ms is not None:
-        raise ValueError("replicates: not with load.precision_ms (a pilot sizes blocks, not replicates)")
+    if spec.load.precision_ms is not None and r < 3:
+        raise ValueError(
+            f"replicates: {r}; with load.precision_ms the pilot is the replicates and needs at least 3 "
+            "(Stein's rule over replicate means)"
+        )
     if spec.load.stages is not None:
         raise ValueError("replicates: not with load.stages yet (one load per run)")
 
