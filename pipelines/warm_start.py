@@ -15,8 +15,9 @@ whole of it, not added to the forkserver's), the task's folder as its working di
 import path, stdout and stderr into the task's log files, SIGTERM when its parent (the forkserver,
 which exits with the runner) dies, `sys.argv` as `python -m` sets it, Hera's runner's own entry
 (`hera.workflows._runner.util._run`), then the exit handlers a normal exit runs and the exit code it
-gives (1 with the traceback on stderr for an uncaught exception). Forked from a server that only
-imported (never ran a step), each step starts from the state a fresh import gives.
+gives (1 with the traceback on stderr for an uncaught exception), no descriptor but 0-2 (as
+close_fds gives), and its command line shown as that command (setproctitle). Forked from a server
+that only imported (never ran a step), each step starts from the state a fresh import gives.
 
 Only where it is the same thing: the template's command is `python` and the runner's interpreter is
 the one the workflow would get (`sys.executable`), and its args are `-m hera.workflows.runner -e
@@ -39,11 +40,14 @@ from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+import setproctitle
+
 from orchbench.core.parentdeath import die_with_parent
 
 #: What the forkserver imports once (every step module of the workflows orchbench compiles).
 PRELOAD = [
     "hera.workflows._runner.util",
+    "pipelines.warm_start",
     "steps.common",
     "steps.taint",
     "steps.floor",
@@ -133,8 +137,26 @@ def start(entry: str, source_file: str, cwd: str, env: dict[str, str], stdout: s
     return WarmStep(process)
 
 
+def _detach_from_forkserver() -> None:
+    """Close every descriptor above stderr, as an exec'd step gets none (close_fds). Among them is
+    the forkserver's "alive" pipe, which multiprocessing hands every child it forks: the forkserver
+    exits when the last holder closes it, so a step holding it would keep the forkserver, and with it
+    the step itself (its parent-death signal comes from the forkserver), alive after the runner was
+    killed (tests/test_faults.py caught exactly that)."""
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    with contextlib.suppress(AttributeError):  # they name descriptors just closed: forget them
+        from multiprocessing import forkserver, resource_tracker
+
+        forkserver._forkserver._forkserver_alive_fd = None  # type: ignore[attr-defined]
+        resource_tracker._resource_tracker._fd = None  # type: ignore[attr-defined]
+        resource_tracker._resource_tracker._pid = None  # type: ignore[attr-defined]
+
+
 def _step_main(entry: str, source_file: str, cwd: str, env: dict[str, str], stdout: str, stderr: str) -> None:
     """In the forked child: become the step's process, run Hera's runner, exit as it would."""
+    _detach_from_forkserver()
+    # what `ps` and /proc/<pid>/cmdline show: the command the fresh interpreter would have had
+    setproctitle.setproctitle(" ".join([sys.executable, *RUNNER_ARGS, entry, source_file]))
     os.setsid()
     preexec = die_with_parent(parent=os.getppid())  # the forkserver, which exits with the runner
     if preexec is not None:
@@ -146,7 +168,10 @@ def _step_main(entry: str, source_file: str, cwd: str, env: dict[str, str], stdo
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
-    sys.path.insert(0, cwd)  # `python -m` puts the working directory first
+    # `python -m` puts the working directory first, then $PYTHONPATH (which the forkserver's own
+    # path holds only as it was when the forkserver started)
+    extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+    sys.path[0:0] = [cwd, *extra]
     sys.argv = [sys.argv[0] if sys.argv else "python", "-e", entry, source_file]
     code, interrupted = 0, False
     try:

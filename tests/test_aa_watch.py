@@ -288,3 +288,20 @@ def test_precision_run_adds_a_second_workflow(tmp_path):
     assert (out / "pilot-summary.json").exists() and (out / "extension" / "workflow.yaml").exists()
     assert "N limited by load.max_blocks" in proc.stderr
     assert "precision not reached" in summary["rest"]["precision"]["line"]
+
+
+def test_the_largest_extension_a_budget_allows_is_a_valid_spec():
+    """max_blocks is capped like blocks (100), and replicates as high: the extension's spec of a
+    pilot of 3 one-block replicates within max_blocks 100 (97 more replicates) loads."""
+    spec = parse_spec(
+        {
+            "name": "x",
+            "blocks": 3,
+            "replicates": 3,
+            "load": {"duration_s": 2, "warmup_s": 1, "precision_ms": 0.001, "max_blocks": 100},
+        }
+    )
+    ext = precision_run.extension_spec(spec, 97)
+    assert (ext.blocks, ext.replicates) == (97, 97)
+    with pytest.raises(ConfigError):
+        parse_spec({"name": "x", "blocks": 3, "load": {"precision_ms": 0.1, "max_blocks": 101}})

@@ -24,6 +24,8 @@ def probe(mode: str) -> str:
     (here / "probe.json").write_text(json.dumps({
         "cwd": str(here), "path0": sys.path[0], "env": dict(os.environ), "pid": os.getpid(),
         "sid": os.getsid(0), "pgid": os.getpgid(0),
+        "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
+        "cmdline": open("/proc/self/cmdline", "rb").read().replace(b"\\0", b" ").decode(),
     }))
     if mode == "raise":
         raise RuntimeError("the step failed")
@@ -66,6 +68,14 @@ def test_a_warm_step_runs_as_a_fresh_one_would(tmp_path):
     assert "PYTEST_CURRENT_TEST" not in seen["env"]
     # its own session and process group, whose id is the pid the runner signals
     assert seen["pid"] == step.pid == seen["sid"] == seen["pgid"]
+    # no descriptor of the forkserver's (its "alive" pipe would keep it, and this step, alive after
+    # the runner died): 0-2, and the one listing /proc/self/fd
+    assert seen["fds"] == [0, 1, 2, 3], seen["fds"]
+    # ps shows the command a fresh interpreter would have had
+    assert (
+        seen["cmdline"].strip()
+        == f"{sys.executable} -m hera.workflows.runner -e warmprobe:probe {tmp_path / 'source'}"
+    )
     out = (tmp_path / "out.log").read_text()
     assert "a line of the step's own" in out and "result-ok" in out  # Hera prints the result
     assert (tmp_path / "atexit.txt").read_text() == "ran"

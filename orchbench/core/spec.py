@@ -82,7 +82,7 @@ class Spec(_Strict):
     replicates: int = Field(
         1,
         ge=1,
-        le=20,
+        le=100,  # as many as blocks: a precision-targeted extension may add up to max_blocks
         description="deployment replicates: every arm deployed afresh this many times, one after the "
         "other, each holding blocks / replicates of the blocks; the interval is then over replicates, "
         "blocks nested inside (orchbench.core.replicates)",

@@ -74,7 +74,7 @@ class Load(_Strict):
     max_blocks: int | None = Field(
         None,
         ge=2,
-        le=1000,
+        le=100,  # the most `blocks` a spec (and so the extension's workflow) may have
         description="with precision_ms: at most this many blocks in all (unset: 40)",
     )
     max_duration_s: float | None = Field(
