@@ -36,11 +36,13 @@ import sys
 import threading
 import time
 import traceback
+from multiprocessing import forkserver, resource_tracker
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 import setproctitle
+from hera.workflows._runner.util import _run as hera_runner  # what `-m hera.workflows.runner` runs
 
 from orchbench.core.parentdeath import die_with_parent
 
@@ -94,8 +96,6 @@ def _forkserver() -> ForkServerContext:
             _context = ctx
         saved = {k: os.environ.pop(k) for k in RUN_SCOPED_ENV if k in os.environ}
         try:
-            from multiprocessing import forkserver
-
             forkserver.ensure_running()  # (re)started here if it is not running
         finally:
             os.environ.update(saved)
@@ -145,8 +145,6 @@ def _detach_from_forkserver() -> None:
     killed (tests/test_faults.py caught exactly that)."""
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     with contextlib.suppress(AttributeError):  # they name descriptors just closed: forget them
-        from multiprocessing import forkserver, resource_tracker
-
         forkserver._forkserver._forkserver_alive_fd = None  # type: ignore[attr-defined]
         resource_tracker._resource_tracker._fd = None  # type: ignore[attr-defined]
         resource_tracker._resource_tracker._pid = None  # type: ignore[attr-defined]
@@ -175,9 +173,7 @@ def _step_main(entry: str, source_file: str, cwd: str, env: dict[str, str], stdo
     sys.argv = [sys.argv[0] if sys.argv else "python", "-e", entry, source_file]
     code, interrupted = 0, False
     try:
-        from hera.workflows._runner.util import _run
-
-        _run()
+        hera_runner()
     except SystemExit as exc:
         code = _exit_code(exc.code)
     except KeyboardInterrupt:
