@@ -95,6 +95,13 @@ def truth() -> dict[str, float]:
     return true_overheads()
 
 
+def _sizes(pilot: dict[str, np.ndarray], precision_ms: float, max_units: int) -> np.ndarray:
+    """Each run's size by the pilot rule: `pilot[metric]` holds every run's pilot units, (runs, n0)."""
+    runs = len(next(iter(pilot.values())))
+    per_run = [{m: v[i] for m, v in pilot.items()} for i in range(runs)]
+    return np.array([design.blocks_needed(units, precision_ms, max_units) for units in per_run])
+
+
 def _intervals(
     with_: np.ndarray, without: np.ndarray, n_blocks: np.ndarray, pilot: int | None
 ) -> dict[str, np.ndarray]:
@@ -124,19 +131,10 @@ def _run(
             # the pilot: the first PILOT_BLOCKS blocks' differences of the figures the target is on;
             # the rule fixes each run's size from them, then the remaining blocks run
             with_, without = simulate(rng, e, PILOT_BLOCKS, d)
-            n = np.array(
-                [
-                    design.blocks_needed(
-                        {
-                            metric: stats.statistic(with_[i], metric) - stats.statistic(without[i], metric)
-                            for metric in design.PRECISION_METRICS
-                        },
-                        PRECISION_MS,
-                        MAX_BLOCKS,
-                    )
-                    for i in range(e)
-                ]
-            )
+            pilot_diffs = {
+                m: stats.statistic(with_, m) - stats.statistic(without, m) for m in design.PRECISION_METRICS
+            }
+            n = _sizes(pilot_diffs, PRECISION_MS, MAX_BLOCKS)
             if n.max() > PILOT_BLOCKS:
                 more_with, more_without = simulate(rng, e, int(n.max()) - PILOT_BLOCKS, d)
                 with_ = np.concatenate([with_, more_with], axis=1)
@@ -232,19 +230,8 @@ def _replicated_run(
         with_, without = _replicated_blocks(rng, e, REP_PILOT, d)
         diffs = {m: stats.statistic(with_, m) - stats.statistic(without, m) for m in stats.METRICS}
         # the pilot's replicate means of the sized figures -> the number of replicates
-        n = np.array(
-            [
-                design.blocks_needed(
-                    {
-                        m: diffs[m][i].reshape(REP_PILOT, REP_BLOCKS).mean(axis=1)
-                        for m in design.PRECISION_METRICS
-                    },
-                    REP_PRECISION_MS,
-                    REP_MAX,
-                )
-                for i in range(e)
-            ]
-        )
+        means = {m: diffs[m].reshape(e, REP_PILOT, REP_BLOCKS).mean(axis=2) for m in design.PRECISION_METRICS}
+        n = _sizes(means, REP_PRECISION_MS, REP_MAX)
         if n.max() > REP_PILOT:
             more_with, more_without = _replicated_blocks(rng, e, int(n.max()) - REP_PILOT, d)
             for m in stats.METRICS:
