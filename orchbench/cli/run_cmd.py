@@ -15,7 +15,7 @@ import yaml
 
 from orchbench.cli.progress import RunProgress
 from orchbench.cli.tables import summary_tables
-from orchbench.core import capacity_search, precision_run
+from orchbench.core import capacity_search, noise, precision_run
 from orchbench.core.errors import ConfigError
 from orchbench.core.machine import Cleanup, MachineLock, cleanup_run, holder
 from orchbench.core.report import build_report
@@ -247,7 +247,7 @@ def extend_to_precision(spec: Spec, out: Path, quiet: bool, step: str, pilot_blo
     write_text(out / "pilot-summary.json", json.dumps(pilot, indent=2, sort_keys=True))
     plan = precision_run.plan_for(spec, pilot)
     if not quiet:
-        print(f"orchbench: {precision_run.limited_line(plan)}", file=sys.stderr)
+        print(f"orchbench: {precision_run.limited_line(plan, spec)}", file=sys.stderr)
     blocks = read_blocks(out / "raw")
     orders = spec.block_order()
     more = plan.n_blocks - plan.pilot_blocks
@@ -371,9 +371,12 @@ def print_summary(out: Path) -> None:
         if summary.get(key):
             console.print(summary[key]["line"])
     for transport in ("rest", "grpc"):
-        line = ((summary.get(transport) or {}).get("precision") or {}).get("line")
+        res = summary.get(transport) or {}
+        line = (res.get("precision") or {}).get("line")
         if line:
             console.print(f"{transport}: {line}")
+        if res.get("noise") and not (res.get("precision") or {}).get("met", True):
+            console.print(f"{transport}: {noise.line(res['noise'], res['arm'], res['baseline'])}")
     floor = (summary.get("floor") or {}).get("k6") or {}
     for transport in ("rest", "grpc"):
         p50 = (floor.get(transport) or {}).get("p50_ms")

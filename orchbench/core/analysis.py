@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from orchbench.core import aa, design, stats, verdict
+from orchbench.core import aa, design, noise, stats, verdict
 from orchbench.core.errors import ConfigError
 from orchbench.core.paired_overheads import ms_entry, overheads
 from orchbench.core.spec import Spec
@@ -217,6 +217,7 @@ def transport_result(
         )
         result = overheads(with_groups, without_groups, pilot_blocks, n_boot, seed, reps, pilot_reps)
         result["block_ids"] = ids  # the block each of block_diffs_ms is (blocks measured in both arms)
+        result["noise"] = noise.noise(with_groups, without_groups, arm, baseline)  # what limits the CI
     else:
         result = {"overhead_ms": {}, "paired_test": None}
         for metric in METRICS:

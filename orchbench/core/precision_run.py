@@ -27,7 +27,7 @@ import numpy as np
 
 from orchbench.core.design import DEFAULT_MAX_BLOCKS, PRECISION_METRICS, Plan, plan_blocks
 from orchbench.core.spec import Spec
-from orchbench.core.watch import block_seconds
+from orchbench.core.watch import block_seconds, fmt_duration
 
 #: The extension's arm orders are drawn from order_seed + this (the pilot's from order_seed).
 EXTENSION_SEED_OFFSET = 1
@@ -117,7 +117,13 @@ def extension_spec(spec: Spec, more_blocks: int) -> Spec:
     )
 
 
-def limited_line(plan: Plan) -> str:
+def needed_load_s(plan: Plan, spec: Spec) -> float:
+    """Nominal load-testing seconds of the size the target asked for (every transport's blocks;
+    deployments and waits not counted)."""
+    return plan.needed * block_seconds(spec) * len(spec.transports)
+
+
+def limited_line(plan: Plan, spec: Spec | None = None) -> str:
     why = {
         "precision": "the precision target (the size it asks for fits the budget)",
         "max_blocks": "load.max_blocks",
@@ -125,7 +131,9 @@ def limited_line(plan: Plan) -> str:
     }[plan.limited_by]
     return (
         f"precision-targeted run: {plan.n_blocks} blocks in all ({plan.pilot_blocks} pilot"
-        f" + {plan.n_blocks - plan.pilot_blocks}); the target asked for {plan.needed}; N limited by {why}"
+        f" + {plan.n_blocks - plan.pilot_blocks}); the target asked for {plan.needed}"
+        + ("" if spec is None else f" (~{fmt_duration(needed_load_s(plan, spec))} of load-testing)")
+        + f"; N limited by {why}"
     )
 
 
@@ -147,5 +155,6 @@ def record(plan: Plan, spec: Spec) -> dict[str, Any]:
         "deployments": (DEPLOYMENTS_NOTE_REPLICATES if spec.replicates > 1 else DEPLOYMENTS_NOTE)
         if plan.n_blocks > plan.pilot_blocks
         else "one workflow",
-        "line": limited_line(plan),
+        "needed_load_s": round(needed_load_s(plan, spec), 1),
+        "line": limited_line(plan, spec),
     }
