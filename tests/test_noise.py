@@ -124,3 +124,20 @@ def test_the_size_asked_for_in_time() -> None:
     rec = precision_run.record(plan, spec)
     assert rec["needed_load_s"] == 1260.0
     assert "the target asked for 45 (~21m00s of load-testing); N limited by load.max_blocks" in rec["line"]
+
+
+def test_report_shows_what_limits_the_interval(tmp_path) -> None:
+    from orchbench.core.report_data import RunData
+    from orchbench.core.report_sections import limits_section
+
+    res = analysis.transport_result(_drifting_blocks(shared=1.0), None)
+    n = res["noise"]
+    html = limits_section(RunData(tmp_path, {"rest": res}), ["rest"])
+    assert "What limits the interval" in html and "REST with − without" in html
+    assert f"{n['arms']['with']['request_sd_ms']:.3f} / {n['arms']['without']['request_sd_ms']:.3f}" in html
+    assert f"{n['diff_sd_ms']['mean']:.3f} / {n['diff_sd_ms']['p50']:.3f}" in html
+    assert f"{100 * n['drift_removed']['mean']:.1f} %" in html
+    # a summary of before has no `noise`: no section; a mangled one shows dashes, never a traceback
+    assert limits_section(RunData(tmp_path, {"rest": {"arm": "with"}}), ["rest"]) == ""
+    bad = {"rest": {"arm": "with", "noise": {"arms": "x", "diff_sd_ms": {"mean": "0.1"}}}}
+    assert "— / —" in limits_section(RunData(tmp_path, bad), ["rest"])

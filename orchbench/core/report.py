@@ -51,6 +51,7 @@ from orchbench.core.report_sections import (
     blocks_section,
     distribution_section,
     floor_section,
+    limits_section,
     provenance_section,
 )
 from orchbench.fsio import write_text
@@ -205,7 +206,7 @@ overhead = latency with the orchestrator − latency without it, same model, int
 <ul>{"".join(_headline(r) for r in results)}</ul>
 <h2 id="overhead">Overhead per transport (95 % CIs)</h2>{overhead}{seed_note}{load}
 <h2 id="distributions">Latency distributions per arm</h2>{pooled}{dists}
-<h2 id="blocks">Per block</h2>{blocks_section(data, transports)}
+<h2 id="blocks">Per block</h2>{blocks_section(data, transports)}{limits_section(data, transports)}
 <h2 id="floor">Measurement floor and stability</h2>{floor_section(data, transports)}
 <h2 id="provenance">Provenance</h2>{provenance_section(data)}
 """

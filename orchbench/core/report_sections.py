@@ -156,6 +156,55 @@ def blocks_section(data: RunData, transports: Sequence[str]) -> str:
     return "".join(parts)
 
 
+def limits_section(data: RunData, transports: Sequence[str]) -> str:
+    """What limits the interval (summary.json `noise`, orchbench.core.noise): one row per transport
+    and compared arm; nothing for a summary of before, which has no `noise`."""
+
+    def ms(*keys: str) -> str:
+        return fmt_ms(number(dig(n, *keys)))
+
+    rows = []
+    for transport in transports:
+        res = data.summary.get(transport)
+        by_arm = dig(res, "by_arm") or ({str(res.get("arm", "with")): res} if isinstance(res, dict) else {})
+        for arm, arm_res in by_arm.items() if isinstance(by_arm, dict) else ():
+            n = dig(arm_res, "noise")
+            if not isinstance(n, dict):
+                continue
+            base = str(arm_res.get("baseline", "without"))
+            lag = [number(dig(n, "arms", x, "lag1")) for x in (arm, base)]
+            removed = number(dig(n, "drift_removed", "mean"))
+            rows.append(
+                [
+                    f"{transport.upper()} {arm} − {base}",
+                    f"{ms('arms', arm, 'request_sd_ms')} / {ms('arms', base, 'request_sd_ms')}",
+                    " / ".join("—" if v is None else f"{v:.2f}" for v in lag),
+                    f"{ms('arms', arm, 'block_sd_ms', 'mean')} / {ms('arms', base, 'block_sd_ms', 'mean')}",
+                    "—" if removed is None else f"{100 * removed:.1f} %",
+                    f"{ms('diff_sd_ms', 'mean')} / {ms('diff_sd_ms', 'p50')}",
+                    ms("independent_diff_sd_ms"),
+                ]
+            )
+    if not rows:
+        return ""
+    header = [
+        "arm",
+        "one request's SD, arm / baseline (ms)",
+        "lag-1",
+        "block means' SD between blocks",
+        "drift cancelled by pairing",
+        "SD of the per-block difference, mean / p50",
+        "the same for independent requests",
+    ]
+    return (
+        "<h3>What limits the interval</h3><p>Each request varies around its block's level (its SD, and "
+        "lag-1: how much the next request of the arm shares it); block levels drift; pairing the arms "
+        "in one block cancels most of the drift, and the interval is made of what is left, the SD of "
+        "the per-block difference (half-width ≈ t · SD / √blocks or replicates). Below the last column "
+        "the arms' neighbouring requests share their jitter.</p>" + _table(header, rows)
+    )
+
+
 def floor_section(data: RunData, transports: Sequence[str]) -> str:
     parts = []
     if data.floor is None:
