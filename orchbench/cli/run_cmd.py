@@ -376,7 +376,8 @@ def print_summary(out: Path) -> None:
         if line:
             console.print(f"{transport}: {line}")
         if res.get("noise") and not (res.get("precision") or {}).get("met", True):
-            console.print(f"{transport}: {noise.line(res['noise'], res['arm'], res['baseline'])}")
+            arm, baseline = res.get("arm", "with"), res.get("baseline", "without")
+            console.print(f"{transport}: {noise.line(res['noise'], arm, baseline)}")
     floor = (summary.get("floor") or {}).get("k6") or {}
     for transport in ("rest", "grpc"):
         p50 = (floor.get(transport) or {}).get("p50_ms")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,48 +51,99 @@ def _sd(values: Sequence[float] | np.ndarray) -> float | None:
     return float(np.std(v, ddof=1)) if len(v) >= 2 else None
 
 
+@dataclass(frozen=True)
+class BlockStats:
+    """One block of one arm, in ms: what every figure here is made of, computed in one pass."""
+
+    n: int
+    mean: float
+    ss: float  # Σ (x − mean)²
+    quartiles: tuple[float, float, float]  # p25, p50, p75 (type 7, the estimator's definition)
+    lag_num: float  # Σ (x_i − mean)(x_{i+1} − mean)
+
+    @property
+    def value(self) -> dict[str, float]:
+        """The block's value of each NOISE_METRICS, as the estimator computes it."""
+        return {"mean": self.mean, "p50": self.quartiles[1]}
+
+
+def block_stats(g: np.ndarray) -> BlockStats:
+    x = np.asarray(g, dtype=np.float64) / 1e6
+    m = float(np.mean(x))
+    c = x - m
+    q = np.quantile(x, [0.25, 0.5, 0.75], method=stats.PERCENTILE_METHOD)
+    return BlockStats(len(x), m, float(c @ c), (float(q[0]), float(q[1]), float(q[2])), float(c[1:] @ c[:-1]))
+
+
+def _of(groups: Sequence[np.ndarray]) -> list[BlockStats]:
+    return [block_stats(g) for g in groups if len(g)]
+
+
+def _request_sd(blocks: Sequence[BlockStats]) -> float | None:
+    df = sum(b.n - 1 for b in blocks if b.n >= 2)
+    return math.sqrt(sum(b.ss for b in blocks if b.n >= 2) / df) if df > 0 else None
+
+
+def _request_iqr(blocks: Sequence[BlockStats]) -> float | None:
+    iqrs = [b.quartiles[2] - b.quartiles[0] for b in blocks if b.n >= 2]
+    return float(np.median(iqrs)) if iqrs else None
+
+
+def _lag1(blocks: Sequence[BlockStats]) -> float | None:
+    den = sum(b.ss for b in blocks if b.n >= 3)
+    return sum(b.lag_num for b in blocks if b.n >= 3) / den if den > 0 else None
+
+
 def request_sd_ms(groups: Sequence[np.ndarray]) -> float | None:
     """Pooled within-block SD of single requests (ms): Σ(x − block mean)² / Σ(n_k − 1)."""
-    ss = sum(float(np.sum((g / 1e6 - np.mean(g / 1e6)) ** 2)) for g in groups if len(g) >= 2)
-    df = sum(len(g) - 1 for g in groups if len(g) >= 2)
-    return math.sqrt(ss / df) if df > 0 else None
+    return _request_sd(_of(groups))
 
 
 def request_iqr_ms(groups: Sequence[np.ndarray]) -> float | None:
     """The median over blocks of the within-block interquartile range (ms, type-7 percentiles)."""
-    iqrs = [
-        float(stats.percentile(g / 1e6, 0.75)) - float(stats.percentile(g / 1e6, 0.25))
-        for g in groups
-        if len(g) >= 2
-    ]
-    return float(np.median(iqrs)) if iqrs else None
+    return _request_iqr(_of(groups))
 
 
 def lag1(groups: Sequence[np.ndarray]) -> float | None:
     """Lag-1 autocorrelation of consecutive requests within blocks, each block's mean removed,
-    pooled: Σ x_i x_{i+1} / Σ x_i² over all blocks."""
-    num = den = 0.0
-    for g in groups:
-        if len(g) < 3:
-            continue
-        x = g.astype(float) - float(np.mean(g))
-        num += float(np.dot(x[1:], x[:-1]))
-        den += float(np.dot(x, x))
-    return num / den if den > 0 else None
+    pooled: Σ x_i x_{i+1} / Σ x_i² over all blocks of 3 or more requests."""
+    return _lag1(_of(groups))
 
 
-def block_values_ms(groups: Sequence[np.ndarray], metric: str) -> np.ndarray:
-    """Each block's value of `metric` (ms), the estimator's per-block statistic."""
-    return np.array([float(stats.statistic(g, metric)) / 1e6 for g in groups if len(g)])
+def _arm(blocks: Sequence[BlockStats]) -> dict[str, Any]:
+    return {
+        "request_sd_ms": _ms(_request_sd(blocks)),
+        "request_iqr_ms": _ms(_request_iqr(blocks)),
+        "lag1": _ms(_lag1(blocks)),
+        "block_sd_ms": {m: _sd([b.value[m] for b in blocks]) for m in NOISE_METRICS},
+    }
 
 
 def arm_noise(groups: Sequence[np.ndarray]) -> dict[str, Any]:
     """One arm's jitter and drift (see the module's docstring)."""
+    return _arm(_of(groups))
+
+
+def _pair(arm: Sequence[BlockStats], base: Sequence[BlockStats]) -> dict[str, Any]:
+    if len(arm) != len(base):
+        raise ValueError("pair_noise: the arm and its baseline need the same blocks")
+    diff_sd: dict[str, float | None] = {}
+    removed: dict[str, float | None] = {}
+    for m in NOISE_METRICS:
+        a, b = np.array([x.value[m] for x in arm]), np.array([x.value[m] for x in base])
+        d = _sd(a - b)
+        diff_sd[m] = d
+        levels = (_sd(a) or 0.0) ** 2 + (_sd(b) or 0.0) ** 2
+        removed[m] = None if d is None or levels <= 0 else 1.0 - d**2 / levels
+    per = [
+        x.ss / (x.n - 1) / x.n + y.ss / (y.n - 1) / y.n
+        for x, y in zip(arm, base, strict=True)
+        if min(x.n, y.n) >= 2
+    ]
     return {
-        "request_sd_ms": _ms(request_sd_ms(groups)),
-        "request_iqr_ms": _ms(request_iqr_ms(groups)),
-        "lag1": _ms(lag1(groups)),
-        "block_sd_ms": {m: _sd(block_values_ms(groups, m)) for m in NOISE_METRICS},
+        "diff_sd_ms": diff_sd,
+        "independent_diff_sd_ms": math.sqrt(float(np.mean(per))) if per else None,
+        "drift_removed": removed,
     }
 
 
@@ -99,42 +151,21 @@ def independent_diff_sd_ms(
     with_groups: Sequence[np.ndarray], without_groups: Sequence[np.ndarray]
 ) -> float | None:
     """√(s_a²/n_a + s_b²/n_b) per block (ms), root mean square over the blocks."""
-    per = [
-        float(np.var(a / 1e6, ddof=1)) / len(a) + float(np.var(b / 1e6, ddof=1)) / len(b)
-        for a, b in zip(with_groups, without_groups, strict=True)
-        if len(a) >= 2 and len(b) >= 2
-    ]
-    return math.sqrt(float(np.mean(per))) if per else None
+    return _pair(_of(with_groups), _of(without_groups))["independent_diff_sd_ms"]
 
 
 def pair_noise(with_groups: Sequence[np.ndarray], without_groups: Sequence[np.ndarray]) -> dict[str, Any]:
     """The paired figures of an arm against its baseline over the same blocks (see the docstring)."""
-    if len(with_groups) != len(without_groups):
-        raise ValueError("pair_noise: the arm and its baseline need the same blocks")
-    diff_sd: dict[str, float | None] = {}
-    removed: dict[str, float | None] = {}
-    for m in NOISE_METRICS:
-        a, b = block_values_ms(with_groups, m), block_values_ms(without_groups, m)
-        d = _sd(a - b) if len(a) == len(b) else None
-        diff_sd[m] = d
-        levels = (_sd(a) or 0.0) ** 2 + (_sd(b) or 0.0) ** 2
-        removed[m] = None if d is None or levels <= 0 else 1.0 - d**2 / levels
-    return {
-        "diff_sd_ms": diff_sd,
-        "independent_diff_sd_ms": _ms(independent_diff_sd_ms(with_groups, without_groups)),
-        "drift_removed": removed,
-    }
+    return _pair(_of(with_groups), _of(without_groups))
 
 
 def noise(
     with_groups: Sequence[np.ndarray], without_groups: Sequence[np.ndarray], arm: str, baseline: str
 ) -> dict[str, Any]:
     """summary.json's `noise` of one arm against its baseline: both arms' jitter and drift, then
-    the paired figures."""
-    return {
-        "arms": {arm: arm_noise(with_groups), baseline: arm_noise(without_groups)},
-        **pair_noise(with_groups, without_groups),
-    }
+    the paired figures (every block's statistics computed once)."""
+    a, b = _of(with_groups), _of(without_groups)
+    return {"arms": {arm: _arm(a), baseline: _arm(b)}, **_pair(a, b)}
 
 
 def blocks_for_ms(sd_ms: float, target_ms: float, level: float = 0.95) -> int:
