@@ -20,7 +20,7 @@ from orchbench.cli.calibrate import (
 )
 from orchbench.core.errors import ConfigError
 from orchbench.core.spec import load_spec
-from orchbench.core.spec_sections import Arm
+from orchbench.core.spec_arms import Arm
 
 
 def _run(ref: list[float], arms: dict[str, list[float]], transport: str = "rest") -> dict:

@@ -27,8 +27,8 @@ from orchbench.core.platform.k8s_common import (
 )
 from orchbench.core.platform.kubernetes import (
     KubernetesPlatform,
-    deployment_name,
 )
+from orchbench.core.platform.kubernetes_render import deployment_name
 from tests import k8s_helpers, k8s_seldon
 from tests.k8s_helpers import Actor, raw, warning_event
 from tests.k8s_seldon import (

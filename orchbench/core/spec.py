@@ -1,6 +1,6 @@
 """The experiment spec: YAML validated with pydantic. Unknown keys and bad values fail before any run.
 
-Its sections are orchbench.core.spec_sections' (and spec_stages'), the rules across them
+Its sections are orchbench.core.spec_sections' (and spec_arms', spec_stages'), the rules across them
 orchbench.core.spec_rules', the files around it (which spec, the manifest and payloads it names)
 orchbench.core.spec_files'."""
 
@@ -25,16 +25,13 @@ from orchbench.core.errors import ConfigError
 from orchbench.core.manifest import inspect, load_manifest
 from orchbench.core.platform.k8s_kinds import KIND_ARMS, check_manifest, load_kind_manifest
 from orchbench.core.safeio import MAX_SPEC_BYTES, load_yaml, read_text
+from orchbench.core.spec_arms import DEFAULT_ARMS, Arm, EnvRef, HttpRequest
 from orchbench.core.spec_files import check_inputs, find_spec
 from orchbench.core.spec_rules import check_spec, protocol_defaults
 from orchbench.core.spec_sections import (
-    DEFAULT_ARMS,
     SHIPPED_MANIFEST,
     SHIPPED_PAYLOADS,
     Argo,
-    Arm,
-    EnvRef,
-    HttpRequest,
     Kubernetes,
     Load,
     Local,

@@ -3,8 +3,9 @@
 Like KubernetesPlatform (kubernetes.py), every call goes through the kubernetes client (CustomObjectsApi,
 CoreV1Api, kubernetes.watch.Watch) inside `api_call`, so failures are orchbench errors with one line;
 waiting is by bounded watch streams inside an overall deadline (SeldonObjects.watch). A deployment is
-one or more custom objects (`ObjectRef`s, created in order, deleted in reverse), a set of pod label
-selectors, and the arm's target, all kept in the JSON DeploymentRecord the pipeline passes between steps.
+one or more custom objects (`ObjectRef`s, k8s_custom_refs.py; created in order, deleted in reverse), a
+set of pod label selectors, and the arm's target, all kept in the JSON DeploymentRecord the pipeline
+passes between steps.
 
 Readiness is the object's `Ready` condition (`status.conditions[type=Ready].status == "True"`, as both
 KServe and Seldon v2 report it) for every object, then every non-terminating pod of every selector
@@ -17,13 +18,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 
 from orchbench.core.errors import (
-    ArmVerificationError,
     ConfigError,
     DeployTimeout,
     PlatformError,
@@ -31,11 +30,11 @@ from orchbench.core.errors import (
 from orchbench.core.platform.base import DeploymentRecord
 from orchbench.core.platform.k8s_arms import OWNER_LABEL
 from orchbench.core.platform.k8s_common import (
-    ROLE_LABEL,
     KubernetesConfig,
     api_call,
     status_of,
 )
+from orchbench.core.platform.k8s_custom_refs import ObjectRef, condition_true, owner_of
 from orchbench.core.platform.k8s_custom_report import timeout_message
 from orchbench.core.platform.k8s_nodes import taint_nodes, untaint_nodes
 from orchbench.core.platform.k8s_objects import (
@@ -44,62 +43,6 @@ from orchbench.core.platform.k8s_objects import (
     is_terminating,
     pod_name,
 )
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    group: str
-    version: str
-    plural: str
-    kind: str
-    name: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "group": self.group,
-            "version": self.version,
-            "plural": self.plural,
-            "kind": self.kind,
-            "name": self.name,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ObjectRef:
-        return cls(str(d["group"]), str(d["version"]), str(d["plural"]), str(d["kind"]), str(d["name"]))
-
-    @classmethod
-    def of(cls, body: dict[str, Any], plural: str) -> ObjectRef:
-        group, _, version = str(body["apiVersion"]).partition("/")
-        return cls(group, version, plural, str(body["kind"]), str(body["metadata"]["name"]))
-
-
-def condition_true(obj: dict[str, Any] | None, kind: str = "Ready") -> bool:
-    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
-    return any(c.get("type") == kind and c.get("status") == "True" for c in conditions)
-
-
-def model_placement(config: KubernetesConfig) -> dict[str, Any]:
-    """The pod-spec fragment that puts model (and router) pods on the model nodes: a toleration of the
-    model taint and, with `pin_model`, the role node selector `taint` sets."""
-    taint = config.model_taint
-    out: dict[str, Any] = {"tolerations": [{"key": taint.key, "operator": "Exists", "effect": taint.effect}]}
-    if config.pin_model:
-        out["nodeSelector"] = {ROLE_LABEL: "model"}
-    return out
-
-
-def owner_of(obj: dict[str, Any] | None) -> str:
-    return str((((obj or {}).get("metadata") or {}).get("labels") or {}).get(OWNER_LABEL) or "")
-
-
-def check_owner_label(details: dict[str, Any], obj: dict[str, Any], where: str) -> None:
-    """ArmVerificationError unless the live object carries the owner its record was deployed with."""
-    want = str(details.get("owner") or "")
-    if want and owner_of(obj) != want:
-        raise ArmVerificationError(
-            f"{where}: the live object's {OWNER_LABEL} is {owner_of(obj)!r}, not this run's {want!r}: "
-            "another run replaced it"
-        )
 
 
 class CustomObjectsPlatform:

@@ -1,4 +1,5 @@
-"""Where pods go: placement for the pipeline's pods, and the model's toleration in a SeldonDeployment.
+"""Where pods go: placement for the pipeline's pods, and the model's toleration in a SeldonDeployment
+and in the KServe / Seldon v2 objects.
 
 The pipeline builder calls these from its Hera templates:
 
@@ -15,6 +16,7 @@ The pipeline builder calls these from its Hera templates:
   is tainted, so a pod without a toleration would stay Pending forever.
 - `ensure_model_placement`: what `deploy` applies to a SeldonDeployment (the toleration of the model
   taint, as in the seed; plus, with `pin_model`, a nodeSelector on the model role label).
+- `model_placement`: the same as a pod-spec fragment, for the KServe and Seldon v2 renderers' objects.
 """
 
 from __future__ import annotations
@@ -135,4 +137,14 @@ def ensure_model_placement(manifest: dict[str, Any], config: KubernetesConfig) -
                 tolerations.append({"key": taint.key, "operator": "Exists", "effect": taint.effect})
             if config.pin_model:
                 spec.setdefault("nodeSelector", {}).setdefault(ROLE_LABEL, "model")
+    return out
+
+
+def model_placement(config: KubernetesConfig) -> dict[str, Any]:
+    """The pod-spec fragment that puts model (and router) pods on the model nodes: a toleration of the
+    model taint and, with `pin_model`, the role node selector `taint` sets."""
+    taint = config.model_taint
+    out: dict[str, Any] = {"tolerations": [{"key": taint.key, "operator": "Exists", "effect": taint.effect}]}
+    if config.pin_model:
+        out["nodeSelector"] = {ROLE_LABEL: "model"}
     return out

@@ -16,11 +16,12 @@ by both a server-side `timeoutSeconds` and a client-side read timeout, inside an
 raises: nothing falls through silently.
 
 Design decisions:
-- `deploy` names each arm's deployment `<name>-<transport>-<arm>` (e.g. `tf-flowers-rest-with`). If one
-  of that name exists, it is deleted, waited for, and created again, rather than replaced in place: a
-  replaced SeldonDeployment keeps its old `status.state: Available` until the operator reconciles, so
-  `wait` could return before the new spec's pods exist, and the old pods would share the nodes during
-  the next measurement.
+- `deploy` names each arm's deployment `<name>-<transport>-<arm>` (e.g. `tf-flowers-rest-with`; the
+  body and its record come from kubernetes_render.py, without API calls). If one of that name exists,
+  it is deleted, waited for, and created again, rather than replaced in place: a replaced
+  SeldonDeployment keeps its old `status.state: Available` until the operator reconciles, so `wait`
+  could return before the new spec's pods exist, and the old pods would share the nodes during the
+  next measurement.
 - Readiness is `status.state == "Available"` and every (non-terminating) pod labelled
   `seldon-deployment-id=<name>` Ready, with at least `replicas` of them.
 - Arm verification reads the live object and its pods: the "with" arm must run Seldon's executor
@@ -30,7 +31,6 @@ Design decisions:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -52,10 +52,8 @@ from orchbench.core.platform.base import ArmEvidence, DeploymentRecord
 from orchbench.core.platform.k8s_arms import OWNER_LABEL
 from orchbench.core.platform.k8s_common import (
     ENGINE_CONTAINER,
-    SELDON_GROUP,
     SELDON_ID_LABEL,
     SELDON_PLURAL,
-    SELDON_VERSIONS,
     KubernetesConfig,
     NodeSelection,
     Taint,
@@ -74,10 +72,10 @@ from orchbench.core.platform.k8s_objects import (
 )
 from orchbench.core.platform.k8s_placement import (
     Placement,
-    ensure_model_placement,
     loadtester_placement,
     steps_placement,
 )
+from orchbench.core.platform.kubernetes_render import normalize_record, render_sdep, sdep_record
 
 __all__ = [
     "KubernetesConfig",
@@ -86,17 +84,10 @@ __all__ = [
     "Placement",
     "Taint",
     "config_from_spec",
-    "deployment_name",
     "loadtester_placement",
     "platform_from_spec",
     "steps_placement",
 ]
-
-
-def deployment_name(base: str, transport: str, arm: ArmName) -> str:
-    """`tf-flowers` → `tf-flowers-rest-with`; a name that already ends that way is kept."""
-    suffix = f"-{transport}-{arm}"
-    return base if base.endswith(suffix) else base + suffix
 
 
 class KubernetesPlatform:
@@ -187,72 +178,18 @@ class KubernetesPlatform:
 
     # --- deploy --------------------------------------------------------------------------------
     def render(self, manifest: dict[str, Any], arm: ArmName, transport: str | None = None) -> dict[str, Any]:
-        """The SeldonDeployment `deploy` would create for this arm (name, namespace, placement, labels)."""
-        info = manifests.inspect(manifest)
-        transport_ = transport or info.transport
-        if transport_ not in ("rest", "grpc"):
-            raise ConfigError(f"transport must be rest or grpc, got {transport_!r}")
-        name = deployment_name(info.name, transport_, arm)
-        body = manifests.render(manifest, "rest" if transport_ == "rest" else "grpc", arm, name)
-        body = ensure_model_placement(body, self.config)
-        meta = body.setdefault("metadata", {})
-        meta["namespace"] = self.config.namespace
-        meta.setdefault("labels", {}).update(
-            {
-                "app.kubernetes.io/managed-by": "orchbench",
-                "orchbench.io/arm": arm,
-                "orchbench.io/transport": transport_,
-                **({OWNER_LABEL: self.owner} if self.owner else {}),
-            }
-        )
-        for drop in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
-            meta.pop(drop, None)
-        body.pop("status", None)
-        manifests.inspect(body)  # the rendered body must still be a valid manifest for this arm
-        if len(f"{name}-{self._predictor(body)}") > 63:
-            raise ConfigError(
-                f"deployment {name!r} with predictor {self._predictor(body)!r} makes a service name longer "
-                "than 63 characters; shorten metadata.name"
-            )
-        return body
-
-    @staticmethod
-    def _predictor(body: dict[str, Any]) -> str:
-        return str(((body.get("spec") or {}).get("predictors") or [{}])[0].get("name") or "default")
+        """The SeldonDeployment `deploy` would create for this arm (name, namespace, placement, labels):
+        kubernetes_render.render_sdep with this platform's config and owner."""
+        return render_sdep(manifest, arm, self.config, self.owner, transport)
 
     def deploy(
         self, manifest: dict[str, Any], arm: ArmName, record_path: Path, transport: str | None = None
     ) -> DeploymentRecord:
         """Create the arm's SeldonDeployment (re-creating one of the same name) and save its record."""
         body = self.render(manifest, arm, transport)
-        info = manifests.inspect(body)
-        group, _, version = info.api_version.partition("/")
-        if group != SELDON_GROUP or version not in SELDON_VERSIONS:
-            raise ConfigError(
-                f"apiVersion {info.api_version!r} is not a SeldonDeployment version orchbench supports"
-            )
-        ns, name = self.config.namespace, info.name
-        predictor = self._predictor(body)
-        port = PORT_WITH_ORCHESTRATOR if arm == "with" else PORT_WITHOUT_ORCHESTRATOR
-        record = DeploymentRecord(
-            platform="kubernetes",
-            name=name,
-            transport=info.transport,
-            arm=arm,
-            model_name=info.model_name,
-            details={
-                "namespace": ns,
-                "name": name,
-                "group": group,
-                "version": version,
-                "plural": SELDON_PLURAL,
-                "predictor": predictor,
-                "replicas": int(((body["spec"]["predictors"][0]).get("replicas")) or 1),
-                "service_host": f"{name}-{predictor}.{ns}.svc.cluster.local",
-                "port": port,
-                "api_host": self._host,
-            },
-        )
+        record = sdep_record(body, arm, self.config.namespace, self._host)
+        ns, name = self.config.namespace, record.name
+        group, version = record.details["group"], record.details["version"]
         obj = f"SeldonDeployment {ns}/{name}"
         try:
             with api_call("create", obj, self._host):
@@ -406,27 +343,8 @@ class KubernetesPlatform:
 
     # --- API helpers ---------------------------------------------------------------------------
     def _normalize(self, record: DeploymentRecord) -> DeploymentRecord:
-        """Check a record is ours and fill what a minimal one lacks.
-
-        The pipeline's cleanup handler rebuilds records from names alone (`{"namespace": ...}` as
-        details) when a deploy step never wrote one; teardown must still find the object. Any served
-        version of the CRD reaches the same object, so "v1" is the default version.
-        """
-        if record.platform != "kubernetes":
-            raise ConfigError(
-                f"deployment record {record.name!r} is for platform {record.platform!r}, not kubernetes"
-            )
-        d = dict(record.details)
-        ns = d.setdefault("namespace", self.config.namespace)
-        d.setdefault("name", record.name)
-        d.setdefault("group", SELDON_GROUP)
-        d.setdefault("version", "v1")
-        d.setdefault("plural", SELDON_PLURAL)
-        predictor = d.setdefault("predictor", "default")
-        d.setdefault("replicas", 1)
-        d.setdefault("service_host", f"{record.name}-{predictor}.{ns}.svc.cluster.local")
-        d.setdefault("port", PORT_WITH_ORCHESTRATOR if record.arm == "with" else PORT_WITHOUT_ORCHESTRATOR)
-        return dataclasses.replace(record, details=d)
+        """kubernetes_render.normalize_record in this platform's namespace."""
+        return normalize_record(record, self.config.namespace)
 
     def recent_events(self, record: DeploymentRecord, limit: int = EVENTS_IN_ERRORS) -> list[str]:
         """The latest events about the deployment and its pods, one line each, oldest first."""

@@ -33,7 +33,8 @@ from orchbench.core.errors import ArmVerificationError, ConfigError
 from orchbench.core.platform.base import ArmEvidence, DeploymentRecord
 from orchbench.core.platform.k8s_arms import ArmTarget
 from orchbench.core.platform.k8s_common import KubernetesConfig
-from orchbench.core.platform.k8s_custom import CustomObjectsPlatform, ObjectRef, check_owner_label
+from orchbench.core.platform.k8s_custom import CustomObjectsPlatform
+from orchbench.core.platform.k8s_custom_refs import ObjectRef, check_owner_label
 from orchbench.core.platform.k8s_objects import container_names, pod_name
 from orchbench.core.platform.seldon2_render import (
     AGENT_CONTAINER,
