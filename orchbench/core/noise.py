@@ -18,7 +18,9 @@ Per arm against its baseline:
   interval is made of (half-width ≈ t · diff_sd / √blocks, or over replicates' means);
 - `independent_diff_sd_ms`: the SD the block's mean difference would have if every request were an
   independent draw with its arm's within-block spread, √(s_a²/n_a + s_b²/n_b), root mean square over
-  blocks: the floor the pairing cannot go below for a block of that many requests;
+  blocks: the paired difference comes out below it when the arms' neighbouring requests share their
+  jitter (request-by-request interleaving on this machine: a third to two thirds of it), above it
+  when the arms drift apart within a block;
 - `drift_removed[metric]`: 1 − var(diff) / (var(arm's blocks) + var(baseline's blocks)), the share of
   the two arms' block-to-block variance that pairing them in the same block cancels (negative when
   the difference varies more than the two arms' levels: the arms drift apart within a block);

@@ -200,8 +200,8 @@ def limits_section(data: RunData, transports: Sequence[str]) -> str:
         "<h3>What limits the interval</h3><p>Each request varies around its block's level (its SD, and "
         "lag-1: how much the next request of the arm shares it); block levels drift; pairing the arms "
         "in one block cancels most of the drift, and the interval is made of what is left, the SD of "
-        "the per-block difference (half-width ≈ t · SD / √blocks or replicates). Below the last column "
-        "the arms' neighbouring requests share their jitter.</p>" + _table(header, rows)
+        "the per-block difference (half-width ≈ t · SD / √blocks or replicates). A difference SD below "
+        "the last column means the arms' neighbouring requests share their jitter.</p>" + _table(header, rows)
     )
 
 
