@@ -1,7 +1,8 @@
 """HTTP/2 and HPACK wire pieces shared by the orchestrator's frame forwarder (`h2_forward`), the
-model server's gRPC transport (`h2_grpc`) and the benchmark's thin gRPC client (`client`):
-frame layout and constants (RFC 9113 §4.1, §6), HPACK integers and literals that leave the peer's
-dynamic table untouched (RFC 7541 §5.1, §6.2.2). Pure functions, no I/O."""
+model server's gRPC transport (`h2_grpc`, `grpc_call`) and the benchmark's thin gRPC client
+(`client`): frame layout and constants (RFC 9113 §4.1, §6), the protocol errors (`FrameError`,
+`ConnectionError_`), HPACK integers and literals that leave the peer's dynamic table untouched
+(RFC 7541 §5.1, §6.2.2). Pure functions, no I/O."""
 
 from __future__ import annotations
 
@@ -28,6 +29,14 @@ class FrameError(ValueError):
     """A frame that breaks the protocol; `code` is the HTTP/2 error code a GOAWAY would carry."""
 
     code = PROTOCOL_ERROR
+
+
+class ConnectionError_(FrameError):
+    """A connection-level protocol error: GOAWAY with this code, then close."""
+
+    def __init__(self, code: int, why: str) -> None:
+        super().__init__(why)
+        self.code = code
 
 
 def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:

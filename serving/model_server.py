@@ -31,7 +31,7 @@ import grpc
 import numpy as np
 from aiohttp import web
 
-from serving import h2_grpc, runtime, v2
+from serving import grpc_call, h2_grpc, runtime, v2
 from serving.model import BadImageError, Classifier, decode_image
 from serving.protos import BadRequestError, make_predict_response, parse_predict_request, parse_rest_body
 from serving.v2_server import V2Endpoints
@@ -180,9 +180,9 @@ class ModelServer:
         try:
             image, key = self.service.grpc_parse(request)
         except BadRequestError as exc:
-            raise h2_grpc.GrpcError(h2_grpc.INVALID_ARGUMENT, str(exc)) from None
+            raise grpc_call.GrpcError(grpc_call.INVALID_ARGUMENT, str(exc)) from None
         except NotFoundError as exc:
-            raise h2_grpc.GrpcError(h2_grpc.NOT_FOUND, str(exc)) from None
+            raise grpc_call.GrpcError(grpc_call.NOT_FOUND, str(exc)) from None
         return self.service.grpc_predict(image, key)
 
     def grpc_handlers(self) -> list[grpc.GenericRpcHandler]:

@@ -183,7 +183,8 @@ class GrpcNoopServer:
     def start(self) -> Self:
         import grpc
 
-        from serving.h2_grpc import GrpcError, GrpcH2Server
+        from serving.grpc_call import GrpcError
+        from serving.h2_grpc import GrpcH2Server
 
         code = int(grpc.StatusCode[self.status].value[0])
 

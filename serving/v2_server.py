@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tritonclient.grpc import service_pb2
 
-from serving import h2_grpc
+from serving import grpc_call
 from serving.model import BadImageError, Prediction, decode_image
 from serving.protos import BadRequestError
 from serving.v2 import (
@@ -75,15 +75,15 @@ def parse_path(path: str) -> Route | None:
 
 @contextlib.contextmanager
 def _h2_status() -> Iterator[None]:
-    """Errors of a call as `serving.h2_grpc` statuses."""
+    """Errors of a call as `serving.grpc_call` statuses (for `serving.h2_grpc`)."""
     try:
         yield
     except BadRequestError as exc:
-        raise h2_grpc.GrpcError(h2_grpc.INVALID_ARGUMENT, str(exc)) from None
+        raise grpc_call.GrpcError(grpc_call.INVALID_ARGUMENT, str(exc)) from None
     except NotFoundError as exc:
-        raise h2_grpc.GrpcError(h2_grpc.NOT_FOUND, str(exc)) from None
+        raise grpc_call.GrpcError(grpc_call.NOT_FOUND, str(exc)) from None
     except Exception as exc:  # a protobuf DecodeError of a small request
-        raise h2_grpc.GrpcError(h2_grpc.INVALID_ARGUMENT, f"{type(exc).__name__}: {exc}") from None
+        raise grpc_call.GrpcError(grpc_call.INVALID_ARGUMENT, f"{type(exc).__name__}: {exc}") from None
 
 
 def _h2_wrapped(fn: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:

@@ -18,7 +18,7 @@ from pipelines.local_runner import parse_depends
 from pipelines.templates import Kind
 from steps.compare import FLOOR_OFF_NOTE, floor_record
 from tests.helpers import ROOT
-from tests.test_report import make_run_dir
+from tests.run_fixtures import make_run_dir
 
 ARGO_SCHEMA = ROOT.parent / "shared" / "argo" / "workflow-schema-v4.1.json"
 CASES = [(spec, kind) for spec in ("default", "seed", "kserve", "seldon2") for kind in KINDS]

@@ -16,7 +16,8 @@ import pytest
 import pytest_asyncio
 
 from serving import runtime
-from serving.h2_grpc import INVALID_ARGUMENT, GrpcError, GrpcH2Server, grpc_message
+from serving.grpc_call import INVALID_ARGUMENT, GrpcError, grpc_message
+from serving.h2_grpc import GrpcH2Server
 from serving.h2wire import (
     ACK,
     CONTINUATION,

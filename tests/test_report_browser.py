@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchbench.core.report import build_report
-from tests.test_report import make_run_dir
+from tests.run_fixtures import make_run_dir
 
 pytestmark = pytest.mark.browser
 

@@ -22,7 +22,7 @@ from orchbench.core.report_load_data import arm_reasons, has_stages, stage_order
 from results_schema.io import META_TABLE, META_VERSION
 from results_schema.schema import SCHEMA_VERSION
 from tests.load_fixtures import BASELINE, SLO, overheads_frame, samples_frame, stages_frame
-from tests.test_report import make_run_dir
+from tests.run_fixtures import make_run_dir
 
 SUMMARY = {
     "schema_version": SCHEMA_VERSION,
