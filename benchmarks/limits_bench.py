@@ -36,6 +36,12 @@ def _groups(samples: pd.DataFrame, transport: str, arm: str, blocks: list[int]) 
     return [by_block[b] for b in blocks]
 
 
+def both_blocks(samples: pd.DataFrame, transport: str, arm: str, baseline: str) -> list[int]:
+    mine = samples[samples["transport"] == transport]
+    have = [set(mine.loc[mine["arm"] == a, "block"].astype(int)) for a in (arm, baseline)]
+    return sorted(have[0] & have[1])
+
+
 def unit_sds(arm_res: dict[str, Any], per: int) -> dict[str, float | None]:
     """The SD between the interval's units: replicate means of `per` blocks (block k in replicate
     k // per), or the blocks themselves."""
@@ -69,7 +75,9 @@ def run_limits(run: Path, target_ms: float) -> list[dict[str, Any]]:
         res = summary[transport]
         for arm, arm_res in (res.get("by_arm") or {res.get("arm", "with"): res}).items():
             baseline = arm_res.get("baseline", "without")
-            blocks = [int(b) for b in arm_res.get("block_ids") or []]
+            blocks = [int(b) for b in arm_res.get("block_ids") or []] or both_blocks(
+                samples, transport, arm, baseline
+            )  # summaries before block_ids: the blocks both arms have samples in
             entry = noise.noise(
                 _groups(samples, transport, arm, blocks),
                 _groups(samples, transport, baseline, blocks),
@@ -78,10 +86,8 @@ def run_limits(run: Path, target_ms: float) -> list[dict[str, Any]]:
             )
             n_units = len({b // per for b in blocks})
             sds = unit_sds(arm_res, per)
-            half = {
-                m: (arm_res["overhead_ms"][m]["ci95"][1] - arm_res["overhead_ms"][m]["ci95"][0]) / 2
-                for m in METRICS
-            }
+            cis = {m: (arm_res["overhead_ms"].get(m) or {}).get("ci95") or [None, None] for m in METRICS}
+            half = {m: None if None in ci else (ci[1] - ci[0]) / 2 for m, ci in cis.items()}
             need = {m: None if sds[m] is None else noise.blocks_for_ms(sds[m], target_ms) for m in METRICS}
             unit_cost_s = wall_s / max(1, n_units) / len(transports)
             rows.append(

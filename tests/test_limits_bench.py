@@ -98,3 +98,17 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "not a run folder" in err
     assert limits_bench.main([str(tmp_path), "--target", "0"]) == 2
     assert "--target must be > 0" in capsys.readouterr().err
+
+
+def test_a_summary_of_before_block_ids(tmp_path):
+    # summaries written before `block_ids` existed: the blocks both arms have samples in; a figure
+    # without a CI has no half-width
+    run, diffs = _run_folder(tmp_path / "old")
+    summary = json.loads((run / "summary.json").read_text())
+    for res in (summary["rest"], summary["rest"]["by_arm"]["with"]):
+        del res["block_ids"]
+        res["overhead_ms"]["p50"]["ci95"] = [None, None]
+    (run / "summary.json").write_text(json.dumps(summary))
+    (row,) = limits_bench.run_limits(run, target_ms=0.02)
+    assert row["units"] == 2 and row["half_width_ms"] == {"mean": pytest.approx(0.05), "p50": None}
+    assert row["noise"]["diff_sd_ms"]["mean"] == pytest.approx(np.std(diffs, ddof=1), abs=1e-5)
