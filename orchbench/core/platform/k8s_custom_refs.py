@@ -8,7 +8,7 @@ list of them (`details["objects"]`), in creation order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from orchbench.core.errors import ArmVerificationError
@@ -24,13 +24,7 @@ class ObjectRef:
     name: str
 
     def to_dict(self) -> dict[str, str]:
-        return {
-            "group": self.group,
-            "version": self.version,
-            "plural": self.plural,
-            "kind": self.kind,
-            "name": self.name,
-        }
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ObjectRef:
