@@ -10,6 +10,7 @@ parsers are fuzzed in tests/test_parsers_fuzz.py.)
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 from pathlib import Path
@@ -306,7 +307,7 @@ _good_leaf = st.sampled_from(
         ["grpc", "rest"],
         {"rest": "p"},
     ]
-)
+).map(copy.deepcopy)  # a fresh copy each draw: mutated_valid_spec writes into dicts it drew before
 
 
 @st.composite
