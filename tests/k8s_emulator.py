@@ -131,12 +131,12 @@ class EmulatedCluster:
                 {"name": c, "usage": {"cpu": cpu, "memory": mem}} for c, (cpu, mem) in usage.items()
             ],
         }
-        try:
-            api.delete_namespaced_custom_object(group, version, namespace, plural, pod)
+        try:  # patched in place: a delete and a create would leave a moment with no reading to list
+            api.patch_namespaced_custom_object(group, version, namespace, plural, pod, body)
         except client.ApiException as exc:
             if exc.status != 404:
                 raise
-        api.create_namespaced_custom_object(group, version, namespace, plural, body)
+            api.create_namespaced_custom_object(group, version, namespace, plural, body)
 
     def requests_matching(self, method: str, path_part: str) -> list[kmock.Request]:
         """Requests the emulator received (for asserting that selectors were sent to the server)."""

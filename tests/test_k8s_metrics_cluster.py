@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,26 @@ def cluster() -> Iterator[EmulatedCluster]:
 
 def _stamp(t: float) -> str:
     return datetime.fromtimestamp(int(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _each_second(stop: threading.Event) -> Iterator[str]:
+    """metrics-server's timestamps at a 1 s resolution, one a second until `stop` (a reading published
+    more often would only add requests: kmock answers each in time growing with those it has seen)."""
+    last = ""
+    while not stop.wait(0.1):
+        now = _stamp(time.time())
+        if now != last:
+            last = now
+            yield now
+
+
+def _until(done: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Wait for `done`: on a loaded host the emulator answers slowly, and a reading may reach the
+    sampler after the nominal window (a k6 that ends after its window leaves the window whole)."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "the sampler saw no reading in time"
+        time.sleep(0.1)
 
 
 def _api(cluster: EmulatedCluster, agent: str = "metrics-under-test") -> client.ApiClient:
@@ -105,8 +125,7 @@ def test_the_window_integrates_what_the_api_reports_while_k6_runs(
     without_labels = {"seldon-deployment-id": "flowers-rest-without"}
 
     def metrics_server() -> None:
-        while not stop.wait(0.25):
-            now = _stamp(time.time())
+        for now in _each_second(stop):
             hop = {"seldon-container-engine": ("500m", "40Mi"), "flowers": ("2", "1Gi")}
             cluster.put_pod_metrics(NS, "with-0", with_labels, now, "1s", hop)
             cluster.put_pod_metrics(NS, "without-0", without_labels, now, "1s", {"flowers": ("250m", "1Gi")})
@@ -121,6 +140,9 @@ def test_the_window_integrates_what_the_api_reports_while_k6_runs(
         with window:
             log.write_text(f'level=info msg="{START_MARKER}"\n')  # k6's setup() ran
             time.sleep(3.5 + 1.2)  # warm-up, window, and the last reading published
+            _until(
+                lambda: window.record("with").get("samples", 0) >= 2 and "cpu_s" in window.record("without")
+            )
     finally:
         stop.set()
         server.join(5)
@@ -240,22 +262,35 @@ def test_the_stage_step_on_a_cluster_records_each_arms_hop_from_the_metrics_api(
         }
     )
 
+    windows: list[MetricsWindow] = []
+    enter = MetricsWindow.__enter__
+
+    def entered(self: MetricsWindow) -> MetricsWindow:
+        windows.append(self)
+        return enter(self)
+
     def fake_k6(self: Any, pair: Any, payload: Any, profile: Any, out_dir: Path, *a: Any, **kw: Any) -> Any:
         (out_dir / "k6.stderr.log").write_text(f'level=info msg="{START_MARKER}"\n')
         time.sleep(1 + 2 + 1.2)
+        _until(lambda: windows[0].record("with")["source"] == "metrics-api")
         raise LoadTestError("k6 (stand-in): stopped after the window")
 
+    monkeypatch.setattr(MetricsWindow, "__enter__", entered)
     monkeypatch.setattr(K6Tool, "available", lambda self: True)
     monkeypatch.setattr(K6Tool, "run_arms", fake_k6)
     stop = threading.Event()
 
+    def publish(now: str) -> None:
+        usage = {"seldon-container-engine": ("200m", "30Mi"), "flowers": ("1", "1Gi")}
+        cluster.put_pod_metrics(NS, "w-0", {"seldon-deployment-id": "flowers-rest-with"}, now, "1s", usage)
+
     def metrics_server() -> None:
-        while not stop.wait(0.25):
-            now = _stamp(time.time())
-            usage = {"seldon-container-engine": ("200m", "30Mi"), "flowers": ("1", "1Gi")}
-            cluster.put_pod_metrics(
-                NS, "w-0", {"seldon-deployment-id": "flowers-rest-with"}, now, "1s", usage
-            )
+        for now in _each_second(stop):
+            publish(now)
+
+    # the pod has a reading before k6 starts, as on a cluster: the sampler's first poll learns the
+    # API's 1 s resolution and polls at it (with none, it would poll every 5 s and miss the window)
+    publish(_stamp(time.time()))
 
     server = threading.Thread(target=metrics_server, daemon=True)
     server.start()
@@ -280,7 +315,8 @@ def test_the_stage_step_on_a_cluster_records_each_arms_hop_from_the_metrics_api(
     raw = tmp_path / "root" / "out" / "raw"
     hop = json.loads((raw / "with" / "meta.json").read_text())["resources"]
     model = json.loads((raw / "without" / "meta.json").read_text())["resources"]
-    assert hop["source"] == "metrics-api" and hop["cpu_s"] == pytest.approx(0.4, rel=1e-6)
+    assert hop["source"] == "metrics-api", hop
+    assert hop["cpu_s"] == pytest.approx(0.4, rel=1e-6)
     assert hop["peak_rss_mb"] == pytest.approx(30.0) and hop["sampled"][0]["containers"] == [
         "seldon-container-engine"
     ]
