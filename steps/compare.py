@@ -12,6 +12,7 @@ from pathlib import Path
 from orchbench.core import stage_analysis
 from orchbench.core.analysis import Block, build_tables, deployment_reuse, summarise
 from orchbench.core.errors import ConfigError
+from orchbench.core.loadtools import cpu_wake
 from orchbench.core.overheads_table import overheads_table
 from orchbench.core.provenance import collect
 from orchbench.core.spec import Spec
@@ -113,6 +114,7 @@ def write_results(
     else:
         summary = summarise(s, blocks, floor, run_id, collect())
     summary.update(floor_record(s, floor))
+    summary["cpu_wake"] = cpu_wake.summarise(b.meta.get("cpu_wake") for b in blocks)
     summary.update(extra or {})
     prov = summary["provenance"]
     merged = stage_analysis.merge_generators(blocks) if staged else None

@@ -13,6 +13,7 @@ import numpy as np
 from orchbench.core.spec import SHIPPED_PAYLOADS
 from orchbench.fsio import write_text
 from steps.common import load, log, out_dir, payload_file, step
+from steps.loadtest import awake
 
 
 def model_latency(payload_json: Path, requests: int, threads: int, cpus: list[int] | None) -> dict[str, Any]:
@@ -50,11 +51,13 @@ def floor(spec: str, state_dir: str) -> None:
 
     s = load(spec)
     out = out_dir("floor")
-    result: dict[str, Any] = dict(
-        measure_floor(
-            requests=300, warmup=50, warmup_s=1.0, out_dir=out / "work", transports=tuple(s.transports)
+    with awake(s) as wake:
+        result: dict[str, Any] = dict(
+            measure_floor(
+                requests=300, warmup=50, warmup_s=1.0, out_dir=out / "work", transports=tuple(s.transports)
+            )
         )
-    )
+    result["cpu_wake"] = wake
     for row in result.get("results", []):  # also keyed by tool and transport, as summary.json shows it
         result.setdefault(row["tool"], {})[row["transport"]] = {
             k: v for k, v in row.items() if k not in ("tool", "transport")

@@ -11,14 +11,17 @@ payload hash, CPU placement, arm evidence) so the compare step never has to gues
 logs. It is written on every exit path: a failed block keeps what it measured.
 """
 
+import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from orchbench.core.arms import ARMS, Endpoint
 from orchbench.core.errors import ConfigError, LoadTestError
+from orchbench.core.loadtools import cpu_wake
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.core.loadtools.k6_options import baseline_rotation
 from orchbench.core.spec import Spec
@@ -37,6 +40,16 @@ def _cpus(platform: str, state_dir: str) -> set[int] | None:
     if plan and plan.get("pinned") and plan.get("loadtester_cpus"):
         return {int(c) for c in plan["loadtester_cpus"]}
     return None
+
+
+@contextlib.contextmanager
+def awake(s: Spec) -> Iterator[dict[str, Any]]:
+    """The spec's CPU wake-up latency held while inside (cpu_wake.hold); yields the record for
+    meta.json, and says in a line when it was asked for and could not be held."""
+    with cpu_wake.hold(s.load.cpu_wake_latency_us) as wake:
+        if s.load.cpu_wake_latency_us is not None and not wake["held"]:
+            log(f"CPU wake-up latency not held ({wake['reason']}): idle CPUs sleep as they would")
+        yield wake
 
 
 def _run_fields(run: LoadRun) -> dict[str, Any]:
@@ -127,7 +140,8 @@ def run_one_arm(
 
     tool = get_tool(s.load.tool, ep.transport, max_error_rate=s.load.max_error_rate)
     try:
-        run = tool.run(ep, payload, profile, out, cpus)
+        with awake(s) as meta["cpu_wake"]:
+            run = tool.run(ep, payload, profile, out, cpus)
         meta.update(_run_fields(run), status="ok")
         log(f"{label}: {run.tool} done")
     except LoadTestError as exc:
@@ -234,7 +248,10 @@ def _interleaved(
         tool = K6Tool(max_error_rate=s.load.max_error_rate)
         if not tool.available():
             raise ConfigError("load.interleave 'request' needs k6, which is not installed here")
-        runs = tool.run_arms([ep for ep, _ in eps], payload, profile, out, cpus, rotation=rotation)
+        with awake(s) as wake:
+            for arm in order:
+                metas[arm]["cpu_wake"] = wake
+            runs = tool.run_arms([ep for ep, _ in eps], payload, profile, out, cpus, rotation=rotation)
         for arm in order:
             metas[arm].update(_run_fields(runs[arm]), status="ok")
         log(f"{transport} block {block} {'/'.join(order)} (rotating): k6 done")

@@ -23,7 +23,16 @@ from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.core.spec import Spec
 from orchbench.core.stages import Stage, stage_by_id
 from steps.common import load, log, out_dir, record_path, step
-from steps.loadtest import _endpoint, _meta, _run_fields, _setup, _write_meta, parse_endpoints, run_one_arm
+from steps.loadtest import (
+    _endpoint,
+    _meta,
+    _run_fields,
+    _setup,
+    _write_meta,
+    awake,
+    parse_endpoints,
+    run_one_arm,
+)
 
 
 def _stage(s: Spec, stage: str) -> Stage:
@@ -158,7 +167,9 @@ def loadtest_stage(
         if not tool.available():
             raise ConfigError("load stages with interleave 'request' need k6, which is not installed here")
         assert s.load.stages is not None
-        with sampler if sampler is not None else contextlib.nullcontext():
+        with awake(s) as wake, sampler if sampler is not None else contextlib.nullcontext():
+            for arm in order:
+                metas[arm]["cpu_wake"] = wake
             runs = tool.run_arms(
                 [ep for ep, _ in eps],
                 payload,

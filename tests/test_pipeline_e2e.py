@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 
 import pytest
@@ -11,6 +12,8 @@ import yaml
 
 from orchbench.cli.run_cmd import compiled
 from orchbench.core.errors import ConfigError
+from orchbench.core.loadtools import cpu_wake
+from orchbench.core.loadtools.cpu_wake import QOS_PATH
 from orchbench.core.spec import load_spec
 from pipelines.local_runner import LocalRunner, StepFailed
 from results_schema import load_summary, read_table
@@ -48,7 +51,17 @@ def test_run_produces_raw_parquet_summary_report(tmp_path):
             meta = json.loads((out / "raw" / task / arm / "meta.json").read_text())
             assert meta["arm"] == arm and meta["interleave"] == "request"
             assert load_summary(out / "raw" / task / arm / meta["raw"]).requests > 0
+            if os.access(QOS_PATH, os.W_OK):
+                assert meta["cpu_wake"] == {"held": True, "latency_us": 0}
+            else:
+                assert not meta["cpu_wake"]["held"] and "cannot open" in meta["cpu_wake"]["reason"]
     assert summary["interleave"] == "request"
+    # the spec's default: CPUs kept awake in every load test where the kernel lets orchbench (root)
+    wake = summary["cpu_wake"]
+    assert wake["load_tests"] == 2 * len(load_tasks)
+    assert wake["held"] == (wake["load_tests"] if os.access(QOS_PATH, os.W_OK) else 0)
+    assert cpu_wake.line(wake) in proc.stdout
+    assert summary["floor"]["cpu_wake"]["held"] == os.access(QOS_PATH, os.W_OK)
     runs = read_table(out / "results.parquet", "runs").to_pandas()
     samples = read_table(out / "samples.parquet", "samples").to_pandas()
     assert len(runs) == 2 * len(load_tasks) == 2 * 2 * 2

@@ -17,6 +17,7 @@ from orchbench.cli.progress import RunProgress
 from orchbench.cli.tables import summary_tables
 from orchbench.core import capacity_search, noise, precision_run
 from orchbench.core.errors import ConfigError
+from orchbench.core.loadtools import cpu_wake
 from orchbench.core.machine import Cleanup, MachineLock, cleanup_run, holder
 from orchbench.core.report import build_report
 from orchbench.core.spec import Spec, load_spec
@@ -385,6 +386,8 @@ def print_summary(out: Path) -> None:
             console.print(f"measurement floor (k6 against a no-op {transport} server): p50 {p50:.3f} ms")
     if summary.get("floor_note"):  # `floor: false`: the floor was switched off, not lost
         console.print(summary["floor_note"])
+    if cpu_wake.line(summary.get("cpu_wake")):
+        console.print(cpu_wake.line(summary.get("cpu_wake")))
     model = summary.get("model_latency_ms") or {}
     if model.get("p50_ms") is not None:
         console.print(f"model alone (in-process inference): p50 {model['p50_ms']:.3f} ms")

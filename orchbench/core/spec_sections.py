@@ -78,6 +78,15 @@ class Load(_Strict):
         description="with precision_ms: at most this many seconds of load testing in all",
     )
 
+    cpu_wake_latency_us: int | None = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="while a load test runs, every CPU wakes within this many µs (a PM QoS request on "
+        "/dev/cpu_dma_latency, root only; 0: idle CPUs poll instead of halting); null: the machine's "
+        "own idle states (orchbench.core.loadtools.cpu_wake)",
+    )
+
     stages: Stages | None = Field(
         None,
         description="a load plan instead of one load: open-loop `rates` or closed-loop `workers` per "
@@ -93,13 +102,15 @@ class Load(_Strict):
 
     @model_serializer(mode="wrap")
     def _omit_no_stages(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """No stages and one generator are left out: specs (and compiled workflows) of before read
-        exactly as they did."""
+        """No stages, one generator and the default wake-up latency are left out: specs (and
+        compiled workflows) of before read exactly as they did."""
         data = dict(handler(self))
         if data.get("stages") is None:
             data.pop("stages", None)
         if data.get("generators") == 1:
             data.pop("generators", None)
+        if data.get("cpu_wake_latency_us") == 0:
+            data.pop("cpu_wake_latency_us", None)
         return data
 
     @model_validator(mode="after")
