@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from orchbench.core import stats
+from orchbench.core.loadtools import cpu_wake
 from orchbench.core.report_data import (
     RunData,
     arm_colour,
@@ -225,6 +226,9 @@ def floor_section(data: RunData, transports: Sequence[str]) -> str:
             "than this are below what the set-up can resolve.</p>"
             + _table(["client", "transport", "p50 ms", "p90 ms", "p99 ms", "mean ms"], rows, "num")
         )
+    wake = cpu_wake.line(data.summary.get("cpu_wake"))
+    if wake:
+        parts.append(f"<p>{_e(wake)}.</p>")
     model = data.summary.get("model_latency_ms")
     if isinstance(model, Mapping) and model:
         vals = ", ".join(f"{_e(k)} {fmt_ms(number(v))} ms" for k, v in model.items())

@@ -36,20 +36,27 @@ def hold(latency_us: int | None, path: Path = QOS_PATH) -> Iterator[dict[str, An
     if latency_us is None:
         yield {"held": False, "reason": "not asked for (load.cpu_wake_latency_us unset)"}
         return
-    try:
-        fd = os.open(path, os.O_WRONLY)
-    except OSError as exc:
-        yield {"held": False, "latency_us": latency_us, "reason": f"cannot open {path}: {exc.strerror}"}
+    fd, why = _open(path)
+    if fd is None:
+        yield {"held": False, "latency_us": latency_us, "reason": why}
         return
     try:
         try:
             os.write(fd, struct.pack("=i", int(latency_us)))  # the kernel reads a 32-bit int (or text)
+            record: dict[str, Any] = {"held": True, "latency_us": int(latency_us)}
         except OSError as exc:
-            yield {"held": False, "latency_us": latency_us, "reason": f"{path}: {exc.strerror}"}
-            return
-        yield {"held": True, "latency_us": int(latency_us)}
+            record = {"held": False, "latency_us": latency_us, "reason": f"{path}: {exc.strerror}"}
+        yield record  # outside the handlers: an error inside the block is not chained to theirs
     finally:
         os.close(fd)
+
+
+def _open(path: Path) -> tuple[int | None, str]:
+    """(the file opened for writing, "") or (None, why not)."""
+    try:
+        return os.open(path, os.O_WRONLY), ""
+    except OSError as exc:
+        return None, f"cannot open {path}: {exc.strerror}"
 
 
 def summarise(records: Iterable[Any]) -> dict[str, Any]:
