@@ -386,8 +386,9 @@ def print_summary(out: Path) -> None:
             console.print(f"measurement floor (k6 against a no-op {transport} server): p50 {p50:.3f} ms")
     if summary.get("floor_note"):  # `floor: false`: the floor was switched off, not lost
         console.print(summary["floor_note"])
-    if cpu_wake.line(summary.get("cpu_wake")):
-        console.print(cpu_wake.line(summary.get("cpu_wake")))
+    wake = cpu_wake.line(summary.get("cpu_wake"))
+    if wake:
+        console.print(wake)
     model = summary.get("model_latency_ms") or {}
     if model.get("p50_ms") is not None:
         console.print(f"model alone (in-process inference): p50 {model['p50_ms']:.3f} ms")

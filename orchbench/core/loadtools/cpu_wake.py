@@ -2,13 +2,16 @@
 `/dev/cpu_dma_latency` (Documentation/power/pm_qos_interface.rst), as tuned's latency-performance
 profile and cyclictest make it.
 
-Why: a CPU that idles halts, and on a virtual machine the longer it has idled, the longer it takes to
-wake. A hop that adds d ms to an answer lengthens the client's idle wait by d, so the client wakes
-more slowly, and the latency measured grows by more than d: the known-answer calibration's delays
-came back high by an amount growing with them (benchmarks/README.md, "CPU wake-up"). While the
-request holds, the cpuidle governor uses only idle states with an exit latency within `latency_us`
-(0: the polling state, an idle CPU spins until it has work), so a wait of 4 ms ends as quickly as
-one of 2 ms. Idle CPUs then spin at full power for the length of the load test.
+Why: a CPU that idles halts, and on a virtual machine waking it again costs tens of microseconds
+that vary from one wake-up to the next (this machine: KVM, cpuidle driver `haltpoll`, guest
+halt-polling off). Every request of a closed-loop client at one worker waits idle for its answer,
+so that cost lands on every latency measured, in the client and in each server on the path. While
+the request holds, the cpuidle governor uses only idle states with an exit latency within
+`latency_us` (0: the polling state, an idle CPU spins until it has work). Measured here
+(benchmarks/README.md, "CPU wake-up"): k6's floor against a no-op server halved, and the
+calibration's standard errors came out smaller in 15 of 16 paired comparisons; a wake-up that grows
+with the length of the wait grew about as much with the request as without it. Idle CPUs spin at
+full power for the length of the load test.
 
 The request lasts exactly as long as the file stays open: `hold()` closes it on the way out, and
 the kernel drops it when this process ends, however it ends. Nothing is left behind. The file is
