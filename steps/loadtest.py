@@ -23,7 +23,7 @@ from orchbench.core.arms import ARMS, Endpoint
 from orchbench.core.errors import ConfigError, LoadTestError
 from orchbench.core.loadtools import cpu_wake
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
-from orchbench.core.loadtools.k6_options import baseline_rotation
+from orchbench.core.loadtools.rotation import balanced_rotation
 from orchbench.core.spec import Spec
 from orchbench.fsio import write_text
 from steps.common import load, log, out_dir, payload_file, step
@@ -231,8 +231,9 @@ def _interleaved(
     _s, payload, payload_bytes, profile, cpus = _setup(spec, state_dir, transport)
     out = out_dir("raw")
     order = [ep.arm for ep, _ in eps]
-    # with injected delays: the baseline's request before every other arm's (every arm after the same)
-    rotation = baseline_rotation(order, s.baseline) if s.delays_injected() else None
+    # with injected delays: every arm after every arm equally often (the carry-over of a held answer
+    # the same for every arm; orchbench.core.loadtools.rotation)
+    rotation = balanced_rotation(len(order)) if s.delays_injected() else None
     by_arm = {ep.arm: (ep, target) for ep, target in eps}
     metas = {
         arm: {

@@ -84,7 +84,7 @@ def test_the_arms_of_the_one_run():
         ("aa", False, True),
     ]
     assert aa_arms(spec.with_overrides({"arms": [copies[0], {"name": "with"}]})) is None
-    # the delay run puts the baseline before every other arm; the A/A run (no delay) does not
+    # the delay run walks the balanced rotation; the A/A run (no delay) does not
     assert run_spec.delays_injected() and not spec.with_overrides({"arms": copies}).delays_injected()
     # ... and is deployed afresh AA_REPLICATES times, the blocks shared among the starts, >= 2 each
     layout = aa_layout(spec.blocks)

@@ -3,6 +3,7 @@ and the real local serving stack; artifacts, warm-up exclusion, error accounting
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import os
@@ -19,7 +20,8 @@ from orchbench.core.floor import GrpcNoopServer, RestNoopServer, synthetic_paylo
 from orchbench.core.loadtools._process import run_bounded
 from orchbench.core.loadtools.base import LoadProfile, LoadRun
 from orchbench.core.loadtools.k6 import K6Tool
-from orchbench.core.loadtools.k6_options import baseline_rotation, build_options
+from orchbench.core.loadtools.k6_options import build_options
+from orchbench.core.loadtools.rotation import balanced_rotation
 from results_schema import k6 as k6_summary
 from results_schema.samples import load_samples
 
@@ -332,32 +334,33 @@ def test_k6_pair_fails_on_the_failing_arm_and_keeps_both(payloads: tuple[Path, P
 
 
 @pytest.mark.slow
-def test_k6_baseline_rotation_puts_the_baseline_before_every_arm(
+def test_k6_walks_the_balanced_rotation_every_arm_after_every_arm(
     payloads: tuple[Path, Path], out_dir: Path
 ) -> None:
-    """With `rotation` (k6_options.baseline_rotation: injected delays), the one VU walks
-    baseline, a, baseline, b, ...: every other arm's request follows the baseline's."""
+    """With `rotation` (loadtools.rotation.balanced_rotation: injected delays), the one VU walks
+    the cycle over and over: every arm follows every arm, itself included, equally often, and every
+    arm gets a third of the requests."""
     import dataclasses
 
     import pandas as pd
 
+    names = ("a", "base", "b")
     servers = [RestNoopServer(record=True) for _ in range(3)]
     with servers[0], servers[1], servers[2]:
-        pair = [
-            dataclasses.replace(srv.endpoint(), arm=arm)
-            for srv, arm in zip(servers, ("a", "base", "b"), strict=True)
-        ]
-        rotation = baseline_rotation(["a", "base", "b"], "base")
-        assert rotation == [0, 1, 2, 1]  # the block's first arm opens
+        pair = [dataclasses.replace(srv.endpoint(), arm=arm) for srv, arm in zip(servers, names, strict=True)]
+        rotation = balanced_rotation(3)
         runs = K6Tool().run_arms(pair, payloads[0], PROFILE, out_dir, cpus=CPUS, rotation=rotation)
     assert json.loads((out_dir / "k6-config.json").read_text())["rotation"] == rotation
     frames = []
-    for arm in ("a", "base", "b"):
+    for arm in names:
         df = load_samples(runs[arm].samples_path, "k6")  # type: ignore[arg-type]
         frames.append(df.assign(arm=arm))
     arms = pd.concat(frames).sort_values("ts_ns")["arm"].tolist()
-    assert arms[:4] == ["a", "base", "b", "base"], arms[:8]
-    # every non-baseline request follows a baseline one, and the baseline has about half of them
-    follows = [prev for prev, cur in itertools.pairwise(arms) if cur != "base"]
-    assert follows and set(follows) == {"base"}, set(follows)
-    assert abs(arms.count("base") - (arms.count("a") + arms.count("b"))) <= 2
+    cycle = [names[i] for i in rotation]
+    assert len(arms) >= 3 * len(cycle), len(arms)
+    assert arms == [cycle[i % len(cycle)] for i in range(len(arms))], arms[:18]
+    whole = len(arms) - len(arms) % len(cycle)  # the cycles walked to the end
+    follows = collections.Counter(itertools.pairwise(arms[: whole + 1]))
+    assert set(follows) == set(itertools.product(names, repeat=2))
+    assert max(follows.values()) - min(follows.values()) <= 1, follows
+    assert max(arms.count(a) for a in names) - min(arms.count(a) for a in names) <= len(cycle) // 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchbench.core.errors import ConfigError
-from orchbench.core.loadtools.k6_options import baseline_rotation, check_rotation
+from orchbench.core.loadtools.k6_options import check_rotation
 from orchbench.core.spec import load_spec, parse_spec
 from tests.helpers import ROOT
 
@@ -222,9 +222,9 @@ def test_kind_spec_with_inline_manifest(tmp_path):
     assert spec.manifest_document()["metadata"]["name"] == "iris"
 
 
-def test_injected_delays_per_arm_and_the_baseline_rotation():
-    """Spec.injected_delays_ms / delays_injected: which arms hold answers (a calibration), and then
-    the order k6 walks a block's arms: the baseline before every other arm, the first arm opening."""
+def test_injected_delays_per_arm_and_the_rotation_check():
+    """Spec.injected_delays_ms / delays_injected: which arms hold answers (a calibration; then k6
+    walks loadtools.rotation's cycle, tests/test_rotation.py), and the check of a rotation."""
     arms = [
         {"name": "direct", "baseline": True},
         {"name": "ref", "hop": "orchestrator", "inject_delay_ms": 2.0},
@@ -251,11 +251,6 @@ def test_injected_delays_per_arm_and_the_baseline_rotation():
         }
     )
     assert eps.injected_delays_ms() == {} and not eps.delays_injected()
-    assert baseline_rotation(["direct", "ref", "plus-500us"], "direct") == [0, 1, 0, 2]
-    assert baseline_rotation(["ref", "direct", "plus-500us", "nginx"], "direct") == [0, 1, 2, 1, 3, 1]
-    assert baseline_rotation(["with", "without"], "without") == [0, 1]  # two arms: plain alternation
-    with pytest.raises(ConfigError, match="baseline 'x' is not among"):
-        baseline_rotation(["a", "b"], "x")
     assert check_rotation([0, 1, 0, 2], 3, open_stage=False) == [0, 1, 0, 2]
     for bad, arms, open_stage in (([0, 0], 2, False), ([0, 1, 2], 2, False), ([0, 1], 2, True)):
         with pytest.raises(ConfigError, match="rotation: every arm's index, closed loop only"):

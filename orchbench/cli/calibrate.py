@@ -15,10 +15,12 @@ Two designs (`--design`):
   the model's *answer* for the delay, on its way back: a delay held in front of the model
   lengthened the model's idle time before that very request, a model that has idled longer answers
   more slowly here, and the delays came back high by an amount growing with them (+0.05 to +0.10 ms
-  at 2 ms). And k6 puts the baseline's request before every other arm's
-  (k6_options.baseline_rotation): the request after a held answer meets a model (and a k6) that
-  idled for that delay, so every arm follows the same arm, the baseline, which takes that
-  carry-over and cancels out of arm d minus the reference.
+  at 2 ms). And the request after a held answer meets a model (and a k6) that idled for that
+  delay, so k6 walks the arms in a cycle in which every arm follows every arm, itself included,
+  exactly once (loadtools.rotation.balanced_rotation): every arm's requests meet the same mix of
+  idles, and that carry-over cancels out of arm d minus the reference. (Before 2026-12-07 the
+  baseline's request came before every other arm's, which cancels it too but spent half the
+  requests on the baseline: each delay arm and the reference now get 1/5 of them, not 1/8.)
 - **runs** (the earlier design): for each injected delay d (and d = 0), run the local benchmark; the
   recovered delay is overhead(d) - overhead(0) per transport. The two runs are independent, so the
   standard error of the difference is se = sqrt(se_d^2 + se_0^2), each run's se and degrees of freedom

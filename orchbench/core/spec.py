@@ -219,8 +219,8 @@ class Spec(_Strict):
         return out
 
     def delays_injected(self) -> bool:
-        """Whether an arm injects a delay (a calibration): then k6 puts the baseline's request before
-        every other arm's (orchbench.core.loadtools.k6_options.baseline_rotation)."""
+        """Whether an arm injects a delay (a calibration): then k6 walks the arms in a cycle in which
+        every arm follows every arm equally often (orchbench.core.loadtools.rotation)."""
         return any(d > 0 for d in self.injected_delays_ms().values())
 
     @property

@@ -147,26 +147,6 @@ def arm_target(e: Endpoint) -> dict[str, Any]:
     return out
 
 
-def baseline_rotation(arms: list[str], baseline: str) -> list[int]:
-    """The order a VU walks the targets `arms` (the block's order) when the baseline's request is to
-    come before every other arm's: [b, x1, b, x2, ...], starting with the block's first arm. Used with
-    injected delays (Spec.delays_injected): each delay is held on the answer's way back, so the
-    request after a delayed one meets a model that idled for that delay; with the baseline between,
-    every other arm's request follows the baseline's (the same idle before it, on the model's CPU
-    and on k6's), and the baseline, which takes the carry-over, cancels out of every arm's
-    difference with another (the recovered delay: arm d minus the reference)."""
-    if baseline not in arms:
-        raise ConfigError(f"baseline {baseline!r} is not among the arms {arms}")
-    b = arms.index(baseline)
-    out: list[int] = []
-    for i in range(len(arms)):
-        if i != b:
-            out += [b, i]
-    if arms[0] != baseline:  # the block's first arm opens
-        out = out[1:] + out[:1]
-    return out
-
-
 def check_rotation(rotation: list[int], arms: int, open_stage: bool) -> list[int]:
     """A closed-loop rotation names every arm's index (0 .. arms - 1), none other."""
     if open_stage or sorted(set(rotation)) != list(range(arms)):
