@@ -20,7 +20,8 @@ Two designs (`--design`):
   exactly once (loadtools.rotation.balanced_rotation): every arm's requests meet the same mix of
   idles, and that carry-over cancels out of arm d minus the reference. (Before 2026-12-07 the
   baseline's request came before every other arm's, which cancels it too but spent half the
-  requests on the baseline: each delay arm and the reference now get 1/5 of them, not 1/8.)
+  requests on the baseline: with three delays, the reference and each delay arm now get a fifth of
+  them, not an eighth.)
 - **runs** (the earlier design): for each injected delay d (and d = 0), run the local benchmark; the
   recovered delay is overhead(d) - overhead(0) per transport. The two runs are independent, so the
   standard error of the difference is se = sqrt(se_d^2 + se_0^2), each run's se and degrees of freedom
