@@ -268,9 +268,8 @@ class K6Tool(BinaryTool):
         Returns one LoadRun per arm whose files (k6-summary.json, k6-samples.csv) are in
         out_dir/<arm>/. Raises LoadTestError (with `.run` the failing arm's LoadRun, or the combined
         one when k6 itself failed) only after every file is on disk; `.runs` holds the arms' runs
-        that were split off, so a caller can keep what they measured. `rotation`: the order of
-        `pair`'s indices each VU walks instead of 0..N-1 (loadtools.rotation.balanced_rotation);
-        measure: duration_s x N."""
+        that were split off, so a caller can keep what they measured. `rotation`: the order of `pair`'s
+        indices each VU walks instead of 0..N-1 (rotation.balanced_rotation); measure: duration_s x N."""
         import dataclasses
 
         open_stage = stage is not None and stage.mode == "open"
