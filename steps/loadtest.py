@@ -231,8 +231,8 @@ def _interleaved(
     _s, payload, payload_bytes, profile, cpus = _setup(spec, state_dir, transport)
     out = out_dir("raw")
     order = [ep.arm for ep, _ in eps]
-    # with injected delays: every arm after every arm equally often (the carry-over of a held answer
-    # the same for every arm; orchbench.core.loadtools.rotation)
+    # with injected delays: every arm after every ordered pair of arms equally often (the carry-over
+    # of held answers the same for every arm; orchbench.core.loadtools.rotation)
     rotation = balanced_rotation(len(order)) if s.delays_injected() else None
     by_arm = {ep.arm: (ep, target) for ep, target in eps}
     metas = {

@@ -224,9 +224,11 @@ def test_known_answer_injected_delay_is_recovered(tmp_path, design):
                 for arm in ("ref", "plus-2000us")
             }
             assert delays == {2.0, 4.0}
-            # k6 walked a cycle in which every arm follows every arm once (recorded in each arm's meta)
+            # k6 walked a cycle in which every arm follows every ordered pair of arms once (recorded
+            # in each arm's meta)
             raw = run / "tasks" / f"load-{transport}-b0" / "fs" / "out" / "raw"
             rot = json.loads((raw / "ref" / "meta.json").read_text())["rotation"]
-            pairs = {(rot[i], rot[(i + 1) % len(rot)]) for i in range(len(rot))}
+            n = len(rot)
+            seen = {(rot[(i - 2) % n], rot[(i - 1) % n], rot[i]) for i in range(n)}
             arms = ("without", "ref", "plus-2000us")
-            assert len(rot) == 9 and pairs == set(itertools.product(arms, repeat=2)), rot
+            assert n == 27 and seen == set(itertools.product(arms, repeat=3)), rot

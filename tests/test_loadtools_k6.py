@@ -334,12 +334,12 @@ def test_k6_pair_fails_on_the_failing_arm_and_keeps_both(payloads: tuple[Path, P
 
 
 @pytest.mark.slow
-def test_k6_walks_the_balanced_rotation_every_arm_after_every_arm(
+def test_k6_walks_the_balanced_rotation_every_arm_after_every_pair(
     payloads: tuple[Path, Path], out_dir: Path
 ) -> None:
     """With `rotation` (loadtools.rotation.balanced_rotation: injected delays), the one VU walks
-    the cycle over and over: every arm follows every arm, itself included, equally often, and every
-    arm gets a third of the requests."""
+    the cycle over and over: every arm follows every ordered pair of arms, itself included, equally
+    often, and every arm gets a third of the requests."""
     import dataclasses
 
     import pandas as pd
@@ -360,7 +360,8 @@ def test_k6_walks_the_balanced_rotation_every_arm_after_every_arm(
     assert len(arms) >= 3 * len(cycle), len(arms)
     assert arms == [cycle[i % len(cycle)] for i in range(len(arms))], arms[:18]
     whole = len(arms) - len(arms) % len(cycle)  # the cycles walked to the end
-    follows = collections.Counter(itertools.pairwise(arms[: whole + 1]))
-    assert set(follows) == set(itertools.product(names, repeat=2))
+    walked = arms[: whole + 2]
+    follows = collections.Counter(zip(walked, walked[1:], walked[2:], strict=False))
+    assert set(follows) == set(itertools.product(names, repeat=3))
     assert max(follows.values()) - min(follows.values()) <= 1, follows
     assert max(arms.count(a) for a in names) - min(arms.count(a) for a in names) <= len(cycle) // 3

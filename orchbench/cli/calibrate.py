@@ -15,13 +15,13 @@ Two designs (`--design`):
   the model's *answer* for the delay, on its way back: a delay held in front of the model
   lengthened the model's idle time before that very request, a model that has idled longer answers
   more slowly here, and the delays came back high by an amount growing with them (+0.05 to +0.10 ms
-  at 2 ms). And the request after a held answer meets a model (and a k6) that idled for that
-  delay, so k6 walks the arms in a cycle in which every arm follows every arm, itself included,
-  exactly once (loadtools.rotation.balanced_rotation): every arm's requests meet the same mix of
-  idles, and that carry-over cancels out of arm d minus the reference. (Before 2026-12-07 the
-  baseline's request came before every other arm's, which cancels it too but spent half the
-  requests on the baseline: with three delays, the reference and each delay arm now get a fifth of
-  them, not an eighth.)
+  at 2 ms). And the requests after a held answer meet a model (and a k6) that idled for that
+  delay, so k6 walks the arms in a cycle in which every arm follows every ordered pair of arms,
+  itself included, exactly once (loadtools.rotation.balanced_rotation): every arm's requests meet
+  the same mix of holds one and two places back, and that carry-over cancels out of arm d minus the
+  reference. (Before 2026-12-07 the baseline's request came before every other arm's, which cancels
+  the first but spent half the requests on the baseline; then a cycle of every arm after every arm
+  once, which left the holds two places back uneven: benchmarks/carryover.py.)
 - **runs** (the earlier design): for each injected delay d (and d = 0), run the local benchmark; the
   recovered delay is overhead(d) - overhead(0) per transport. The two runs are independent, so the
   standard error of the difference is se = sqrt(se_d^2 + se_0^2), each run's se and degrees of freedom

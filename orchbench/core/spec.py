@@ -220,7 +220,7 @@ class Spec(_Strict):
 
     def delays_injected(self) -> bool:
         """Whether an arm injects a delay (a calibration): then k6 walks the arms in a cycle in which
-        every arm follows every arm equally often (orchbench.core.loadtools.rotation)."""
+        every arm follows every ordered pair of arms equally often (orchbench.core.loadtools.rotation)."""
         return any(d > 0 for d in self.injected_delays_ms().values())
 
     @property

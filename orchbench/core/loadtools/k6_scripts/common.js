@@ -35,8 +35,8 @@ export function warmupIteration(request) {
 export const targets = cfg.targets || null;
 const byScenario = !!cfg.target_by_scenario;
 // cfg.rotation (optional): the sequence of target indices a VU walks through instead of 0, 1, ..., N-1;
-// with injected delays a cycle in which every arm follows every arm, itself included, once
-// (orchbench/core/loadtools/rotation.py), so every arm's requests follow the same mix of arms.
+// with injected delays a cycle in which every arm follows every ordered pair of arms, itself included,
+// once (orchbench/core/loadtools/rotation.py), so every arm's requests follow the same mix of arms.
 const rotation = cfg.rotation || (targets ? targets.map((_, i) => i) : null);
 let turn = -1;
 
