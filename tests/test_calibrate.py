@@ -106,7 +106,7 @@ JUDGEABLE_HALF_MS = {"aa": 0.1, "known": 0.5}
 
 #: Below this difference (ms) two arms count as equal: issue 14's precision target, the finest figure
 #: orchbench claims. Without it, a quiet machine makes the A/A test a test of exact equality: in CI
-#: (stop 26) three blocks gave gRPC p50 intervals of ±0.0013 ms around -0.010 ms. Two k6 clients of
+#: (2026-12-07) three blocks gave a gRPC p50 interval of ±0.0013 ms around -0.010 ms. Two k6 clients of
 #: one no-op gRPC server differed by -0.5 ± 0.3 µs (p50, 8 blocks of 4 s, 2026-12-07), so k6's two
 #: connections are not the cause of ten; two connections to the model server may be, or chance.
 AA_EQUAL_MS = 0.02
@@ -206,7 +206,7 @@ def test_known_answer_injected_delay_is_recovered(tmp_path, design):
         assert lo < hi, row
         half = (hi - lo) / 2
         # stretched by what calibration counts as recovered (0.05 ms): on a quiet machine the
-        # interval can be narrower than the error calibration tolerates (AA_EQUAL_MS)
+        # interval can be narrower than the error calibration tolerates (as AA_EQUAL_MS for A/A)
         assert lo - 2 * half - 0.05 <= 2.0 <= hi + 2 * half + 0.05, row
     saved = json.loads((cal / "calibration.json").read_text())
     assert [{k: r[k] for k in rows[0]} for r in saved] == rows
