@@ -3,8 +3,9 @@ of `orchbench calibrate` interleaved runs, each request's latency regressed on t
 requests 1, 2 and 3 places before it, with one level per block and arm (ordinary least squares,
 numpy.linalg.lstsq; standard errors by the block jackknife, since requests within a block are not
 independent). Then, per delay arm, the bias those slopes put into "arm minus the reference" through
-the walk's imbalance: the mean hold 2 and 3 places before the arm's requests minus before the
-reference's (the balanced cycle evens out 1 place before, not 2 or 3).
+the walk's imbalance: the mean hold 1, 2 and 3 places before the arm's requests minus before the
+reference's (the order-2 cycle of before 2026-12-07 06:00 UTC evened out 1 place before; the order-3
+cycle of orchbench.core.loadtools.rotation evens out 1 and 2; neither 3).
 
     .venv/bin/python benchmarks/carryover.py CAL_DIR [CAL_DIR ...]
 
