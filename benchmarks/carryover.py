@@ -9,40 +9,44 @@ cycle of orchbench.core.loadtools.rotation evens out 1 and 2; neither 3).
 
     .venv/bin/python benchmarks/carryover.py CAL_DIR [CAL_DIR ...]
 
-CAL_DIR is an `orchbench calibrate --out` folder (its `interleaved/samples.parquet`) or a run folder.
+CAL_DIR is an `orchbench calibrate --out` folder (its `interleaved/` run) or a run folder: its
+samples.parquet, and each arm's injected delay from its deploy records (state/deploy/*.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from orchbench.cli.calibrate import REFERENCE_ARM
+
 LAGS = (1, 2, 3)
-REFERENCE = "ref"
 
 
-def hold_ms(arm: str) -> float:
-    """An arm's injected hold in the interleaved calibration: `ref` 2 ms, `plus-<us>us` 2 ms + that,
-    any other arm (the baseline) none."""
-    if arm == REFERENCE:
-        return 2.0
-    if arm.startswith("plus-") and arm.endswith("us"):
-        return 2.0 + float(arm[5:-2]) / 1000
-    return 0.0
+def holds_of(run: Path, transport: str) -> dict[str, float]:
+    """Each arm's injected hold (ms) as the run deployed it: state/deploy/<transport>-<arm>.json's
+    `inject_delay_ms` (0 for an arm that injects none, the baseline)."""
+    out = {}
+    for path in sorted((run / "state" / "deploy").glob(f"{transport}-*.json")):
+        details = json.loads(path.read_text()).get("details") or {}
+        out[path.stem.removeprefix(f"{transport}-")] = float(details.get("inject_delay_ms") or 0.0)
+    return out
 
 
-def lagged(samples: pd.DataFrame, transport: str) -> pd.DataFrame:
+def lagged(samples: pd.DataFrame, transport: str, hold_ms: Mapping[str, float]) -> pd.DataFrame:
     """Pure: one row per request (after the first max(LAGS) of its block): block, arm, latency (ms) and
-    the hold of the request 1, 2, 3 places before it, in time order within the block."""
+    the hold (`hold_ms`: arm -> ms) of the request 1, 2, 3 places before it, in time order."""
     parts = []
     for block, g in samples[samples["transport"] == transport].groupby("block"):
         g = g.sort_values("timestamp")
-        holds = g["arm"].map(hold_ms).to_numpy()
+        holds = g["arm"].map(hold_ms).to_numpy(dtype=np.float64)
         lat = g["latency_ns"].to_numpy(dtype=np.float64) / 1e6
         n, m = len(g), max(LAGS)
         frame = {"block": block, "arm": g["arm"].to_numpy()[m:], "lat": lat[m:]}
@@ -70,17 +74,18 @@ class Carryover:
     bias_ms: dict[str, float]
 
 
-def carryover(f: pd.DataFrame) -> Carryover:
-    """Pure: `Carryover` of one transport's `lagged` rows."""
+def carryover(f: pd.DataFrame, hold_ms: Mapping[str, float]) -> Carryover:
+    """Pure: `Carryover` of one transport's `lagged` rows, for the arms holding longer than the
+    reference (REFERENCE_ARM)."""
     beta = _slopes(f)
     blocks = sorted(f["block"].unique())
     jack = np.array([_slopes(f[f["block"] != b]) for b in blocks])
     n = len(blocks)
     se = np.sqrt((n - 1) / n * ((jack - jack.mean(axis=0)) ** 2).sum(axis=0)) if n > 1 else np.full(3, np.nan)
-    ref = f[f["arm"] == REFERENCE]
+    ref = f[f["arm"] == REFERENCE_ARM]
     imbalance = {}
-    for arm in sorted(set(f["arm"]), key=hold_ms):
-        if hold_ms(arm) > hold_ms(REFERENCE):
+    for arm in sorted(set(f["arm"]), key=lambda a: hold_ms[a]):
+        if hold_ms[arm] > hold_ms[REFERENCE_ARM]:
             mine = f[f["arm"] == arm]
             imbalance[arm] = np.array([mine[f"h{k}"].mean() - ref[f"h{k}"].mean() for k in LAGS])
     bias = {arm: float(beta @ imb) for arm, imb in imbalance.items()}
@@ -92,18 +97,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", type=Path)
     args = ap.parse_args(argv)
     for run in args.runs:
-        found = (run / "interleaved" / "samples.parquet", run / "samples.parquet")
-        path = next((p for p in found if p.is_file()), None)
-        if path is None:
+        folder = next((d for d in (run / "interleaved", run) if (d / "samples.parquet").is_file()), None)
+        if folder is None:
             print(f"carryover: {run}: no samples.parquet", file=sys.stderr)
             return 2
-        samples = pd.read_parquet(path)
+        samples = pd.read_parquet(folder / "samples.parquet")
         samples = samples[samples["ok"]]
-        if REFERENCE not in set(samples["arm"]):
-            print(f"carryover: {run}: no arm {REFERENCE!r} (not a calibration run)", file=sys.stderr)
-            return 2
         for transport in sorted(samples["transport"].unique()):
-            res = carryover(lagged(samples, transport))
+            holds = holds_of(folder, transport)
+            arms = set(samples.loc[samples["transport"] == transport, "arm"])
+            if REFERENCE_ARM not in holds or not arms <= set(holds):
+                print(
+                    f"carryover: {run}: no deploy records of a calibration run ({transport})", file=sys.stderr
+                )
+                return 2
+            res = carryover(lagged(samples, transport, holds), holds)
             slopes = ", ".join(
                 f"{k} before {b * 1000:+.1f} ± {s * 1000:.1f}"
                 for k, b, s in zip(LAGS, res.slopes, res.se, strict=True)
@@ -111,9 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run.name} {transport}: µs per ms of hold: {slopes}")
             for arm, imb in res.imbalance_ms.items():
                 held = " / ".join(f"{x:+.2f}" for x in imb)
-                print(
-                    f"  {arm}: hold imbalance 1/2/3 before {held} ms, bias {res.bias_ms[arm] * 1000:+.1f} µs"
-                )
+                bias = res.bias_ms[arm] * 1000
+                print(f"  {arm}: hold imbalance 1/2/3 before {held} ms, bias {bias:+.1f} µs")
     return 0
 
 

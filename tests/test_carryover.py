@@ -4,6 +4,7 @@ carry-over, the bias they imply through the walk's imbalance, bad input in one l
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ sys.modules["carryover"] = carryover  # its dataclass looks its module up there
 _spec.loader.exec_module(carryover)
 
 ARMS = ["without", "ref", "plus-500us", "plus-1000us", "plus-2000us"]
+HOLDS = dict(zip(ARMS, (0.0, 2.0, 2.5, 3.0, 4.0), strict=True))
 #: ms of latency per ms of the hold 1, 2 and 3 requests before
 SLOPES = (0.040, -0.015, 0.005)
 
@@ -34,7 +36,7 @@ def _walk(blocks: int = 6, cycles: int = 40, seed: int = 3) -> pd.DataFrame:
     for block in range(blocks):
         order = list(rng.permutation(ARMS))
         arms = [order[i] for i in cycle * cycles]
-        holds = [carryover.hold_ms(a) for a in arms]
+        holds = [HOLDS[a] for a in arms]
         for i, arm in enumerate(arms):
             before = [holds[i - k] if i >= k else 0.0 for k in (1, 2, 3)]
             ms = 10.0 + holds[i] + float(np.dot(SLOPES, before)) + rng.normal(0, 0.05)
@@ -45,14 +47,25 @@ def _walk(blocks: int = 6, cycles: int = 40, seed: int = 3) -> pd.DataFrame:
     return df.drop(columns=["t_ms", "ms"])
 
 
-def test_hold_of_each_arm():
-    assert [carryover.hold_ms(a) for a in ARMS] == [0.0, 2.0, 2.5, 3.0, 4.0]
+def _records(folder: Path) -> None:
+    """The deploy records a calibration run leaves: each arm's injected delay (none on the baseline)."""
+    deploy = folder / "state" / "deploy"
+    deploy.mkdir(parents=True)
+    for arm, ms in HOLDS.items():
+        details = {"inject_delay_ms": ms} if ms else {}
+        (deploy / f"grpc-{arm}.json").write_text(json.dumps({"arm": arm, "details": details}))
+
+
+def test_holds_from_the_deploy_records(tmp_path):
+    _records(tmp_path)
+    assert carryover.holds_of(tmp_path, "grpc") == HOLDS
+    assert carryover.holds_of(tmp_path, "rest") == {}
 
 
 def test_slopes_and_bias_recovered_from_a_known_carryover():
-    f = carryover.lagged(_walk(), "grpc")
+    f = carryover.lagged(_walk(), "grpc", HOLDS)
     assert list(f.columns) == ["block", "arm", "lat", "h1", "h2", "h3"]
-    res = carryover.carryover(f)
+    res = carryover.carryover(f, HOLDS)
     assert res.slopes == pytest.approx(SLOPES, abs=0.002)
     assert np.all(res.se < 0.002)
     assert set(res.imbalance_ms) == {"plus-500us", "plus-1000us", "plus-2000us"}
@@ -61,13 +74,14 @@ def test_slopes_and_bias_recovered_from_a_known_carryover():
         assert res.bias_ms[arm] == pytest.approx(float(np.dot(res.slopes, imb)))
         # the bias is what the arm's mean latency minus the reference's shows beyond the injected delay
         mine, ref = f[f["arm"] == arm], f[f["arm"] == "ref"]
-        beyond = (mine["lat"].mean() - ref["lat"].mean()) - (carryover.hold_ms(arm) - 2.0)
+        beyond = (mine["lat"].mean() - ref["lat"].mean()) - (HOLDS[arm] - 2.0)
         assert beyond == pytest.approx(float(np.dot(SLOPES, imb)), abs=0.01)
 
 
 def test_main_prints_and_refuses_bad_input(tmp_path, capsys):
     (tmp_path / "interleaved").mkdir()
     _walk(blocks=3, cycles=10).to_parquet(tmp_path / "interleaved" / "samples.parquet")
+    _records(tmp_path / "interleaved")
     assert carryover.main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "grpc: µs per ms of hold: 1 before +" in out and "plus-2000us: hold imbalance" in out
@@ -77,4 +91,4 @@ def test_main_prints_and_refuses_bad_input(tmp_path, capsys):
     _walk(blocks=2, cycles=2).query("arm != 'ref'").to_parquet(other / "samples.parquet")
     assert carryover.main([str(other)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 2 and "no samples.parquet" in err and "not a calibration run" in err
+    assert err.count("\n") == 2 and "no samples.parquet" in err and "no deploy records" in err
