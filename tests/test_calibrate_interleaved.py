@@ -7,15 +7,15 @@ import pytest
 from pydantic import ValidationError
 
 from orchbench.cli.calibrate import (
+    AA_REPLICATES,
     CALIBRATE_SPEC,
     REFERENCE_MS,
-    REPLICATES,
     aa_arms,
+    aa_layout,
     delay_arm,
     interleaved_arms,
     parse_metrics,
     recovered_paired,
-    replicate_layout,
     table_lines,
 )
 from orchbench.core.errors import ConfigError
@@ -39,35 +39,6 @@ def test_recovered_is_the_mean_block_difference_with_a_t_interval():
     assert row["se_ms"] == pytest.approx(0.01202, abs=1e-5) and row["df"] == 2
     assert row["ci95"] == pytest.approx([0.4516, 0.5550], abs=1e-4)
     assert row["covers"] and row["within_0.05_ms"] and row["passed"] and row["design"] == "interleaved"
-
-
-def _replicated_run(ref: list[float], arm: list[float], replicates: int) -> dict:
-    """A summary.json fragment of a run with deployment replicates (block k in replicate k // b)."""
-    ids = list(range(len(ref)))
-    by_arm = {
-        "ref": {"block_diffs_ms": {"p50": ref}, "block_ids": ids},
-        "plus-500us": {"block_diffs_ms": {"p50": arm}, "block_ids": ids},
-    }
-    return {"rest": {"by_arm": by_arm}, "replicates": replicates, "spec": {"blocks": len(ref)}}
-
-
-def test_with_replicates_the_interval_is_over_replicates():
-    # arm - ref per block: 0.50, 0.52 | 0.46, 0.48 (two starts, 2 blocks each): replicate means 0.51,
-    # 0.47 -> estimate 0.49, sd 0.028284, se 0.02, df 1, t(0.975, 1) = 12.706205 -> +-0.254124.
-    # Over the 4 blocks as if independent: se 0.012910, df 3, t = 3.182446 -> +-0.041085, which
-    # leaves out that the two starts differ by 0.04 ms.
-    ref = [2.0, 2.0, 2.0, 2.0]
-    run = _replicated_run(ref, [2.50, 2.52, 2.46, 2.48], replicates=2)
-    row = recovered_paired(run, "rest", 0.5)
-    assert row["recovered_ms"] == 0.49 and row["df"] == 1 and row["se_ms"] == 0.02
-    assert row["ci95"] == pytest.approx([0.2359, 0.7441], abs=1e-4)
-    flat = recovered_paired(run | {"replicates": 1}, "rest", 0.5)
-    assert flat["df"] == 3 and flat["ci95"] == pytest.approx([0.4489, 0.5311], abs=1e-4)
-    # the blocks of the two arms must be the same blocks
-    bad = _replicated_run(ref, [2.50, 2.52, 2.46, 2.48], replicates=2)
-    bad["rest"]["by_arm"]["ref"]["block_ids"] = [0, 1, 2, 4]
-    with pytest.raises(ConfigError, match="the same in both arms"):
-        recovered_paired(bad, "rest", 0.5)
 
 
 def test_drift_shared_by_the_arms_cancels():
@@ -115,20 +86,10 @@ def test_the_arms_of_the_one_run():
     assert aa_arms(spec.with_overrides({"arms": [copies[0], {"name": "with"}]})) is None
     # the delay run walks the balanced rotation; the A/A run (no delay) does not
     assert run_spec.delays_injected() and not spec.with_overrides({"arms": copies}).delays_injected()
-    # ... and both runs are deployed afresh REPLICATES times, the blocks shared among the starts, >= 2 each
-    layout = replicate_layout(spec.blocks)
-    assert layout == {"replicates": REPLICATES, "blocks": REPLICATES * max(2, spec.blocks // 4)}
-    assert (replicate_layout(5), replicate_layout(12)) == (
-        {"replicates": 4, "blocks": 8},
-        {"replicates": 4, "blocks": 12},
-    )
-    delay_spec = run_spec.with_overrides(layout)
-    assert delay_spec.replicates == 4 and delay_spec.blocks == 8
-    # odd replicates start the orchestrators in the other order (the baseline's model always first)
-    assert [delay_spec.deploy_order(r) for r in range(2)] == [
-        ["without", "ref", "plus-500us", "plus-1000us", "plus-2000us"],
-        ["without", "plus-2000us", "plus-1000us", "plus-500us", "ref"],
-    ]
+    # ... and is deployed afresh AA_REPLICATES times, the blocks shared among the starts, >= 2 each
+    layout = aa_layout(spec.blocks)
+    assert layout == {"replicates": AA_REPLICATES, "blocks": AA_REPLICATES * max(2, spec.blocks // 4)}
+    assert (aa_layout(5), aa_layout(12)) == ({"replicates": 4, "blocks": 8}, {"replicates": 4, "blocks": 12})
     aa_spec = spec.with_overrides({"arms": copies, "local.inject_delay_ms": 0.0} | layout)
     assert aa_spec.replicates == 4
     assert {aa_spec.replicate_of(b) for b in range(aa_spec.blocks)} == {0, 1, 2, 3}

@@ -5,14 +5,10 @@ Two designs (`--design`):
 - **interleaved** (the default): ONE run whose arms are the baseline, a reference orchestrator that
   injects REFERENCE_MS, and one orchestrator per delay d injecting REFERENCE_MS + d, all interleaved
   request by request in the same blocks; then, when the spec has an A/A arm, a second run of the
-  baseline and that copy alone (`aa_arms`). Both runs deploy every arm afresh REPLICATES times
-  (`replicate_layout`), odd replicates starting the arms in the other order (Spec.deploy_order).
-  The recovered delay is the mean over replicates of each replicate's mean per-block difference
-  p50(arm d) - p50(reference), with a t-interval over replicates (R - 1 df; blocks nested inside:
-  orchbench.core.replicates): two orchestrator processes holding the same 2 ms differed by up to
-  0.03 ms in the mean, a start's own speed that every block of that start shares, so an interval
-  over the blocks of one start missed the delay (benchmarks/README.md, 2026-12-07 09:23). Drift
-  between blocks and runs cancels, and so does what the delay path costs beyond its
+  baseline and that copy alone (`aa_arms`), each deployed afresh AA_REPLICATES times (`aa_layout`).
+  The recovered delay is the mean
+  over blocks of the per-block difference p50(arm d) - p50(reference), with a t-interval over blocks
+  (n - 1 df). Drift between blocks and runs cancels, and so does what the delay path costs beyond its
   nominal delay, since the reference takes the same path (a loop timer, then a busy-wait:
   serving.runtime.after_delay) instead of none.
   Two things keep a delay from changing anything but the latency it adds. The orchestrator holds
@@ -55,9 +51,8 @@ from typing import Any
 from orchbench.cli.run_cmd import run_local
 from orchbench.core.errors import ConfigError
 from orchbench.core.paths import SPECS
-from orchbench.core.replicates import nested_interval
 from orchbench.core.spec import Spec, load_spec
-from orchbench.core.stats import t_quantile
+from orchbench.core.stats import t_interval, t_quantile
 from orchbench.fsio import write_text
 
 CALIBRATE_SPEC = SPECS / "calibrate.yaml"
@@ -71,8 +66,8 @@ JSON_KEYS = ("transport", "metric", "injected_ms", "recovered_ms", "ci95", "se_m
 #: reference and every delayed arm wait the same way: a loop timer for the bulk, then a busy-wait)
 REFERENCE_ARM = "ref"
 REFERENCE_MS = 2.0
-#: deployment replicates of both runs (replicate_layout)
-REPLICATES = 4
+#: deployment replicates of the A/A run (aa_layout)
+AA_REPLICATES = 4
 
 
 def parse_delays(text: str) -> list[float]:
@@ -186,34 +181,16 @@ def aa_arms(spec: Spec) -> list[dict[str, Any]] | None:
     return [a.model_dump(mode="json") for a in arms if a.baseline] + copies
 
 
-def replicate_layout(blocks: int) -> dict[str, int]:
-    """Both runs' deployment replicates: REPLICATES fresh starts of every arm, the spec's blocks shared
-    among them (at least 2 each), so that the interval (over replicates, blocks nested inside:
-    orchbench.core.replicates) holds the difference between two starts of the same server. With one
-    start of each, two model server copies differed by -0.19 / -0.22 ms (REST / gRPC), and three
-    orchestrators holding the same 2 ms as the reference by +0.01 to +0.03 ms in the mean, intervals
-    clear of it (benchmarks/README.md): a real difference between two processes, which one start
-    cannot average away and a block interval does not contain. Odd replicates start the arms in the
-    other order (Spec.deploy_order): of two model servers the one started second answered ~0.1 ms
-    faster here."""
-    per = max(2, blocks // REPLICATES)
-    return {"replicates": REPLICATES, "blocks": REPLICATES * per}
-
-
-def _replicate_groups(run: dict[str, Any], res: dict[str, Any], diffs: list[float]) -> list[list[float]]:
-    """`diffs` (one per block of `res`, an arm of `run`) grouped by deployment replicate: block k is
-    in replicate k // (blocks / replicates), the spec's layout (Spec.replicate_of); one group when
-    the run has no replicates."""
-    replicates = int(run.get("replicates") or 1)
-    blocks = int((run.get("spec") or {}).get("blocks") or 0)
-    if replicates <= 1 or blocks < replicates:
-        return [diffs]
-    per = blocks // replicates
-    ids = res.get("block_ids") or list(range(len(diffs)))
-    groups: dict[int, list[float]] = {}
-    for block, d in zip(ids, diffs, strict=True):
-        groups.setdefault(int(block) // per, []).append(d)
-    return [groups[k] for k in sorted(groups)]
+def aa_layout(blocks: int) -> dict[str, int]:
+    """The A/A run's deployment replicates: AA_REPLICATES fresh starts of both copies, the spec's
+    blocks shared among them (at least 2 each), so that its interval (over replicates, blocks nested
+    inside: orchbench.core.replicates) holds the difference between two starts of the same server.
+    With one start of each, two copies differed by -0.19 / -0.22 ms (REST / gRPC), intervals clear of
+    0 (benchmarks/README.md): a real difference between two processes, which one start cannot
+    average away and a block interval does not contain. Odd replicates start the copy first
+    (Spec.deploy_order): the process started second answered ~0.1 ms faster here."""
+    per = max(2, blocks // AA_REPLICATES)
+    return {"replicates": AA_REPLICATES, "blocks": AA_REPLICATES * per}
 
 
 def recovered_paired(
@@ -221,24 +198,18 @@ def recovered_paired(
 ) -> dict[str, Any]:
     """Pure: the interleaved design's recovered delay from one run's summary.json: the per-block
     differences of the delay's arm and the reference arm (each against the same baseline blocks, so
-    their difference is the two arms' own), their mean and interval, and the verdict. With deployment
-    replicates the interval is over replicates, each replicate's blocks averaged first
-    (orchbench.core.replicates.nested_interval); without, the t-interval over blocks."""
+    their difference is the two arms' own), their mean and t-interval over blocks, and the verdict."""
     by_arm = (run.get(transport) or {}).get("by_arm") or {}
     arm = delay_arm(delay)
     if arm not in by_arm or REFERENCE_ARM not in by_arm:
         raise ConfigError(f"{transport}: the run has no arms {arm!r} and {REFERENCE_ARM!r} to compare")
     a = by_arm[arm]["block_diffs_ms"][metric]
     b = by_arm[REFERENCE_ARM]["block_diffs_ms"][metric]
-    ids_a, ids_b = by_arm[arm].get("block_ids"), by_arm[REFERENCE_ARM].get("block_ids")
-    if len(a) != len(b) or len(a) < 2 or ids_a != ids_b:
+    if len(a) != len(b) or len(a) < 2:
         raise ConfigError(
             f"{transport}: {len(a)} and {len(b)} blocks; calibration needs >= 2 blocks, the same in both arms"
         )
-    groups = _replicate_groups(run, by_arm[arm], [x - y for x, y in zip(a, b, strict=True)])
-    if len(groups) > 1 and any(not g for g in groups):
-        raise ConfigError(f"{transport}: a deployment replicate without a block measured in both arms")
-    est = nested_interval(groups)
+    est = t_interval([x - y for x, y in zip(a, b, strict=True)])
     row = _row(transport, delay, est.estimate, est.ci95, est.se, est.df, metric)
     return {"design": "interleaved", "arm": arm, "reference_ms": REFERENCE_MS} | row
 
@@ -343,7 +314,6 @@ def _interleaved(
     delays: list[float], loaded: Spec, spec: Path, out: Path, quiet: bool, metrics: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     overrides = {"arms": interleaved_arms(loaded, delays), "local.inject_delay_ms": 0.0}
-    overrides |= replicate_layout(loaded.blocks)
     run_dir = run_local(
         spec,
         out / "interleaved",
@@ -361,7 +331,7 @@ def _interleaved(
     aa_dir = run_local(
         spec,
         out / "aa",
-        {"arms": copies, "local.inject_delay_ms": 0.0} | replicate_layout(loaded.blocks),
+        {"arms": copies, "local.inject_delay_ms": 0.0} | aa_layout(loaded.blocks),
         quiet=quiet,
         step="calibrate: A/A, interleaved",
         show_summary=False,

@@ -194,22 +194,18 @@ class Spec(_Strict):
 
     def deploy_order(self, replicate: int = 0) -> list[ArmName]:
         """The order replicate `replicate` deploys the arms in: the baseline first (every hop fronts its
-        model), the other arms after it in the spec's order; odd replicates start the A/A copy (`aa:
-        true`, a model process of its own that fronts nothing) before the baseline, and the other arms
-        in reverse order. Start order moves a process's speed: of two model server processes started
-        one after the other, the second answered ~0.1 ms faster (p50), whichever was asked first, in 15
-        of 16 fresh pairs (2026-12-06, benchmarks/README.md); the A/A copy, always started second, came
-        out 0.03-0.20 ms faster in 12 of 12 calibration estimates; and three orchestrators started after
-        calibration's reference, holding the same 2 ms, came out +0.01 to +0.03 ms slower in the mean
-        (2026-12-07). Alternating the order puts such start-order effects into the replicates' spread,
-        where the interval over replicates holds them, instead of into every replicate alike."""
+        model), except that odd replicates start the A/A copy (`aa: true`, a model process of its own
+        that fronts nothing) before the baseline. Of two model server processes started one after
+        the other, the second answered ~0.1 ms faster (p50), whichever was asked first, in 15 of 16
+        fresh pairs (2026-12-06, benchmarks/README.md); the A/A copy, always started second, came out
+        0.03-0.20 ms faster in 12 of 12 calibration estimates. Alternating which copy starts first
+        puts that start-order effect into the replicates' spread, where the interval over replicates
+        holds it, instead of into every replicate alike."""
         names = self.arm_names()
-        if replicate % 2 == 0:
-            return names
         aa = self.aa_arm()
-        base = [a.name for a in self.arm_list() if a.baseline]
-        rest = [n for n in reversed(names) if n not in base and n != aa]
-        return [*([aa] if aa is not None else []), *base, *rest]
+        if aa is None or replicate % 2 == 0:
+            return names
+        return [aa, *(n for n in names if n != aa)]
 
     def injected_delays_ms(self) -> dict[ArmName, float]:
         """Local: the delay each arm's reference orchestrator injects (its own `inject_delay_ms`, or
