@@ -132,18 +132,39 @@ async def serve_until_signal(
     return 0
 
 
-#: Below this much remaining delay, `after_delay` busy-waits instead of sleeping.
+#: The last this much of a delay `after_delay` busy-waits instead of sleeping (a loop timer can fire
+#: up to ~1 ms late: libuv keeps its loop time in whole ms).
 SPIN_S = 0.0015
 
 
+def sleep_part_s(left_s: float) -> float:
+    """How long `after_delay` lets the loop sleep of `left_s` seconds to go: the whole ms in
+    `left_s - SPIN_S`, rounded down, or 0 (no timer: the whole delay is a busy-wait).
+
+    Whole ms, because uvloop hands libuv a timer's delay rounded to whole ms: call_later(0.0005)
+    became a 0 ms timer, and the earlier loop (a timer for `left - SPIN_S`, then again while more
+    than SPIN_S was left) re-armed it 508 times in 0.5 ms (measured here, 2026-12-07): a delay whose
+    sleep part was under 1 ms never let the loop sleep, but cycled it hot, while longer ones slept.
+    That difference was calibration's: its 2 ms reference (0.5 ms to sleep) answered its next
+    request's write ~7 µs (REST) and ~2-4 µs (gRPC) faster than the 2.5-4 ms delays did, and the
+    delays came back +0.006 to +0.014 ms high in the mean (benchmarks/README.md, "The reference that
+    never slept")."""
+    return max(0.0, float(int((left_s - SPIN_S) * 1000))) / 1000
+
+
 def after_delay(loop: asyncio.AbstractEventLoop, deadline: float, then: Callable[[], None]) -> None:
-    """Call `then()` at `deadline` (time.perf_counter() seconds), precisely: a loop timer for the bulk,
-    then a busy-wait for the last SPIN_S, since a timer alone overshoots sub-millisecond delays by
-    tens of µs to a millisecond (the injected delay of the known-answer calibration)."""
-    left = deadline - time.perf_counter()
-    if left > SPIN_S:
-        loop.call_later(left - SPIN_S, after_delay, loop, deadline, then)
+    """Call `then()` at `deadline` (time.perf_counter() seconds), precisely: one loop timer for the
+    whole ms of the bulk (`sleep_part_s`), then a busy-wait to the deadline, since a timer alone
+    overshoots sub-millisecond delays by tens of µs to a millisecond (the injected delay of the
+    known-answer calibration)."""
+    sleep = sleep_part_s(deadline - time.perf_counter())
+    if sleep > 0:
+        loop.call_later(sleep, _spin_until, deadline, then)
         return
+    _spin_until(deadline, then)
+
+
+def _spin_until(deadline: float, then: Callable[[], None]) -> None:
     while time.perf_counter() < deadline:
         pass
     then()

@@ -21,6 +21,7 @@ from orchbench.cli.calibrate import (
 from orchbench.core.errors import ConfigError
 from orchbench.core.spec import load_spec
 from orchbench.core.spec_arms import Arm
+from serving.runtime import sleep_part_s
 
 
 def _run(ref: list[float], arms: dict[str, list[float]], transport: str = "rest") -> dict:
@@ -34,7 +35,7 @@ def test_recovered_is_the_mean_block_difference_with_a_t_interval():
     # per block: 0.52, 0.48, 0.51 -> mean 0.503333, sd 0.020817, se 0.012019, t(0.975, 2) = 4.302653
     run = _run([0.30, 0.40, 0.35], {"plus-500us": [0.82, 0.88, 0.86]})
     row = recovered_paired(run, "rest", 0.5)
-    assert row["arm"] == "plus-500us" and row["reference_ms"] == REFERENCE_MS == 2.0
+    assert row["arm"] == "plus-500us" and row["reference_ms"] == REFERENCE_MS == 5.0
     assert row["recovered_ms"] == 0.5033 and row["error_ms"] == 0.0033
     assert row["se_ms"] == pytest.approx(0.01202, abs=1e-5) and row["df"] == 2
     assert row["ci95"] == pytest.approx([0.4516, 0.5550], abs=1e-4)
@@ -67,16 +68,19 @@ def test_the_arms_of_the_one_run():
     arms = interleaved_arms(spec, [0.5, 1.0, 2.0])
     assert [(a["name"], a.get("hop"), a.get("inject_delay_ms")) for a in arms] == [
         ("without", None, None),
-        ("ref", "orchestrator", 2.0),
-        ("plus-500us", "orchestrator", 2.5),
-        ("plus-1000us", "orchestrator", 3.0),
-        ("plus-2000us", "orchestrator", 4.0),
+        ("ref", "orchestrator", 5.0),
+        ("plus-500us", "orchestrator", 5.5),
+        ("plus-1000us", "orchestrator", 6.0),
+        ("plus-2000us", "orchestrator", 7.0),
     ]
     assert arms[0]["baseline"] is True
+    # every held arm, the reference too, lets its loop sleep whole ms before the busy-wait
+    sleeps = [sleep_part_s(a["inject_delay_ms"] / 1000) for a in arms[1:]]
+    assert sleeps == [0.003, 0.004, 0.004, 0.005]
     run_spec = spec.with_overrides({"arms": arms})
     ports = run_spec.arm_ports()
     assert len(set(ports.values())) == 5
-    assert [a.inject_delay_ms for a in run_spec.arm_list()] == [None, 2.0, 2.5, 3.0, 4.0]
+    assert [a.inject_delay_ms for a in run_spec.arm_list()] == [None, 5.0, 5.5, 6.0, 7.0]
     # the A/A copy gets a run of its own with the baseline (equally busy model servers)
     copies = aa_arms(spec)
     assert copies is not None and [(a["name"], a.get("baseline"), a.get("aa")) for a in copies] == [

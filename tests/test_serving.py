@@ -19,7 +19,7 @@ from tensorflow_serving.apis import predict_pb2
 from orchbench.core.paths import PAYLOADS
 from serving.client import GrpcClient, H2GrpcClient, HttpClient
 from serving.orchestrator import rewrite_path
-from serving.runtime import EXIT_BIND, after_delay, free_port
+from serving.runtime import EXIT_BIND, SPIN_S, after_delay, free_port, sleep_part_s
 
 REST_BODY = (PAYLOADS / "flowers.json").read_bytes()
 GRPC_BODY = (PAYLOADS / "flowers.bin").read_bytes()
@@ -293,10 +293,22 @@ def test_injected_delay_is_precise() -> None:
             out.append(await done - t)
         return sorted(out)
 
-    for delay in (0.0005, 0.003):
+    for delay in (0.0005, 0.003, 0.005):
         got = asyncio.run(measure(delay))
         median = got[len(got) // 2]
         assert delay <= median < delay + 0.0001, (delay, median)
+
+
+def test_the_sleep_part_of_a_delay_is_whole_ms_or_none() -> None:
+    """uvloop rounds a timer's delay to whole ms (call_later(0.0005) fires at once): after_delay only
+    ever asks for whole ms, and none when less than 1 ms is left above SPIN_S (a busy-wait then)."""
+    assert SPIN_S == 0.0015
+    assert sleep_part_s(0.0005) == 0.0 and sleep_part_s(0.002) == 0.0 and sleep_part_s(0.00249) == 0.0
+    assert sleep_part_s(0.0025) == 0.001 and sleep_part_s(0.0034999) == 0.001
+    assert sleep_part_s(0.005) == 0.003 and sleep_part_s(0.0055) == 0.004 and sleep_part_s(0.007) == 0.005
+    for left in (0.0026, 0.004, 0.0109, 1.0):
+        sleep = sleep_part_s(left)
+        assert sleep * 1000 == int(sleep * 1000) and SPIN_S <= left - sleep < SPIN_S + 0.001
 
 
 @pytest.fixture(scope="module", params=["aiohttp+grpcio", "aiohttp+h2"])

@@ -9,8 +9,8 @@ Two designs (`--design`):
   The recovered delay is the mean
   over blocks of the per-block difference p50(arm d) - p50(reference), with a t-interval over blocks
   (n - 1 df). Drift between blocks and runs cancels, and so does what the delay path costs beyond its
-  nominal delay, since the reference takes the same path (a loop timer, then a busy-wait:
-  serving.runtime.after_delay) instead of none.
+  nominal delay, since the reference takes the same path (a loop timer of whole ms, then a
+  busy-wait: serving.runtime.after_delay) instead of none.
   Two things keep a delay from changing anything but the latency it adds. The orchestrator holds
   the model's *answer* for the delay, on its way back: a delay held in front of the model
   lengthened the model's idle time before that very request, a model that has idled longer answers
@@ -62,10 +62,13 @@ DESIGNS = ("interleaved", "runs")
 METRICS = ("p50", "mean")
 #: what `orchbench calibrate --json` prints of each row (and `passed`)
 JSON_KEYS = ("transport", "metric", "injected_ms", "recovered_ms", "ci95", "se_ms", "error_ms")
-#: the interleaved design's reference arm and its own delay (above serving.runtime.SPIN_S, so the
-#: reference and every delayed arm wait the same way: a loop timer for the bulk, then a busy-wait)
+#: the interleaved design's reference arm and its own delay: long enough that the reference and every
+#: delayed arm wait the same way, a loop timer of whole ms (3 ms and more here) and then a busy-wait
+#: (serving.runtime.sleep_part_s). At 2 ms the reference's timer part was under 1 ms: it never slept
+#: while the delayed arms did, and the delays came back high (benchmarks/README.md, "The reference
+#: that never slept").
 REFERENCE_ARM = "ref"
-REFERENCE_MS = 2.0
+REFERENCE_MS = 5.0
 #: deployment replicates of the A/A run (aa_layout)
 AA_REPLICATES = 4
 
