@@ -145,10 +145,11 @@ def sleep_part_s(left_s: float) -> float:
     became a 0 ms timer, and the earlier loop (a timer for `left - SPIN_S`, then again while more
     than SPIN_S was left) re-armed it 508 times in 0.5 ms (measured here, 2026-12-07): a delay whose
     sleep part was under 1 ms never let the loop sleep, but cycled it hot, while longer ones slept.
-    That difference was calibration's: its 2 ms reference (0.5 ms to sleep) answered its next
-    request's write ~7 µs (REST) and ~2-4 µs (gRPC) faster than the 2.5-4 ms delays did, and the
-    delays came back +0.006 to +0.014 ms high in the mean (benchmarks/README.md, "The reference that
-    never slept")."""
+    Calibration's 2 ms reference (0.5 ms to sleep) was such a delay: the answer's write after its
+    hold took 33 µs against 39-42 µs after the 2.5-4 ms delays' (REST; gRPC 20 against 21-24), and
+    the delays' means came back +0.005 to +0.017 ms high on average; with whole ms and a 5 ms
+    reference, -0.003 to +0.002 at 0.5 and 1 ms (benchmarks/README.md, "The reference that never
+    slept")."""
     return max(0.0, float(int((left_s - SPIN_S) * 1000))) / 1000
 
 
