@@ -8,7 +8,7 @@ import json
 import pytest
 from scipy import stats as sps
 
-from orchbench.cli.calibrate import parse_delays, recovered
+from orchbench.cli.calibrate import REFERENCE_MS, parse_delays, recovered
 from orchbench.core.errors import ConfigError
 from tests.helpers import orchbench
 from tests.pipeline_specs import tiny_spec
@@ -169,14 +169,14 @@ def test_aa_run_ci_covers_zero(tmp_path):
 def test_known_answer_injected_delay_is_recovered(tmp_path, design):
     """The real thing, short: 2 ms injected into the reference orchestrator (REST through the HTTP
     forwarder, gRPC through the HTTP/2 forwarder) comes back within 1 ms, and the interval, widened
-    threefold, covers it: a delay that is missing (0), applied twice (4) or to the wrong arm (-2)
-    fails. interleaved (make test): one run, the baseline, the reference arm (2 ms) and an arm at
-    2 + 2 ms; runs (the full suite): a run at 2 ms and one at 0. Four blocks of 3 s. This is a test of
-    the chain, not of its precision (that is `orchbench calibrate`'s, measured on a quiet machine in
-    benchmarks/README.md: within 0.004-0.10 ms): here, with other test runs loading the machine
-    (load average ~3.7), one run recovered 1.38 ms (standard error 0.50 ms, p50 jumping between the
-    modes of a loaded machine's latency), and in CI a run of the earlier design 2.37 ms (0.16 ms).
-    A first run too wide to judge (JUDGEABLE_HALF_MS) is measured once more; the narrower is judged."""
+    threefold, covers it: a delay that is missing (0), applied twice (4) or to the wrong arm (-2) fails.
+    interleaved (make test): one run, the baseline, the reference arm (REFERENCE_MS, 5 ms) and an arm at 5
+    + 2 ms; runs (the full suite): a run at 2 ms and one at 0. Four blocks of 3 s. This is a test of the
+    chain, not of its precision (that is `orchbench calibrate`'s, measured on a quiet machine in
+    benchmarks/README.md: within 0.004-0.10 ms): here, with other test runs loading the machine (load
+    average ~3.7), one run recovered 1.38 ms (standard error 0.50 ms, p50 jumping between the modes of a
+    loaded machine's latency), and in CI a run of the earlier design 2.37 ms (0.16 ms). A first run too
+    wide to judge (JUDGEABLE_HALF_MS) is measured once more; the narrower is judged."""
     # four blocks (3 df) of 3 s: with 2 df a t-interval widened threefold misses by chance 0.6 % of
     # the time per transport, with 3 df 0.24 %
     spec = tiny_spec(tmp_path, blocks=4, duration_s=3)
@@ -213,7 +213,7 @@ def test_known_answer_injected_delay_is_recovered(tmp_path, design):
     assert [r["metric"] for r in saved] == ["p50", "p50", "mean", "mean"]  # both figures, p50 first
     assert all({"se_ms", "df", "covers", "passed"} <= set(r) for r in saved)
     assert {r["design"] for r in saved} == {design}
-    if design == "interleaved":  # one run: the baseline, the reference (2 ms) and 2 + 2 ms, interleaved
+    if design == "interleaved":  # one run: the baseline, the reference (5 ms) and 5 + 2 ms, interleaved
         run = cal / "interleaved"
         assert [r["arm"] for r in saved] == ["plus-2000us"] * 4
         for transport in ("rest", "grpc"):
@@ -223,7 +223,7 @@ def test_known_answer_injected_delay_is_recovered(tmp_path, design):
                 ]
                 for arm in ("ref", "plus-2000us")
             }
-            assert delays == {2.0, 4.0}
+            assert delays == {REFERENCE_MS, REFERENCE_MS + 2.0} == {5.0, 7.0}
             # k6 walked a cycle in which every arm follows every ordered pair of arms once (recorded
             # in each arm's meta)
             raw = run / "tasks" / f"load-{transport}-b0" / "fs" / "out" / "raw"
